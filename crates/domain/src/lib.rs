@@ -1,0 +1,1 @@
+//! The rules of the work: pure decisions over folded request state.

@@ -1,0 +1,1 @@
+//! The durable event log: segment files are the record, sled indexes them.
