@@ -1,0 +1,1 @@
+//! The process shell of anju-server.

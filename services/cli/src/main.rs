@@ -1,0 +1,2 @@
+//! anju: the command-line client.
+fn main() {}

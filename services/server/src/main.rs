@@ -1,0 +1,2 @@
+//! anju-server: the service binary.
+fn main() {}
