@@ -1,0 +1,321 @@
+//! The single writer thread: group commit. It drains all queued appends, checks expected
+//! versions and event-id duplicates against its in-memory state, encodes every accepted
+//! event into one buffer, writes it with one call and syncs it with one `fdatasync`, and
+//! only then answers the callers and hands the new entries to the indexer.
+
+use crate::codec::{encode_frame, frame_len, FrameFields};
+use crate::error::{AppendError, LogError};
+use crate::index::{encode_location, IndexEntry, SPARSE_STRIDE};
+use crate::segment::{create_segment, Segment, SEGMENT_HEADER_LEN};
+use crate::shared::Shared;
+use crate::types::{AppendResult, ExpectedVersion, NewEvent};
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+pub(crate) type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
+
+pub(crate) enum Command {
+    Append { stream: String, expected: ExpectedVersion, events: Vec<NewEvent>, reply: Reply },
+    Close { done: oneshot::Sender<()> },
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    /// Every committed event id and its position.
+    pub ids: HashMap<Uuid, u64>,
+    pub segment: Arc<Segment>,
+    /// Where the next frame goes in the active segment.
+    pub write_offset: u64,
+    pub index_tx: std::sync::mpsc::Sender<Vec<IndexEntry>>,
+    /// Set once a write or sync fails; after that nothing is acknowledged until reopen,
+    /// because the page cache may no longer match the disk.
+    pub failure: Option<String>,
+}
+
+/// An event accepted into the current group but not yet durable.
+struct PendingId {
+    position: u64,
+    version: u64,
+    stream: Arc<str>,
+}
+
+/// What the writer owes a caller once the group is durable.
+enum Outcome {
+    Written(AppendResult),
+    Failed(AppendError),
+}
+
+#[derive(Default)]
+struct Group {
+    buf: Vec<u8>,
+    versions: HashMap<Arc<str>, u64>,
+    ids: HashMap<Uuid, PendingId>,
+    sparse: Vec<u64>,
+    entries: Vec<IndexEntry>,
+    replies: Vec<(Reply, Outcome)>,
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+impl Writer {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut commands = Vec::new();
+        let mut close_waiters = Vec::new();
+        'outer: while let Some(first) = rx.blocking_recv() {
+            commands.push(first);
+            let mut bytes = 0usize;
+            while bytes < self.shared.options.max_commit_bytes {
+                match rx.try_recv() {
+                    Ok(command) => {
+                        if let Command::Append { events, .. } = &command {
+                            bytes += events.iter().map(|e| e.payload.len() + 100).sum::<usize>();
+                        }
+                        commands.push(command);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut group = Group::default();
+            let mut head = self.shared.head();
+            let recorded_at = now_micros();
+            for command in commands.drain(..) {
+                match command {
+                    Command::Close { done } => {
+                        close_waiters.push(done);
+                    }
+                    Command::Append { reply, .. } if !close_waiters.is_empty() => {
+                        let _ = reply.send(Err(AppendError::Closed));
+                    }
+                    Command::Append { reply, .. } if self.failure.is_some() => {
+                        let _ = reply.send(Err(AppendError::Io(self.failure.clone().unwrap_or_default())));
+                    }
+                    Command::Append { stream, expected, events, reply } => {
+                        let outcome = match self.accept(&mut group, &mut head, recorded_at, &stream, expected, &events) {
+                            Ok(result) => Outcome::Written(result),
+                            Err(error) => Outcome::Failed(error),
+                        };
+                        group.replies.push((reply, outcome));
+                    }
+                }
+            }
+            if self.failure.is_none() {
+                if let Err(e) = self.flush(&mut group.buf) {
+                    self.failure = Some(e.to_string());
+                }
+            }
+            match self.failure.clone() {
+                Some(message) => {
+                    tracing::error!(error = %message, "the event log writer failed; appends are refused until reopen");
+                    for (reply, outcome) in group.replies.drain(..) {
+                        let _ = reply.send(Err(match outcome {
+                            Outcome::Failed(error @ AppendError::WrongExpectedVersion { .. }) => error,
+                            _ => AppendError::Io(message.clone()),
+                        }));
+                    }
+                }
+                None => self.publish(group, head),
+            }
+            if !close_waiters.is_empty() {
+                break 'outer;
+            }
+        }
+        rx.close();
+        while let Ok(command) = rx.try_recv() {
+            match command {
+                Command::Append { reply, .. } => {
+                    let _ = reply.send(Err(AppendError::Closed));
+                }
+                Command::Close { done } => close_waiters.push(done),
+            }
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.head_tx.send_modify(|_| {});
+        drop(self.index_tx);
+        for done in close_waiters {
+            let _ = done.send(());
+        }
+    }
+
+    /// Checks one append against committed and pending state and encodes it into the group.
+    fn accept(
+        &mut self,
+        group: &mut Group,
+        head: &mut u64,
+        recorded_at: i64,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        let present = events
+            .iter()
+            .filter(|e| group.ids.contains_key(&e.event_id) || self.ids.contains_key(&e.event_id))
+            .count();
+        if present == events.len() {
+            return self.original_result(group, stream, events);
+        }
+        if present > 0 {
+            return Err(self.partially_duplicate(group, stream, events));
+        }
+        let current = match group.versions.get(stream) {
+            Some(v) => Some(*v),
+            None => self.shared.versions.read().expect("versions lock poisoned").get(stream).copied(),
+        };
+        let matches = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::StreamExists => current.is_some(),
+            ExpectedVersion::Exact(n) => current == Some(n),
+        };
+        if !matches {
+            return Err(AppendError::WrongExpectedVersion { stream: stream.to_string(), expected, actual: current });
+        }
+        let size: usize =
+            events.iter().map(|e| frame_len(stream, &e.event_type, &e.metadata, e.payload.len())).sum();
+        let end = self.write_offset + group.buf.len() as u64;
+        if end + size as u64 > self.shared.options.segment_size && end > SEGMENT_HEADER_LEN {
+            if let Err(e) = self.flush(&mut group.buf).and_then(|()| self.roll(*head)) {
+                self.failure = Some(e.to_string());
+                return Err(AppendError::Io(e.to_string()));
+            }
+        }
+        let stream_arc: Arc<str> = Arc::from(stream);
+        let first_version = current.map_or(0, |v| v + 1);
+        let first_position = *head;
+        let count = events.len() as u64;
+        for (i, event) in events.iter().enumerate() {
+            let position = first_position + i as u64;
+            let version = first_version + i as u64;
+            let offset = self.write_offset + group.buf.len() as u64;
+            encode_frame(
+                &mut group.buf,
+                &FrameFields {
+                    position,
+                    stream_version: version,
+                    recorded_at_micros: recorded_at,
+                    event_id: event.event_id,
+                    schema_version: event.schema_version,
+                    remaining_in_append: (count - 1 - i as u64) as u32,
+                    correlation_id: event.metadata.correlation_id,
+                    causation_id: event.metadata.causation_id,
+                    stream_id: stream,
+                    event_type: &event.event_type,
+                    actor: &event.metadata.actor,
+                    payload: &event.payload,
+                },
+            );
+            let location = (position % SPARSE_STRIDE == 0).then(|| encode_location(self.segment.index, offset));
+            if let Some(location) = location {
+                group.sparse.push(location);
+            }
+            group.ids.insert(event.event_id, PendingId { position, version, stream: stream_arc.clone() });
+            group.entries.push(IndexEntry {
+                position,
+                stream: stream_arc.clone(),
+                version,
+                event_id: event.event_id,
+                location,
+            });
+        }
+        *head += count;
+        let last_version = first_version + count - 1;
+        group.versions.insert(stream_arc, last_version);
+        Ok(AppendResult { first_position, last_position: first_position + count - 1, stream_version: last_version })
+    }
+
+    fn partially_duplicate(&self, group: &Group, stream: &str, events: &[NewEvent]) -> AppendError {
+        AppendError::PartiallyDuplicate {
+            stream: stream.to_string(),
+            already_stored: events
+                .iter()
+                .map(|e| e.event_id)
+                .filter(|id| group.ids.contains_key(id) || self.ids.contains_key(id))
+                .collect(),
+        }
+    }
+
+    /// The result of the earlier append these events came from, if they are exactly one
+    /// earlier append to this stream (the idempotent-retry case).
+    fn original_result(&self, group: &Group, stream: &str, events: &[NewEvent]) -> Result<AppendResult, AppendError> {
+        let position_of = |id: &Uuid| group.ids.get(id).map(|p| p.position).or_else(|| self.ids.get(id).copied());
+        let positions: Vec<u64> = events.iter().filter_map(|e| position_of(&e.event_id)).collect();
+        let first = positions[0];
+        let in_order = positions.iter().enumerate().all(|(i, p)| *p == first + i as u64);
+        let last = *positions.last().expect("an append has events");
+        let last_id = events.last().expect("an append has events").event_id;
+        let (last_stream, last_version): (Arc<str>, u64) = match group.ids.get(&last_id) {
+            Some(p) => (p.stream.clone(), p.version),
+            None => match self.shared.read_one(last) {
+                Ok(event) => (Arc::from(event.stream_id.as_str()), event.stream_version),
+                Err(e) => return Err(AppendError::Io(format!("reading the original append failed: {e}"))),
+            },
+        };
+        let stream_of_first = match group.ids.get(&events[0].event_id) {
+            Some(p) => p.stream.clone(),
+            None => last_stream.clone(),
+        };
+        // Contiguous positions with the first and last in this stream means one append.
+        if in_order && &*last_stream == stream && &*stream_of_first == stream {
+            Ok(AppendResult { first_position: first, last_position: last, stream_version: last_version })
+        } else {
+            Err(self.partially_duplicate(group, stream, events))
+        }
+    }
+
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), LogError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let path = &self.segment.path;
+        self.segment.file.write_all_at(buf, self.write_offset).map_err(|e| LogError::io(path.display(), e))?;
+        self.segment.file.sync_data().map_err(|e| LogError::io(path.display(), e))?;
+        self.write_offset += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    }
+
+    fn roll(&mut self, first_position: u64) -> Result<(), LogError> {
+        let options = &self.shared.options;
+        let preallocate_to = if options.preallocate { options.segment_size } else { SEGMENT_HEADER_LEN };
+        let segment =
+            Arc::new(create_segment(&self.shared.segment_dir, self.segment.index + 1, first_position, preallocate_to)?);
+        self.shared.segments.write().expect("segment list lock poisoned").push(segment.clone());
+        self.segment = segment;
+        self.write_offset = SEGMENT_HEADER_LEN;
+        Ok(())
+    }
+
+    /// Makes a durable group visible: in-memory state, then the head, then the callers.
+    fn publish(&mut self, group: Group, head: u64) {
+        if !group.sparse.is_empty() {
+            self.shared.sparse.write().expect("sparse index lock poisoned").extend(group.sparse);
+        }
+        if !group.versions.is_empty() {
+            let mut versions = self.shared.versions.write().expect("versions lock poisoned");
+            for (stream, version) in group.versions {
+                versions.insert(stream.to_string(), version);
+            }
+        }
+        for (id, pending) in group.ids {
+            self.ids.insert(id, pending.position);
+        }
+        self.shared.head.store(head, Ordering::Release);
+        self.shared.head_tx.send_replace(head);
+        for (reply, outcome) in group.replies {
+            let _ = reply.send(match outcome {
+                Outcome::Written(result) => Ok(result),
+                Outcome::Failed(error) => Err(error),
+            });
+        }
+        if !group.entries.is_empty() {
+            let _ = self.index_tx.send(group.entries);
+        }
+    }
+}
