@@ -1,0 +1,138 @@
+//! Commands: what an actor asks the domain to do to one request, at an instant.
+
+use crate::actor::Actor;
+use crate::catalogue::FormAnswers;
+use crate::ids::{ActorId, RequestId, ServiceCode, SiteId, TrackingCode};
+use crate::rating::Grade;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Who a request is for. Only what the workflow needs: a display name, the last four
+/// digits of the phone (for the resident status lookup) and the contact details as
+/// ciphertext the server made. The domain never sees an identity number or a phone
+/// number in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applicant {
+    /// The resident's account id; the resident who may withdraw, supply materials and rate.
+    pub resident_id: ActorId,
+    pub display_name: String,
+    pub phone_last4: String,
+    pub sealed_contact: String,
+}
+
+/// A new request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub tracking_code: TrackingCode,
+    pub site: SiteId,
+    pub service_code: ServiceCode,
+    /// The definition version the form was filled in against.
+    pub definition_version: u32,
+    /// Answers with sensitive ones already sealed (see `ValidatedForm::seal_sensitive`).
+    pub answers: FormAnswers,
+    pub applicant: Applicant,
+    /// 帮办: the resident a kiosk member of staff submits for (must be the applicant).
+    pub on_behalf_of: Option<ActorId>,
+}
+
+/// The timers the scheduler fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// Nobody acted on a submitted request within 5 working days: it counts as accepted.
+    DeemedAcceptance,
+    /// 80% of the promised time is used (预警).
+    Warning,
+    /// The promised deadline passed (黄牌).
+    YellowCard,
+    /// 5 working days after the promised deadline (红牌).
+    RedCard,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::DeemedAcceptance => "deemed_acceptance",
+            TimerKind::Warning => "warning",
+            TimerKind::YellowCard => "yellow_card",
+            TimerKind::RedCard => "red_card",
+        }
+    }
+}
+
+/// What is asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Submit(Submission),
+    Claim,
+    Accept,
+    Refuse { reason: String },
+    /// 一次性告知: the one complete list of missing materials.
+    RequestInfo { missing: Vec<String> },
+    ProvideInfo { note: Option<String> },
+    Review { opinion: String },
+    Approve { level: u8 },
+    Deny { reason: String },
+    StartFulfilment,
+    /// Completing the last step also fulfils the request.
+    CompleteStep { step: String },
+    AddNote { text: String },
+    Reassign { to: ActorId },
+    RequestExtension { days: u32, reason: String },
+    DecideExtension { approve: bool },
+    Rate { grade: Grade, comment: Option<String> },
+    ResolveRemediation { summary: String },
+    AppealRating { reason: String },
+    DecideAppeal { uphold: bool },
+    Withdraw { reason: Option<String> },
+    Close,
+    /// Idempotent: firing a timer that already fired, is not due yet or no longer
+    /// applies returns no events.
+    FireTimer { kind: TimerKind, due_at: Timestamp },
+}
+
+impl Action {
+    /// A stable lowercase name, used in errors and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Submit(_) => "submit",
+            Action::Claim => "claim",
+            Action::Accept => "accept",
+            Action::Refuse { .. } => "refuse",
+            Action::RequestInfo { .. } => "request_info",
+            Action::ProvideInfo { .. } => "provide_info",
+            Action::Review { .. } => "review",
+            Action::Approve { .. } => "approve",
+            Action::Deny { .. } => "deny",
+            Action::StartFulfilment => "start_fulfilment",
+            Action::CompleteStep { .. } => "complete_step",
+            Action::AddNote { .. } => "add_note",
+            Action::Reassign { .. } => "reassign",
+            Action::RequestExtension { .. } => "request_extension",
+            Action::DecideExtension { .. } => "decide_extension",
+            Action::Rate { .. } => "rate",
+            Action::ResolveRemediation { .. } => "resolve_remediation",
+            Action::AppealRating { .. } => "appeal_rating",
+            Action::DecideAppeal { .. } => "decide_appeal",
+            Action::Withdraw { .. } => "withdraw",
+            Action::Close => "close",
+            Action::FireTimer { .. } => "fire_timer",
+        }
+    }
+}
+
+/// One command: who, when, which request, what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub actor: Actor,
+    pub at: Timestamp,
+    pub request_id: RequestId,
+    pub action: Action,
+}
+
+impl Command {
+    pub fn new(actor: Actor, at: Timestamp, request_id: RequestId, action: Action) -> Command {
+        Command { actor, at, request_id, action }
+    }
+}
