@@ -138,6 +138,10 @@ pub fn answers_for(service: &str) -> FormAnswers {
             answers.insert("problem".into(), text("漏水 leak"));
             answers.insert("location".into(), text("3栋2单元501"));
         }
+        "SQ-SHESHI" => {
+            answers.insert("facility".into(), text("路灯 street light"));
+            answers.insert("description".into(), text("5栋门口路灯不亮"));
+        }
         other => panic!("no test answers for {other}"),
     }
     answers
