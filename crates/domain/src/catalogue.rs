@@ -501,6 +501,7 @@ fn check_form(
             Ok(clean) => {
                 cleaned.insert(field.name.clone(), clean);
             }
+            Err(problems) if field.sensitive => violations.extend(problems.into_iter().map(redact)),
             Err(mut problems) => violations.append(&mut problems),
         }
     }
@@ -509,6 +510,19 @@ fn check_form(
     } else {
         Err(violations)
     }
+}
+
+/// Violations may be logged or shown; a sensitive answer's value never appears in one.
+fn redact(mut violation: FieldViolation) -> FieldViolation {
+    const HIDDEN: &str = "(sensitive value hidden)";
+    match &mut violation.problem {
+        Problem::NotAllowed { value, .. } | Problem::Duplicate { value } | Problem::NotADate { value } => {
+            *value = HIDDEN.to_string();
+        }
+        Problem::OutOfRange { value, .. } => *value = f64::NAN,
+        _ => {}
+    }
+    violation
 }
 
 fn is_blank(answer: &Answer) -> bool {
