@@ -3,7 +3,8 @@
 //! Frame layout (all integers little-endian):
 //! `len: u32` (bytes of body), `crc: u32` (CRC32C of the len bytes followed by the body), body.
 //! Body: position u64, stream version u64, recorded-at micros i64, event id [16],
-//! schema version u32, events remaining in the same append u32, flags u8
+//! schema version u32, index of the event in its append u32, events remaining in the
+//! same append u32, flags u8
 //! (bit 0 correlation id present, bit 1 causation id present), the present ids [16] each,
 //! stream id (u16 length + UTF-8), event type (u16 + UTF-8), actor (u16 + UTF-8),
 //! payload (u32 length + bytes).
@@ -15,7 +16,7 @@ use crate::types::{Metadata, RecordedEvent};
 use uuid::Uuid;
 
 pub(crate) const FRAME_HEADER_LEN: usize = 8;
-const FIXED_BODY_LEN: usize = 8 + 8 + 8 + 16 + 4 + 4 + 1;
+const FIXED_BODY_LEN: usize = 8 + 8 + 8 + 16 + 4 + 4 + 4 + 1;
 /// No frame body is ever this large; a bigger length field is garbage.
 pub(crate) const MAX_FRAME_BODY: usize = 256 << 20;
 
@@ -26,6 +27,7 @@ pub(crate) struct FrameFields<'a> {
     pub recorded_at_micros: i64,
     pub event_id: Uuid,
     pub schema_version: u32,
+    pub index_in_append: u32,
     pub remaining_in_append: u32,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
@@ -65,6 +67,7 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, f: &FrameFields<'_>) {
     out.extend_from_slice(&f.recorded_at_micros.to_le_bytes());
     out.extend_from_slice(f.event_id.as_bytes());
     out.extend_from_slice(&f.schema_version.to_le_bytes());
+    out.extend_from_slice(&f.index_in_append.to_le_bytes());
     out.extend_from_slice(&f.remaining_in_append.to_le_bytes());
     let flags = u8::from(f.correlation_id.is_some()) | (u8::from(f.causation_id.is_some()) << 1);
     out.push(flags);
@@ -110,6 +113,7 @@ pub(crate) fn decode_header(bytes: &[u8; FRAME_HEADER_LEN]) -> Header {
 /// A decoded event plus how many events of the same append follow it.
 pub(crate) struct DecodedFrame {
     pub event: RecordedEvent,
+    pub index_in_append: u32,
     pub remaining_in_append: u32,
 }
 
@@ -125,6 +129,7 @@ pub(crate) fn decode_body(body: &[u8], crc: u32) -> Option<DecodedFrame> {
     let recorded_at_micros = r.u64()? as i64;
     let event_id = r.uuid()?;
     let schema_version = r.u32()?;
+    let index_in_append = r.u32()?;
     let remaining_in_append = r.u32()?;
     let flags = r.take(1)?[0];
     let correlation_id = if flags & 1 != 0 { Some(r.uuid()?) } else { None };
@@ -149,6 +154,7 @@ pub(crate) fn decode_body(body: &[u8], crc: u32) -> Option<DecodedFrame> {
             metadata: Metadata { correlation_id, causation_id, actor },
             payload,
         },
+        index_in_append,
         remaining_in_append,
     })
 }
@@ -193,6 +199,7 @@ mod tests {
                 recorded_at_micros: 1_700_000_000_000_000,
                 event_id: Uuid::now_v7(),
                 schema_version: 2,
+                index_in_append: 0,
                 remaining_in_append: 1,
                 correlation_id: Some(Uuid::now_v7()),
                 causation_id: None,

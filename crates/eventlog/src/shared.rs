@@ -1,6 +1,7 @@
 //! State shared by the writer thread, the indexer thread and readers, and the reads
 //! of events by position that everything else is built on.
 
+use crate::codec::DecodedFrame;
 use crate::error::LogError;
 use crate::index::{decode_location, Index, IndexEntry, SPARSE_STRIDE};
 use crate::segment::{FrameCursor, Next, Segment, SEGMENT_HEADER_LEN};
@@ -59,6 +60,17 @@ impl Shared {
         large: bool,
         mut visit: impl FnMut(RecordedEvent) -> bool,
     ) -> Result<u64, LogError> {
+        self.scan_frames(from, to, large, |frame| visit(frame.event))
+    }
+
+    /// Like `scan`, with each event's frame details.
+    pub fn scan_frames(
+        &self,
+        from: u64,
+        to: u64,
+        large: bool,
+        mut visit: impl FnMut(DecodedFrame) -> bool,
+    ) -> Result<u64, LogError> {
         let to = to.min(self.head());
         if from >= to {
             return Ok(from);
@@ -89,7 +101,7 @@ impl Shared {
                             )));
                         }
                         expected += 1;
-                        if frame.event.position >= from && !visit(frame.event) {
+                        if frame.event.position >= from && !visit(frame) {
                             return Ok(expected);
                         }
                     }
@@ -108,9 +120,13 @@ impl Shared {
     }
 
     pub fn read_one(&self, position: u64) -> Result<RecordedEvent, LogError> {
+        Ok(self.read_frame(position)?.event)
+    }
+
+    pub fn read_frame(&self, position: u64) -> Result<DecodedFrame, LogError> {
         let mut found = None;
-        self.scan(position, position + 1, false, |event| {
-            found = Some(event);
+        self.scan_frames(position, position + 1, false, |frame| {
+            found = Some(frame);
             false
         })?;
         found.ok_or_else(|| LogError::Invalid(format!("position {position} is not committed")))

@@ -40,6 +40,8 @@ pub(crate) struct Writer {
 struct PendingId {
     position: u64,
     version: u64,
+    index: u32,
+    remaining: u32,
     stream: Arc<str>,
 }
 
@@ -202,6 +204,7 @@ impl Writer {
                     recorded_at_micros: recorded_at,
                     event_id: event.event_id,
                     schema_version: event.schema_version,
+                    index_in_append: i as u32,
                     remaining_in_append: (count - 1 - i as u64) as u32,
                     correlation_id: event.metadata.correlation_id,
                     causation_id: event.metadata.causation_id,
@@ -215,7 +218,10 @@ impl Writer {
             if let Some(location) = location {
                 group.sparse.push(location);
             }
-            group.ids.insert(event.event_id, PendingId { position, version, stream: stream_arc.clone() });
+            group.ids.insert(
+                event.event_id,
+                PendingId { position, version, index: i as u32, remaining: (count - 1 - i as u64) as u32, stream: stream_arc.clone() },
+            );
             group.entries.push(IndexEntry {
                 position,
                 stream: stream_arc.clone(),
@@ -247,22 +253,29 @@ impl Writer {
         let position_of = |id: &Uuid| group.ids.get(id).map(|p| p.position).or_else(|| self.ids.get(id).copied());
         let positions: Vec<u64> = events.iter().filter_map(|e| position_of(&e.event_id)).collect();
         let first = positions[0];
-        let in_order = positions.iter().enumerate().all(|(i, p)| *p == first + i as u64);
         let last = *positions.last().expect("an append has events");
-        let last_id = events.last().expect("an append has events").event_id;
-        let (last_stream, last_version): (Arc<str>, u64) = match group.ids.get(&last_id) {
-            Some(p) => (p.stream.clone(), p.version),
-            None => match self.shared.read_one(last) {
-                Ok(event) => (Arc::from(event.stream_id.as_str()), event.stream_version),
-                Err(e) => return Err(AppendError::Io(format!("reading the original append failed: {e}"))),
-            },
+        let in_order = positions.iter().enumerate().all(|(i, p)| *p == first + i as u64);
+        // The first and last frames say which stream they belong to and how many events of
+        // their append precede and follow them, which pins down the boundaries of the original append.
+        let describe = |id: &Uuid, position: u64| -> Result<(Arc<str>, u64, u32, u32), AppendError> {
+            match group.ids.get(id) {
+                Some(p) => Ok((p.stream.clone(), p.version, p.index, p.remaining)),
+                None => match self.shared.read_frame(position) {
+                    Ok(frame) => Ok((
+                        Arc::from(frame.event.stream_id.as_str()),
+                        frame.event.stream_version,
+                        frame.index_in_append,
+                        frame.remaining_in_append,
+                    )),
+                    Err(e) => Err(AppendError::Io(format!("reading the original append failed: {e}"))),
+                },
+            }
         };
-        let stream_of_first = match group.ids.get(&events[0].event_id) {
-            Some(p) => p.stream.clone(),
-            None => last_stream.clone(),
-        };
-        // Contiguous positions with the first and last in this stream means one append.
-        if in_order && &*last_stream == stream && &*stream_of_first == stream {
+        let (first_stream, _, first_index, _) = describe(&events[0].event_id, first)?;
+        let (last_stream, last_version, _, last_remaining) =
+            describe(&events.last().expect("an append has events").event_id, last)?;
+        let whole_append = first_index == 0 && last_remaining == 0;
+        if in_order && whole_append && &*first_stream == stream && &*last_stream == stream {
             Ok(AppendResult { first_position: first, last_position: last, stream_version: last_version })
         } else {
             Err(self.partially_duplicate(group, stream, events))

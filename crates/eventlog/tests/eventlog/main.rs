@@ -1,0 +1,9 @@
+//! Integration tests of the event log, one binary: appends, reads, recovery, subscriptions,
+//! and a property test against an in-memory model.
+
+mod append;
+mod helpers;
+mod model;
+mod reads;
+mod recovery;
+mod subscribe;
