@@ -299,12 +299,22 @@ fn optional_text(field: &str, value: &Option<String>, max: usize) -> Result<Opti
     }
 }
 
-/// The promised and statutory deadlines of a clock that (re)starts at `start`.
+/// The promised and statutory deadlines of a clock that (re)starts at `start` with
+/// `used` working days already gone.
 fn deadlines_from(calendar: &Calendar, start: Timestamp, promised: u32, statutory: u32, used: u32) -> (Timestamp, Timestamp) {
-    (
-        calendar.add_working_days(start, promised.saturating_sub(used)),
-        calendar.add_working_days(start, statutory.saturating_sub(used)),
-    )
+    (deadline_from(calendar, start, promised, used), deadline_from(calendar, start, statutory, used))
+}
+
+/// When no working day is left (the clock stopped on or after its last day), the
+/// deadline is the end of the restart day: materials that arrive on a day can still
+/// be dealt with that day, and a restarted clock never gives an earlier deadline
+/// than the one it stopped with.
+fn deadline_from(calendar: &Calendar, start: Timestamp, limit: u32, used: u32) -> Timestamp {
+    if limit > used {
+        calendar.add_working_days(start, limit - used)
+    } else {
+        Timestamp::cst_end_of(start.cst_date())
+    }
 }
 
 const ACTIVE: &[Status] = &[
