@@ -1,0 +1,301 @@
+//! The server process: binds the ports, assembles the gRPC stack (health,
+//! reflection, gRPC-Web with CORS, limits, auth, the four anju services) and runs
+//! it until a stop signal, finishing in-flight calls before it returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anju_auth::{load_or_create_secret, read_secret_file, Secret, SecretError};
+use anju_proto::v1::caseworker_service_server::CaseworkerServiceServer;
+use anju_proto::v1::event_log_service_server::EventLogServiceServer;
+use anju_proto::v1::manager_service_server::ManagerServiceServer;
+use anju_proto::v1::resident_service_server::ResidentServiceServer;
+use http::{HeaderName, HeaderValue, Method};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::authn::AuthInterceptor;
+use crate::config::Config;
+use crate::metrics::{Metrics, MetricsLayer};
+use crate::services::{CaseworkerHandler, EventLogHandler, ManagerHandler, ResidentHandler};
+use crate::state::{AppState, ProjectionProgress};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("token secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Why the server stopped other than by a stop signal.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot install the stop signal handlers: {0}")]
+    Signal(std::io::Error),
+    #[error("grpc server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// A built server: ports bound, secret loaded, nothing served until
+/// [`App::run_until_stopped`] or [`App::run_until`].
+pub struct App {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    state: AppState,
+    stop_sender: watch::Sender<bool>,
+    health: HealthReporter,
+    grpc_server: ServeFuture,
+    http_listener: TcpListener,
+    secret_path: PathBuf,
+    secret_created: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Request headers browsers may send on gRPC-Web calls.
+const CORS_ALLOW_HEADERS: [&str; 6] =
+    ["authorization", "content-type", "grpc-timeout", "x-grpc-web", "x-user-agent", "x-request-id"];
+/// Response headers browser code may read.
+const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|origin| match HeaderValue::from_str(origin) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                tracing::warn!(origin, "ignoring cors origin that is not a valid header value");
+                None
+            }
+        }))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(CORS_ALLOW_HEADERS.map(HeaderName::from_static))
+        .expose_headers(CORS_EXPOSE_HEADERS.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source })
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in anju_proto::SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+impl App {
+    /// Loads (or on first start creates) the token secret, binds both ports and
+    /// assembles the service stack.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let config = Arc::new(config);
+        let (secret, secret_path, secret_created) = match &config.secret_file {
+            Some(path) => (read_secret_file(path)?, path.clone(), false),
+            None => {
+                let loaded = load_or_create_secret(&config.data_dir)?;
+                (loaded.secret, loaded.path, loaded.created)
+            }
+        };
+        let secret: Arc<Secret> = Arc::new(secret);
+
+        let grpc_listener = bind("grpc", config.grpc_addr).await?;
+        let http_listener = bind("http", config.http_addr).await?;
+        let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Bind {
+            what: "grpc",
+            addr: config.grpc_addr,
+            source,
+        })?;
+        let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind {
+            what: "http",
+            addr: config.http_addr,
+            source,
+        })?;
+
+        let metrics = Arc::new(Metrics::new());
+        let (stop_sender, stopping) = watch::channel(false);
+        let state = AppState {
+            config: config.clone(),
+            metrics: metrics.clone(),
+            projections: ProjectionProgress::default(),
+            stopping: stopping.clone(),
+        };
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(anju_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(anju_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let auth = AuthInterceptor::new(secret, metrics.clone());
+        let max = config.max_message_bytes;
+        let resident = ResidentServiceServer::new(ResidentHandler::new(state.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let caseworker = CaseworkerServiceServer::new(CaseworkerHandler::new(state.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let manager = ManagerServiceServer::new(ManagerHandler::new(state.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let eventlog = EventLogServiceServer::new(EventLogHandler::new(state.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+
+        // Layers run outside in: CORS answers preflights before anything else,
+        // gRPC-Web translates HTTP/1 calls, then every call is counted and either
+        // admitted under the global concurrency limit or shed at once with
+        // RESOURCE_EXHAUSTED (tonic maps tower's Overloaded to that code).
+        let router = Server::builder()
+            .accept_http1(true)
+            .timeout(config.request_timeout)
+            .layer(cors_layer(&config.cors_allowed_origins))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(MetricsLayer::new(metrics))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(resident, auth.clone()))
+            .add_service(InterceptedService::new(caseworker, auth.clone()))
+            .add_service(InterceptedService::new(manager, auth.clone()))
+            .add_service(InterceptedService::new(eventlog, auth));
+
+        let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let mut stop_grpc = stopping;
+        let grpc_server: ServeFuture = Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop_grpc.wait_for(|stopping| *stopping).await;
+        }));
+
+        Ok(App {
+            grpc_addr,
+            http_addr,
+            state,
+            stop_sender,
+            health,
+            grpc_server,
+            http_listener,
+            secret_path,
+            secret_created,
+        })
+    }
+
+    /// The bound gRPC address (the real port when configured with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound HTTP address for `/metrics` and `/healthz`.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The state handlers share, e.g. to advance projection progress in tests.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Where the token secret is.
+    pub fn secret_path(&self) -> &std::path::Path {
+        &self.secret_path
+    }
+
+    /// True when this start created the token secret (first start): the operator
+    /// needs to be told how to issue a token.
+    pub fn secret_created(&self) -> bool {
+        self.secret_created
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then stops gracefully.
+    pub async fn run_until_stopped(self) -> Result<(), ServeError> {
+        let stop = stop_signal().map_err(ServeError::Signal)?;
+        self.run_until(stop).await
+    }
+
+    /// Serves until `stop` resolves, then stops accepting, reports NOT_SERVING,
+    /// lets in-flight calls finish for up to `shutdown_grace`, and returns.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let App { state, stop_sender, health, grpc_server, http_listener, grpc_addr, http_addr, .. } = self;
+        let grace = state.config.shutdown_grace;
+        tracing::info!(%grpc_addr, %http_addr, "serving");
+        let mut grpc_task = tokio::spawn(grpc_server);
+        let http_task = tokio::spawn(crate::http::serve(http_listener, state.clone()));
+
+        tokio::pin!(stop);
+        let ended_early = tokio::select! {
+            () = &mut stop => None,
+            result = &mut grpc_task => Some(result),
+        };
+        if let Some(result) = ended_early {
+            let _ = stop_sender.send(true);
+            let _ = http_task.await;
+            return Ok(result??);
+        }
+
+        tracing::info!(grace_seconds = grace.as_secs_f64(), "stopping: no new calls, finishing in-flight ones");
+        set_health(&health, ServingStatus::NotServing).await;
+        let _ = stop_sender.send(true);
+        let result = match tokio::time::timeout(grace, &mut grpc_task).await {
+            Ok(result) => result.map_err(ServeError::from).and_then(|r| r.map_err(ServeError::from)),
+            Err(_) => {
+                tracing::warn!("calls still running after the shutdown grace; closing them");
+                grpc_task.abort();
+                Ok(())
+            }
+        };
+        let _ = http_task.await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C (SIGINT). The handlers are installed
+/// before this returns, so a signal arriving after it is never lost.
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+            _ = interrupt.recv() => tracing::info!("received Ctrl-C"),
+        }
+    })
+}

@@ -1,0 +1,335 @@
+//! The server's configuration: defaults, an optional TOML file, `ANJU_*` environment
+//! variables and command-line flags, later ones winning.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Value of `nats_url` that turns the NATS relay off.
+pub const NATS_DISABLED: &str = "none";
+
+/// The configuration the server runs with, every value resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the event log, indexes and the token secret live.
+    pub data_dir: PathBuf,
+    /// gRPC and gRPC-Web listener; port 0 picks a free port.
+    pub grpc_addr: SocketAddr,
+    /// Plain HTTP listener for `/metrics` and `/healthz`; port 0 picks a free port.
+    pub http_addr: SocketAddr,
+    /// NATS server the relay publishes to; `None` when configured as `none`.
+    pub nats_url: Option<String>,
+    /// Token signing secret; `None` means `<data_dir>/token-secret`, created on first
+    /// start.
+    pub secret_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// tracing-subscriber filter, e.g. `info` or `anju_server_core=debug,info`.
+    pub log_filter: String,
+    /// Calls served at once across all connections; more are refused with
+    /// RESOURCE_EXHAUSTED instead of queueing.
+    pub concurrency_limit: usize,
+    /// Longest a unary call may run (a shorter client deadline wins).
+    pub request_timeout: Duration,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Origins browsers may call gRPC-Web from; `*` allows any.
+    pub cors_allowed_origins: Vec<String>,
+    /// How long a stop waits for in-flight calls and streams before closing them.
+    pub shutdown_grace: Duration,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            nats_url: Some("nats://127.0.0.1:4222".to_string()),
+            secret_file: None,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_string(),
+            concurrency_limit: 256,
+            request_timeout: Duration::from_secs(30),
+            max_message_bytes: 4 * 1024 * 1024,
+            cors_allowed_origins: vec!["*".to_string()],
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults with both listeners on loopback port 0 and the given data directory:
+    /// what tests spawn.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            nats_url: None,
+            shutdown_grace: Duration::from_secs(5),
+            ..Config::default()
+        }
+    }
+
+    /// Resolves flags and environment (already merged by clap in `args`) over the
+    /// TOML file named by `--config`, over the defaults.
+    pub fn load(args: &ServerArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        file.apply_to(&mut config)?;
+        args.apply_to(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The token secret's file.
+    pub fn secret_path(&self) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(anju_auth::SECRET_FILE_NAME))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| {
+            Err(ConfigError::Invalid { key, message: message.to_string() })
+        };
+        if self.concurrency_limit == 0 {
+            return invalid("concurrency_limit", "must be at least 1");
+        }
+        if self.max_message_bytes < 1024 {
+            return invalid("max_message_bytes", "must be at least 1024");
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout", "must be longer than zero");
+        }
+        if self.cors_allowed_origins.is_empty() {
+            return invalid("cors_allowed_origins", "name at least one origin, or * for any");
+        }
+        Ok(())
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn parse_duration_value(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    anju_auth::parse_duration(text)
+        .map_err(|error| ConfigError::Invalid { key, message: error.to_string() })
+}
+
+fn nats_url_value(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.eq_ignore_ascii_case(NATS_DISABLED)).then(|| text.to_string())
+}
+
+/// The keys of the TOML file; every one is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    nats_url: Option<String>,
+    secret_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    log_filter: Option<String>,
+    concurrency_limit: Option<usize>,
+    request_timeout: Option<String>,
+    max_message_bytes: Option<usize>,
+    cors_allowed_origins: Option<Vec<String>>,
+    shutdown_grace: Option<String>,
+}
+
+impl FileConfig {
+    fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+    }
+
+    fn apply_to(self, config: &mut Config) -> Result<(), ConfigError> {
+        set(&mut config.data_dir, self.data_dir);
+        set(&mut config.grpc_addr, self.grpc_addr);
+        set(&mut config.http_addr, self.http_addr);
+        if let Some(url) = self.nats_url {
+            config.nats_url = nats_url_value(&url);
+        }
+        if self.secret_file.is_some() {
+            config.secret_file = self.secret_file;
+        }
+        set(&mut config.log_format, self.log_format);
+        set(&mut config.log_filter, self.log_filter);
+        set(&mut config.concurrency_limit, self.concurrency_limit);
+        if let Some(text) = self.request_timeout {
+            config.request_timeout = parse_duration_value("request_timeout", &text)?;
+        }
+        set(&mut config.max_message_bytes, self.max_message_bytes);
+        set(&mut config.cors_allowed_origins, self.cors_allowed_origins);
+        if let Some(text) = self.shutdown_grace {
+            config.shutdown_grace = parse_duration_value("shutdown_grace", &text)?;
+        }
+        Ok(())
+    }
+}
+
+fn set<T>(target: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *target = value;
+    }
+}
+
+/// Command-line flags of `anju-server`; each also reads an `ANJU_*` variable. Unset
+/// ones fall back to the config file, then to the defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// TOML config file.
+    #[arg(long, env = "ANJU_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./data].
+    #[arg(long, env = "ANJU_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "ANJU_GRPC_ADDR", value_name = "HOST:PORT")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// HTTP listen address for /metrics and /healthz [default: 127.0.0.1:9464].
+    #[arg(long, env = "ANJU_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// NATS server URL, or `none` [default: nats://127.0.0.1:4222].
+    #[arg(long, env = "ANJU_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Token secret file [default: <data-dir>/token-secret].
+    #[arg(long, env = "ANJU_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "ANJU_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, tracing-subscriber syntax [default: info].
+    #[arg(long, env = "ANJU_LOG", value_name = "FILTER")]
+    pub log_filter: Option<String>,
+    /// Calls served at once; more get RESOURCE_EXHAUSTED [default: 256].
+    #[arg(long, env = "ANJU_CONCURRENCY_LIMIT", value_name = "N")]
+    pub concurrency_limit: Option<usize>,
+    /// Longest a call may run, e.g. 30s [default: 30s].
+    #[arg(long, env = "ANJU_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+    /// Largest message in bytes [default: 4194304].
+    #[arg(long, env = "ANJU_MAX_MESSAGE_BYTES", value_name = "BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Origins allowed to call gRPC-Web, comma-separated, or * [default: *].
+    #[arg(long = "cors-allowed-origin", env = "ANJU_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    pub cors_allowed_origins: Vec<String>,
+    /// How long a stop waits for in-flight calls, e.g. 30s [default: 30s].
+    #[arg(long, env = "ANJU_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+}
+
+impl ServerArgs {
+    fn apply_to(&self, config: &mut Config) -> Result<(), ConfigError> {
+        set(&mut config.data_dir, self.data_dir.clone());
+        set(&mut config.grpc_addr, self.grpc_addr);
+        set(&mut config.http_addr, self.http_addr);
+        if let Some(url) = &self.nats_url {
+            config.nats_url = nats_url_value(url);
+        }
+        if self.secret_file.is_some() {
+            config.secret_file = self.secret_file.clone();
+        }
+        set(&mut config.log_format, self.log_format);
+        set(&mut config.log_filter, self.log_filter.clone());
+        set(&mut config.concurrency_limit, self.concurrency_limit);
+        if let Some(text) = &self.request_timeout {
+            config.request_timeout = parse_duration_value("request_timeout", text)?;
+        }
+        set(&mut config.max_message_bytes, self.max_message_bytes);
+        if !self.cors_allowed_origins.is_empty() {
+            config.cors_allowed_origins = self.cors_allowed_origins.clone();
+        }
+        if let Some(text) = &self.shutdown_grace {
+            config.shutdown_grace = parse_duration_value("shutdown_grace", text)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_docs() {
+        let config = Config::load(&ServerArgs::default()).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:9464");
+        assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(config.secret_path(), PathBuf::from("./data/token-secret"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anju.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/anju\"\ngrpc_addr = \"0.0.0.0:6000\"\nnats_url = \"none\"\nrequest_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            grpc_addr: Some("127.0.0.1:7000".parse().unwrap()),
+            ..ServerArgs::default()
+        };
+        let config = Config::load(&args).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/anju"));
+        assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:7000");
+        assert_eq!(config.nats_url, None);
+        assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anju.toml");
+        std::fs::write(&path, "grpc_port = 1\n").unwrap();
+        let args = ServerArgs { config: Some(path), ..ServerArgs::default() };
+        assert!(matches!(Config::load(&args), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn flags_parse_lists_and_none() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let cli = Cli::try_parse_from(["anju-server", "--nats-url", "none", "--cors-allowed-origin", "https://a.example,https://b.example"]).unwrap();
+        let config = Config::load(&cli.server).unwrap();
+        assert_eq!(config.nats_url, None);
+        assert_eq!(config.cors_allowed_origins, vec!["https://a.example", "https://b.example"]);
+    }
+}

@@ -1,0 +1,85 @@
+//! The plain HTTP/1 port: `GET /metrics` (Prometheus text) and `GET /healthz`. A tiny
+//! responder on a tokio listener, since two fixed paths need no HTTP framework.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::state::AppState;
+
+/// Largest request head read; anything longer is answered 431.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves until the state's stop signal; each connection answers one request.
+pub async fn serve(listener: TcpListener, state: AppState) {
+    loop {
+        tokio::select! {
+            () = state.stopped() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = answer(stream, &state).await {
+                            tracing::debug!(%error, "http connection failed");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        if head.len() > MAX_HEAD_BYTES {
+            return Ok(None);
+        }
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
+async fn answer(mut stream: TcpStream, state: &AppState) -> std::io::Result<()> {
+    state.metrics.count_http_request();
+    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+        Ok(result) => result?,
+        Err(_) => return Ok(()),
+    };
+    let (status, content_type, body) = match head {
+        None => ("431 Request Header Fields Too Large", "text/plain", String::from("request head too large\n")),
+        Some(head) => {
+            let mut words = head.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("GET"), Some("/metrics")) => (
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    state.metrics.render(state.projections.current()),
+                ),
+                (Some("GET"), Some("/healthz")) if *state.stopping.borrow() => {
+                    ("503 Service Unavailable", "text/plain", String::from("stopping\n"))
+                }
+                (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", String::from("ok\n")),
+                (Some("GET"), Some(_)) => ("404 Not Found", "text/plain", String::from("try /metrics or /healthz\n")),
+                _ => ("405 Method Not Allowed", "text/plain", String::from("only GET is served\n")),
+            }
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

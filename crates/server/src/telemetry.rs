@@ -1,0 +1,17 @@
+//! Structured logging with tracing. Personal data (phone and identity numbers) is
+//! never a field of a log event: handlers log request ids and tracking codes only.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// Installs the global subscriber for the configured format and filter. Returns
+/// false when one was installed already (tests that start several apps).
+pub fn init_tracing(config: &Config) -> bool {
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.try_init().is_ok(),
+        LogFormat::Json => builder.json().try_init().is_ok(),
+    }
+}
