@@ -82,11 +82,21 @@ pub struct Actor {
 
 impl Actor {
     pub fn resident(id: impl Into<String>) -> Actor {
-        Actor { id: ActorId::new(id), role: Role::Resident, sites: Scope::All, categories: Scope::All }
+        Actor {
+            id: ActorId::new(id),
+            role: Role::Resident,
+            sites: Scope::All,
+            categories: Scope::All,
+        }
     }
 
     pub fn kiosk(id: impl Into<String>, sites: impl IntoIterator<Item = SiteId>) -> Actor {
-        Actor { id: ActorId::new(id), role: Role::Kiosk, sites: Scope::only(sites), categories: Scope::All }
+        Actor {
+            id: ActorId::new(id),
+            role: Role::Kiosk,
+            sites: Scope::only(sites),
+            categories: Scope::All,
+        }
     }
 
     pub fn caseworker(
@@ -103,20 +113,40 @@ impl Actor {
     }
 
     pub fn supervisor(id: impl Into<String>, sites: impl IntoIterator<Item = SiteId>) -> Actor {
-        Actor { id: ActorId::new(id), role: Role::Supervisor, sites: Scope::only(sites), categories: Scope::All }
+        Actor {
+            id: ActorId::new(id),
+            role: Role::Supervisor,
+            sites: Scope::only(sites),
+            categories: Scope::All,
+        }
     }
 
     /// A manager for some sites; use `sites: Scope::All` for a province-wide one.
     pub fn manager(id: impl Into<String>, sites: Scope<SiteId>) -> Actor {
-        Actor { id: ActorId::new(id), role: Role::Manager, sites, categories: Scope::All }
+        Actor {
+            id: ActorId::new(id),
+            role: Role::Manager,
+            sites,
+            categories: Scope::All,
+        }
     }
 
     pub fn admin(id: impl Into<String>) -> Actor {
-        Actor { id: ActorId::new(id), role: Role::Admin, sites: Scope::All, categories: Scope::All }
+        Actor {
+            id: ActorId::new(id),
+            role: Role::Admin,
+            sites: Scope::All,
+            categories: Scope::All,
+        }
     }
 
     /// The timer scheduler.
     pub fn system() -> Actor {
-        Actor { id: ActorId::new("system"), role: Role::System, sites: Scope::All, categories: Scope::All }
+        Actor {
+            id: ActorId::new("system"),
+            role: Role::System,
+            sites: Scope::All,
+            categories: Scope::All,
+        }
     }
 }

@@ -17,7 +17,12 @@ pub enum CalendarError {
     #[error("calendar covers_to {to} is before covers_from {from}")]
     EmptyCoverage { from: String, to: String },
     #[error("calendar date {date} in {field} is outside the covered range {from}..={to}")]
-    OutsideCoverage { field: &'static str, date: String, from: String, to: String },
+    OutsideCoverage {
+        field: &'static str,
+        date: String,
+        from: String,
+        to: String,
+    },
     #[error("calendar date {0} is listed both as a holiday and as a make-up working day")]
     BothHolidayAndWorkday(String),
     #[error("calendar make-up working day {0} is not a weekend day")]
@@ -58,7 +63,11 @@ impl Calendar {
 
     /// A calendar with no holidays: Monday to Friday are working days. It covers nothing.
     pub fn weekdays_only() -> Calendar {
-        let epoch = CivilDate { year: 1970, month: 1, day: 1 };
+        let epoch = CivilDate {
+            year: 1970,
+            month: 1,
+            day: 1,
+        };
         Calendar {
             name: "monday to friday".to_string(),
             covers_from: epoch.next_day(),
@@ -70,16 +79,25 @@ impl Calendar {
 
     /// Loads a calendar file in the shipped format (see `data/calendar-cn-2026.toml`).
     pub fn from_toml_str(text: &str) -> Result<Calendar, CalendarError> {
-        let file: CalendarFile = toml::from_str(text).map_err(|e| CalendarError::Toml(e.message().to_string()))?;
+        let file: CalendarFile =
+            toml::from_str(text).map_err(|e| CalendarError::Toml(e.message().to_string()))?;
         let date = |field: &'static str, value: &str| {
-            CivilDate::parse(value).ok_or_else(|| CalendarError::BadDate { field, value: value.to_string() })
+            CivilDate::parse(value).ok_or_else(|| CalendarError::BadDate {
+                field,
+                value: value.to_string(),
+            })
         };
         let covers_from = date("covers_from", &file.covers_from)?;
         let covers_to = date("covers_to", &file.covers_to)?;
         if covers_to < covers_from {
-            return Err(CalendarError::EmptyCoverage { from: covers_from.to_string(), to: covers_to.to_string() });
+            return Err(CalendarError::EmptyCoverage {
+                from: covers_from.to_string(),
+                to: covers_to.to_string(),
+            });
         }
-        let read = |field: &'static str, values: &[String]| -> Result<BTreeSet<CivilDate>, CalendarError> {
+        let read = |field: &'static str,
+                    values: &[String]|
+         -> Result<BTreeSet<CivilDate>, CalendarError> {
             let mut set = BTreeSet::new();
             for value in values {
                 let day = date(field, value)?;
@@ -103,7 +121,13 @@ impl Calendar {
         if let Some(weekday) = workdays.iter().find(|d| !d.is_weekend()) {
             return Err(CalendarError::WorkdayNotOnWeekend(weekday.to_string()));
         }
-        Ok(Calendar { name: file.name, covers_from, covers_to, holidays, workdays })
+        Ok(Calendar {
+            name: file.name,
+            covers_from,
+            covers_to,
+            holidays,
+            workdays,
+        })
     }
 
     pub fn name(&self) -> &str {

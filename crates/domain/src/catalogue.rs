@@ -129,9 +129,18 @@ pub enum CatalogueError {
     #[error("catalogue file is not valid toml: {0}")]
     Toml(String),
     #[error("catalogue service {service} v{version}: {problem}")]
-    Service { service: String, version: u32, problem: String },
+    Service {
+        service: String,
+        version: u32,
+        problem: String,
+    },
     #[error("catalogue service {service} v{version} field {field}: {problem}")]
-    Field { service: String, version: u32, field: String, problem: String },
+    Field {
+        service: String,
+        version: u32,
+        field: String,
+        problem: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -152,12 +161,15 @@ impl Catalogue {
     /// The catalogue shipped with anju (`crates/domain/data/catalogue.toml`, embedded).
     pub fn shipped() -> Catalogue {
         // A test loads the embedded file, so a build that passed cannot fail here.
-        Catalogue::from_toml_str(SHIPPED).unwrap_or_else(|_| Catalogue { services: BTreeMap::new() })
+        Catalogue::from_toml_str(SHIPPED).unwrap_or_else(|_| Catalogue {
+            services: BTreeMap::new(),
+        })
     }
 
     /// Loads and validates a catalogue file in the shipped format.
     pub fn from_toml_str(text: &str) -> Result<Catalogue, CatalogueError> {
-        let file: CatalogueFile = toml::from_str(text).map_err(|e| CatalogueError::Toml(e.to_string()))?;
+        let file: CatalogueFile =
+            toml::from_str(text).map_err(|e| CatalogueError::Toml(e.to_string()))?;
         let mut services: BTreeMap<ServiceCode, Vec<ServiceDefinition>> = BTreeMap::new();
         for definition in file.services {
             let code = validate_definition(&definition)?;
@@ -187,7 +199,9 @@ impl Catalogue {
 
     /// The current (highest) version of every service, ordered by code.
     pub fn services(&self) -> impl Iterator<Item = &ServiceDefinition> {
-        self.services.values().filter_map(|versions| versions.last())
+        self.services
+            .values()
+            .filter_map(|versions| versions.last())
     }
 
     /// The current version of each service in a category.
@@ -202,7 +216,9 @@ impl Catalogue {
 
     /// A specific version of a service.
     pub fn get_version(&self, code: &ServiceCode, version: u32) -> Option<&ServiceDefinition> {
-        self.services.get(code).and_then(|versions| versions.iter().find(|d| d.version == version))
+        self.services
+            .get(code)
+            .and_then(|versions| versions.iter().find(|d| d.version == version))
     }
 }
 
@@ -239,7 +255,9 @@ fn validate_definition(d: &ServiceDefinition) -> Result<ServiceCode, CatalogueEr
         return Err(service_error("promised_days must be at least 1"));
     }
     if d.promised_days > d.statutory_days {
-        return Err(service_error("promised_days must not exceed statutory_days"));
+        return Err(service_error(
+            "promised_days must not exceed statutory_days",
+        ));
     }
     if d.statutory_days > 365 {
         return Err(service_error("statutory_days must be at most 365"));
@@ -250,10 +268,16 @@ fn validate_definition(d: &ServiceDefinition) -> Result<ServiceCode, CatalogueEr
     let mut step_codes = BTreeSet::new();
     for step in &d.steps {
         if !is_key(&step.code) {
-            return Err(service_error(&format!("step code {:?} must be lowercase ascii, digits, _ or -", step.code)));
+            return Err(service_error(&format!(
+                "step code {:?} must be lowercase ascii, digits, _ or -",
+                step.code
+            )));
         }
         if !step_codes.insert(step.code.as_str()) {
-            return Err(service_error(&format!("step {} is listed twice", step.code)));
+            return Err(service_error(&format!(
+                "step {} is listed twice",
+                step.code
+            )));
         }
     }
     let mut names = BTreeSet::new();
@@ -273,7 +297,10 @@ fn validate_definition(d: &ServiceDefinition) -> Result<ServiceCode, CatalogueEr
         if field.label_zh.trim().is_empty() || field.label_en.trim().is_empty() {
             return Err(field_error("needs both a chinese and an english label"));
         }
-        let is_choice = matches!(field.kind, FieldKind::SingleChoice | FieldKind::MultipleChoice);
+        let is_choice = matches!(
+            field.kind,
+            FieldKind::SingleChoice | FieldKind::MultipleChoice
+        );
         if is_choice && field.options.is_empty() {
             return Err(field_error("a choice field needs options"));
         }
@@ -312,7 +339,9 @@ fn validate_definition(d: &ServiceDefinition) -> Result<ServiceCode, CatalogueEr
 fn is_key(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// One answer on a form. In JSON: a number, a string (text, a date `YYYY-MM-DD` or
@@ -347,19 +376,41 @@ pub type FormAnswers = BTreeMap<String, Answer>;
 pub enum Problem {
     Missing,
     UnknownField,
-    WrongType { expected: String, got: String },
-    TooShort { min_length: u32, length: u32 },
-    TooLong { max_length: u32, length: u32 },
-    NotAllowed { value: String, allowed: Vec<String> },
-    Duplicate { value: String },
-    OutOfRange { min: Option<f64>, max: Option<f64>, value: f64 },
-    NotADate { value: String },
+    WrongType {
+        expected: String,
+        got: String,
+    },
+    TooShort {
+        min_length: u32,
+        length: u32,
+    },
+    TooLong {
+        max_length: u32,
+        length: u32,
+    },
+    NotAllowed {
+        value: String,
+        allowed: Vec<String>,
+    },
+    Duplicate {
+        value: String,
+    },
+    OutOfRange {
+        min: Option<f64>,
+        max: Option<f64>,
+        value: f64,
+    },
+    NotADate {
+        value: String,
+    },
     /// A sensitive answer arrived in clear where only a sealed one may go.
     NotSealed,
     /// A sealed answer where a clear one was needed.
     UnexpectedSealed,
     /// Any other problem with a command argument, said in words.
-    Other { message: String },
+    Other {
+        message: String,
+    },
 }
 
 /// A field and what is wrong with it.
@@ -372,7 +423,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, problem: Problem) -> Self {
-        FieldViolation { field: field.into(), problem }
+        FieldViolation {
+            field: field.into(),
+            problem,
+        }
     }
 }
 
@@ -382,15 +436,27 @@ impl fmt::Display for FieldViolation {
         match &self.problem {
             Problem::Missing => write!(f, "{field} is required"),
             Problem::UnknownField => write!(f, "{field} is not a field of this service"),
-            Problem::WrongType { expected, got } => write!(f, "{field} must be a {expected}, got a {got}"),
+            Problem::WrongType { expected, got } => {
+                write!(f, "{field} must be a {expected}, got a {got}")
+            }
             Problem::TooShort { min_length, length } => {
-                write!(f, "{field} is too short: {length} characters, at least {min_length}")
+                write!(
+                    f,
+                    "{field} is too short: {length} characters, at least {min_length}"
+                )
             }
             Problem::TooLong { max_length, length } => {
-                write!(f, "{field} is too long: {length} characters, at most {max_length}")
+                write!(
+                    f,
+                    "{field} is too long: {length} characters, at most {max_length}"
+                )
             }
             Problem::NotAllowed { value, allowed } => {
-                write!(f, "{field} value {value:?} is not allowed (allowed: {})", allowed.join(", "))
+                write!(
+                    f,
+                    "{field} value {value:?} is not allowed (allowed: {})",
+                    allowed.join(", ")
+                )
             }
             Problem::Duplicate { value } => write!(f, "{field} lists {value:?} twice"),
             Problem::OutOfRange { min, max, value } => {
@@ -398,8 +464,13 @@ impl fmt::Display for FieldViolation {
                 let max = max.map_or("inf".to_string(), |m| m.to_string());
                 write!(f, "{field} value {value} is outside {min}..={max}")
             }
-            Problem::NotADate { value } => write!(f, "{field} value {value:?} is not a date (YYYY-MM-DD)"),
-            Problem::NotSealed => write!(f, "{field} is sensitive and must be sealed before submission"),
+            Problem::NotADate { value } => {
+                write!(f, "{field} value {value:?} is not a date (YYYY-MM-DD)")
+            }
+            Problem::NotSealed => write!(
+                f,
+                "{field} is sensitive and must be sealed before submission"
+            ),
             Problem::UnexpectedSealed => write!(f, "{field} is sealed but must be given in clear"),
             Problem::Other { message } => write!(f, "{field}: {message}"),
         }
@@ -429,7 +500,9 @@ impl ValidatedForm {
         let mut answers = self.answers;
         for name in &self.sensitive_fields {
             if let Some(answer) = answers.get_mut(name) {
-                *answer = Answer::Sealed { sealed: seal(name, answer) };
+                *answer = Answer::Sealed {
+                    sealed: seal(name, answer),
+                };
             }
         }
         answers
@@ -438,7 +511,10 @@ impl ValidatedForm {
 
 /// Checks clear answers against a definition, before the server seals the sensitive
 /// ones. Every violation is reported, not just the first.
-pub fn validate_form(definition: &ServiceDefinition, answers: &FormAnswers) -> Result<ValidatedForm, Vec<FieldViolation>> {
+pub fn validate_form(
+    definition: &ServiceDefinition,
+    answers: &FormAnswers,
+) -> Result<ValidatedForm, Vec<FieldViolation>> {
     check_form(definition, answers, SealMode::Clear)
 }
 
@@ -492,7 +568,10 @@ fn check_form(
                 continue;
             }
             (Answer::Sealed { .. }, _, _) => {
-                violations.push(FieldViolation::new(field.name.clone(), Problem::UnexpectedSealed));
+                violations.push(FieldViolation::new(
+                    field.name.clone(),
+                    Problem::UnexpectedSealed,
+                ));
                 continue;
             }
             _ => {}
@@ -506,7 +585,10 @@ fn check_form(
         }
     }
     if violations.is_empty() {
-        Ok(ValidatedForm { answers: cleaned, sensitive_fields })
+        Ok(ValidatedForm {
+            answers: cleaned,
+            sensitive_fields,
+        })
     } else {
         Err(violations)
     }
@@ -516,7 +598,9 @@ fn check_form(
 fn redact(mut violation: FieldViolation) -> FieldViolation {
     const HIDDEN: &str = "(sensitive value hidden)";
     match &mut violation.problem {
-        Problem::NotAllowed { value, .. } | Problem::Duplicate { value } | Problem::NotADate { value } => {
+        Problem::NotAllowed { value, .. }
+        | Problem::Duplicate { value }
+        | Problem::NotADate { value } => {
             *value = HIDDEN.to_string();
         }
         Problem::OutOfRange { value, .. } => *value = f64::NAN,
@@ -538,11 +622,16 @@ fn check_answer(field: &FieldDefinition, answer: &Answer) -> Result<Answer, Vec<
     let name = &field.name;
     let violation = |problem| vec![FieldViolation::new(name.clone(), problem)];
     let wrong_type = |expected: &str| {
-        violation(Problem::WrongType { expected: expected.to_string(), got: answer.type_name().to_string() })
+        violation(Problem::WrongType {
+            expected: expected.to_string(),
+            got: answer.type_name().to_string(),
+        })
     };
     match field.kind {
         FieldKind::String => {
-            let Answer::Text(text) = answer else { return Err(wrong_type("text")) };
+            let Answer::Text(text) = answer else {
+                return Err(wrong_type("text"));
+            };
             let text = text.trim();
             let length = text.chars().count() as u32;
             if let Some(max_length) = field.max_length.filter(|max| length > *max) {
@@ -554,43 +643,68 @@ fn check_answer(field: &FieldDefinition, answer: &Answer) -> Result<Answer, Vec<
             Ok(Answer::Text(text.to_string()))
         }
         FieldKind::Number => {
-            let Answer::Number(value) = answer else { return Err(wrong_type("number")) };
+            let Answer::Number(value) = answer else {
+                return Err(wrong_type("number"));
+            };
             let value = *value;
             let below = field.min.is_some_and(|min| value < min);
             let above = field.max.is_some_and(|max| value > max);
             if !value.is_finite() || below || above {
-                return Err(violation(Problem::OutOfRange { min: field.min, max: field.max, value }));
+                return Err(violation(Problem::OutOfRange {
+                    min: field.min,
+                    max: field.max,
+                    value,
+                }));
             }
             Ok(Answer::Number(value))
         }
         FieldKind::Date => {
-            let Answer::Text(text) = answer else { return Err(wrong_type("date")) };
+            let Answer::Text(text) = answer else {
+                return Err(wrong_type("date"));
+            };
             match CivilDate::parse(text.trim()) {
                 Some(date) => Ok(Answer::Text(date.to_string())),
-                None => Err(violation(Problem::NotADate { value: text.clone() })),
+                None => Err(violation(Problem::NotADate {
+                    value: text.clone(),
+                })),
             }
         }
         FieldKind::SingleChoice => {
-            let Answer::Text(text) = answer else { return Err(wrong_type("single choice")) };
+            let Answer::Text(text) = answer else {
+                return Err(wrong_type("single choice"));
+            };
             let text = text.trim();
             if field.options.iter().any(|o| o == text) {
                 Ok(Answer::Text(text.to_string()))
             } else {
-                Err(violation(Problem::NotAllowed { value: text.to_string(), allowed: field.options.clone() }))
+                Err(violation(Problem::NotAllowed {
+                    value: text.to_string(),
+                    allowed: field.options.clone(),
+                }))
             }
         }
         FieldKind::MultipleChoice => {
-            let Answer::Choices(list) = answer else { return Err(wrong_type("list of choices")) };
+            let Answer::Choices(list) = answer else {
+                return Err(wrong_type("list of choices"));
+            };
             let mut problems = Vec::new();
             let mut seen = BTreeSet::new();
             for value in list {
                 if !field.options.contains(value) {
                     problems.push(FieldViolation::new(
                         name.clone(),
-                        Problem::NotAllowed { value: value.clone(), allowed: field.options.clone() },
+                        Problem::NotAllowed {
+                            value: value.clone(),
+                            allowed: field.options.clone(),
+                        },
                     ));
                 } else if !seen.insert(value) {
-                    problems.push(FieldViolation::new(name.clone(), Problem::Duplicate { value: value.clone() }));
+                    problems.push(FieldViolation::new(
+                        name.clone(),
+                        Problem::Duplicate {
+                            value: value.clone(),
+                        },
+                    ));
                 }
             }
             if problems.is_empty() {

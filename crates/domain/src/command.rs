@@ -67,29 +67,66 @@ pub enum Action {
     Submit(Submission),
     Claim,
     Accept,
-    Refuse { reason: String },
+    Refuse {
+        reason: String,
+    },
     /// 一次性告知: the one complete list of missing materials.
-    RequestInfo { missing: Vec<String> },
-    ProvideInfo { note: Option<String> },
-    Review { opinion: String },
-    Approve { level: u8 },
-    Deny { reason: String },
+    RequestInfo {
+        missing: Vec<String>,
+    },
+    ProvideInfo {
+        note: Option<String>,
+    },
+    Review {
+        opinion: String,
+    },
+    Approve {
+        level: u8,
+    },
+    Deny {
+        reason: String,
+    },
     StartFulfilment,
     /// Completing the last step also fulfils the request.
-    CompleteStep { step: String },
-    AddNote { text: String },
-    Reassign { to: ActorId },
-    RequestExtension { days: u32, reason: String },
-    DecideExtension { approve: bool },
-    Rate { grade: Grade, comment: Option<String> },
-    ResolveRemediation { summary: String },
-    AppealRating { reason: String },
-    DecideAppeal { uphold: bool },
-    Withdraw { reason: Option<String> },
+    CompleteStep {
+        step: String,
+    },
+    AddNote {
+        text: String,
+    },
+    Reassign {
+        to: ActorId,
+    },
+    RequestExtension {
+        days: u32,
+        reason: String,
+    },
+    DecideExtension {
+        approve: bool,
+    },
+    Rate {
+        grade: Grade,
+        comment: Option<String>,
+    },
+    ResolveRemediation {
+        summary: String,
+    },
+    AppealRating {
+        reason: String,
+    },
+    DecideAppeal {
+        uphold: bool,
+    },
+    Withdraw {
+        reason: Option<String>,
+    },
     Close,
     /// Idempotent: firing a timer that already fired, is not due yet or no longer
     /// applies returns no events.
-    FireTimer { kind: TimerKind, due_at: Timestamp },
+    FireTimer {
+        kind: TimerKind,
+        due_at: Timestamp,
+    },
 }
 
 impl Action {
@@ -133,6 +170,11 @@ pub struct Command {
 
 impl Command {
     pub fn new(actor: Actor, at: Timestamp, request_id: RequestId, action: Action) -> Command {
-        Command { actor, at, request_id, action }
+        Command {
+            actor,
+            at,
+            request_id,
+            action,
+        }
     }
 }

@@ -33,7 +33,10 @@ pub enum DomainError {
     Invalid(Vec<FieldViolation>),
     /// FAILED_PRECONDITION: the command does not apply in the request's current status.
     #[error("cannot {command} a request that is {current}")]
-    WrongState { current: Status, command: &'static str },
+    WrongState {
+        current: Status,
+        command: &'static str,
+    },
     /// FAILED_PRECONDITION: the status is right but something must happen first
     /// (approval levels out of order, no pending extension, request not claimed, ...).
     #[error("{reason}")]
@@ -51,19 +54,29 @@ pub enum DomainError {
 }
 
 fn join(violations: &[FieldViolation]) -> String {
-    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn forbidden(reason: impl Into<String>) -> DomainError {
-    DomainError::Forbidden { reason: reason.into() }
+    DomainError::Forbidden {
+        reason: reason.into(),
+    }
 }
 
 fn conflict(reason: impl Into<String>) -> DomainError {
-    DomainError::Conflict { reason: reason.into() }
+    DomainError::Conflict {
+        reason: reason.into(),
+    }
 }
 
 fn precondition(reason: impl Into<String>) -> DomainError {
-    DomainError::Precondition { reason: reason.into() }
+    DomainError::Precondition {
+        reason: reason.into(),
+    }
 }
 
 fn invalid(field: &str, problem: Problem) -> DomainError {
@@ -72,10 +85,17 @@ fn invalid(field: &str, problem: Problem) -> DomainError {
 
 /// Decides what happens when `command` meets `state`. Pure: the same inputs always
 /// give the same answer, and every event returned applies to `state` with `evolve`.
-pub fn decide(state: &RequestState, command: &Command, context: &Context<'_>) -> Result<Vec<Event>, DomainError> {
+pub fn decide(
+    state: &RequestState,
+    command: &Command,
+    context: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
     if let Action::Submit(submission) = &command.action {
         if state.exists() {
-            return Err(conflict(format!("request {} already exists", command.request_id)));
+            return Err(conflict(format!(
+                "request {} already exists",
+                command.request_id
+            )));
         }
         return submit(command, submission, context);
     }
@@ -99,7 +119,9 @@ fn authorize_submit(actor: &Actor, submission: &Submission) -> Result<(), Domain
     match actor.role {
         Role::Resident => {
             if submission.applicant.resident_id != actor.id {
-                return Err(forbidden("a resident may only submit requests for themselves"));
+                return Err(forbidden(
+                    "a resident may only submit requests for themselves",
+                ));
             }
             if submission.on_behalf_of.is_some() {
                 return Err(forbidden("only kiosk staff submit on a resident's behalf"));
@@ -108,7 +130,10 @@ fn authorize_submit(actor: &Actor, submission: &Submission) -> Result<(), Domain
         }
         Role::Kiosk => {
             if !actor.sites.contains(&submission.site) {
-                return Err(forbidden(format!("kiosk {} does not serve site {}", actor.id, submission.site)));
+                return Err(forbidden(format!(
+                    "kiosk {} does not serve site {}",
+                    actor.id, submission.site
+                )));
             }
             Ok(())
         }
@@ -124,14 +149,20 @@ fn authorize_on(request: &Request, command: &Command) -> Result<(), DomainError>
         if actor.sites.contains(&request.site) {
             Ok(())
         } else {
-            Err(forbidden(format!("{} {} does not serve site {}", actor.role, actor.id, request.site)))
+            Err(forbidden(format!(
+                "{} {} does not serve site {}",
+                actor.role, actor.id, request.site
+            )))
         }
     };
     let in_category = || {
         if actor.categories.contains(&request.category) {
             Ok(())
         } else {
-            Err(forbidden(format!("{} {} does not handle category {}", actor.role, actor.id, request.category)))
+            Err(forbidden(format!(
+                "{} {} does not handle category {}",
+                actor.role, actor.id, request.category
+            )))
         }
     };
     let is_applicant = || {
@@ -146,7 +177,10 @@ fn authorize_on(request: &Request, command: &Command) -> Result<(), DomainError>
         (_, Action::Submit(_)) => Err(conflict("the request already exists")),
         (Role::System, Action::FireTimer { .. }) => Ok(()),
         (_, Action::FireTimer { .. }) => Err(forbidden("only the scheduler fires timers")),
-        (Role::Resident, Action::ProvideInfo { .. } | Action::Withdraw { .. } | Action::Rate { .. }) => is_applicant(),
+        (
+            Role::Resident,
+            Action::ProvideInfo { .. } | Action::Withdraw { .. } | Action::Rate { .. },
+        ) => is_applicant(),
         (Role::Kiosk, Action::ProvideInfo { .. } | Action::AddNote { .. }) => in_site(),
         (
             Role::Caseworker,
@@ -181,15 +215,24 @@ fn authorize_on(request: &Request, command: &Command) -> Result<(), DomainError>
     }
 }
 
-fn submit(command: &Command, submission: &Submission, context: &Context<'_>) -> Result<Vec<Event>, DomainError> {
+fn submit(
+    command: &Command,
+    submission: &Submission,
+    context: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
     authorize_submit(&command.actor, submission)?;
     let mut violations = Vec::new();
-    let definition = match context.catalogue.get_version(&submission.service_code, submission.definition_version) {
+    let definition = match context
+        .catalogue
+        .get_version(&submission.service_code, submission.definition_version)
+    {
         Some(definition) => Some(definition),
         None if context.catalogue.get(&submission.service_code).is_none() => {
             violations.push(FieldViolation::new(
                 "service_code",
-                Problem::Other { message: format!("no service {} in the catalogue", submission.service_code) },
+                Problem::Other {
+                    message: format!("no service {} in the catalogue", submission.service_code),
+                },
             ));
             None
         }
@@ -209,26 +252,43 @@ fn submit(command: &Command, submission: &Submission, context: &Context<'_>) -> 
     let applicant = &submission.applicant;
     let name_length = applicant.display_name.trim().chars().count();
     if name_length == 0 {
-        violations.push(FieldViolation::new("applicant.display_name", Problem::Missing));
+        violations.push(FieldViolation::new(
+            "applicant.display_name",
+            Problem::Missing,
+        ));
     } else if name_length > 40 {
         violations.push(FieldViolation::new(
             "applicant.display_name",
-            Problem::TooLong { max_length: 40, length: name_length as u32 },
+            Problem::TooLong {
+                max_length: 40,
+                length: name_length as u32,
+            },
         ));
     }
-    if applicant.phone_last4.len() != 4 || !applicant.phone_last4.bytes().all(|b| b.is_ascii_digit()) {
+    if applicant.phone_last4.len() != 4
+        || !applicant.phone_last4.bytes().all(|b| b.is_ascii_digit())
+    {
         violations.push(FieldViolation::new(
             "applicant.phone_last4",
-            Problem::Other { message: "must be exactly 4 digits".to_string() },
+            Problem::Other {
+                message: "must be exactly 4 digits".to_string(),
+            },
         ));
     }
     if applicant.sealed_contact.is_empty() {
-        violations.push(FieldViolation::new("applicant.sealed_contact", Problem::Missing));
+        violations.push(FieldViolation::new(
+            "applicant.sealed_contact",
+            Problem::Missing,
+        ));
     }
-    if command.actor.role == Role::Kiosk && submission.on_behalf_of.as_ref() != Some(&applicant.resident_id) {
+    if command.actor.role == Role::Kiosk
+        && submission.on_behalf_of.as_ref() != Some(&applicant.resident_id)
+    {
         violations.push(FieldViolation::new(
             "on_behalf_of",
-            Problem::Other { message: "kiosk submissions must name the applicant they are made for".to_string() },
+            Problem::Other {
+                message: "kiosk submissions must name the applicant they are made for".to_string(),
+            },
         ));
     }
     let answers = match definition.map(|d| validate_sealed_form(d, &submission.answers)) {
@@ -239,7 +299,8 @@ fn submit(command: &Command, submission: &Submission, context: &Context<'_>) -> 
         }
         None => None,
     };
-    let (Some(definition), Some(answers), true) = (definition, answers, violations.is_empty()) else {
+    let (Some(definition), Some(answers), true) = (definition, answers, violations.is_empty())
+    else {
         return Err(DomainError::Invalid(violations));
     };
     let at = command.at;
@@ -258,16 +319,24 @@ fn submit(command: &Command, submission: &Submission, context: &Context<'_>) -> 
         submitted_by: command.actor.id.clone(),
         on_behalf_of: submission.on_behalf_of.clone(),
         at,
-        intake_deadline: context.calendar.add_working_days(at, DEEMED_ACCEPTANCE_WORKING_DAYS),
+        intake_deadline: context
+            .calendar
+            .add_working_days(at, DEEMED_ACCEPTANCE_WORKING_DAYS),
     }])
 }
 
-
-fn require_status(request: &Request, command: &Command, allowed: &[Status]) -> Result<(), DomainError> {
+fn require_status(
+    request: &Request,
+    command: &Command,
+    allowed: &[Status],
+) -> Result<(), DomainError> {
     if allowed.contains(&request.status) {
         Ok(())
     } else {
-        Err(DomainError::WrongState { current: request.status, command: command.action.name() })
+        Err(DomainError::WrongState {
+            current: request.status,
+            command: command.action.name(),
+        })
     }
 }
 
@@ -287,12 +356,22 @@ fn required_text(field: &str, value: &str, max: usize) -> Result<String, DomainE
         return Err(invalid(field, Problem::Missing));
     }
     if length > max {
-        return Err(invalid(field, Problem::TooLong { max_length: max as u32, length: length as u32 }));
+        return Err(invalid(
+            field,
+            Problem::TooLong {
+                max_length: max as u32,
+                length: length as u32,
+            },
+        ));
     }
     Ok(value.to_string())
 }
 
-fn optional_text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>, DomainError> {
+fn optional_text(
+    field: &str,
+    value: &Option<String>,
+    max: usize,
+) -> Result<Option<String>, DomainError> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) => required_text(field, text, max).map(Some),
@@ -301,8 +380,17 @@ fn optional_text(field: &str, value: &Option<String>, max: usize) -> Result<Opti
 
 /// The promised and statutory deadlines of a clock that (re)starts at `start` with
 /// `used` working days already gone.
-fn deadlines_from(calendar: &Calendar, start: Timestamp, promised: u32, statutory: u32, used: u32) -> (Timestamp, Timestamp) {
-    (deadline_from(calendar, start, promised, used), deadline_from(calendar, start, statutory, used))
+fn deadlines_from(
+    calendar: &Calendar,
+    start: Timestamp,
+    promised: u32,
+    statutory: u32,
+    used: u32,
+) -> (Timestamp, Timestamp) {
+    (
+        deadline_from(calendar, start, promised, used),
+        deadline_from(calendar, start, statutory, used),
+    )
 }
 
 /// When no working day is left (the clock stopped on or after its last day), the
@@ -327,7 +415,11 @@ const ACTIVE: &[Status] = &[
     Status::Fulfilled,
 ];
 
-fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Result<Vec<Event>, DomainError> {
+fn decide_on(
+    request: &Request,
+    command: &Command,
+    context: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
     let actor = &command.actor;
     let by = actor.id.clone();
     let at = command.at;
@@ -338,16 +430,29 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             require_status(request, command, ACTIVE)?;
             match &request.assignee {
                 Some(assignee) if *assignee == actor.id => Ok(vec![]),
-                Some(other) => Err(conflict(format!("the request is already claimed by {other}"))),
+                Some(other) => Err(conflict(format!(
+                    "the request is already claimed by {other}"
+                ))),
                 None => Ok(vec![Event::RequestClaimed { by, at }]),
             }
         }
         Action::Accept => {
             require_status(request, command, &[Status::Submitted])?;
             require_assignee(request, actor)?;
-            let (promised_deadline, statutory_deadline) =
-                deadlines_from(calendar, at, request.terms.promised_days, request.terms.statutory_days, 0);
-            Ok(vec![Event::RequestAccepted { by: Some(by), deemed: false, at, promised_deadline, statutory_deadline }])
+            let (promised_deadline, statutory_deadline) = deadlines_from(
+                calendar,
+                at,
+                request.terms.promised_days,
+                request.terms.statutory_days,
+                0,
+            );
+            Ok(vec![Event::RequestAccepted {
+                by: Some(by),
+                deemed: false,
+                at,
+                promised_deadline,
+                statutory_deadline,
+            }])
         }
         Action::Refuse { reason } => {
             require_status(request, command, &[Status::Submitted])?;
@@ -378,23 +483,48 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             }
             let working_days_used = match (&request.deadlines, request.status) {
                 (Some(d), Status::Accepted) => {
-                    d.working_days_used + d.running_since.map_or(0, |since| calendar.working_days_between(since, at))
+                    d.working_days_used
+                        + d.running_since
+                            .map_or(0, |since| calendar.working_days_between(since, at))
                 }
                 _ => 0,
             };
-            Ok(vec![Event::InfoRequested { by, missing: items, at, working_days_used }])
+            Ok(vec![Event::InfoRequested {
+                by,
+                missing: items,
+                at,
+                working_days_used,
+            }])
         }
         Action::ProvideInfo { note } => {
             require_status(request, command, &[Status::AwaitingInfo])?;
             let note = optional_text("note", note, MAX_NOTE_CHARS)?;
-            let (intake_deadline, promised_deadline, statutory_deadline) = match &request.deadlines {
+            let (intake_deadline, promised_deadline, statutory_deadline) = match &request.deadlines
+            {
                 Some(d) => {
-                    let (p, s) = deadlines_from(calendar, at, d.promised_days, d.statutory_days, d.working_days_used);
+                    let (p, s) = deadlines_from(
+                        calendar,
+                        at,
+                        d.promised_days,
+                        d.statutory_days,
+                        d.working_days_used,
+                    );
                     (None, Some(p), Some(s))
                 }
-                None => (Some(calendar.add_working_days(at, DEEMED_ACCEPTANCE_WORKING_DAYS)), None, None),
+                None => (
+                    Some(calendar.add_working_days(at, DEEMED_ACCEPTANCE_WORKING_DAYS)),
+                    None,
+                    None,
+                ),
             };
-            Ok(vec![Event::InfoProvided { by, note, at, intake_deadline, promised_deadline, statutory_deadline }])
+            Ok(vec![Event::InfoProvided {
+                by,
+                note,
+                at,
+                intake_deadline,
+                promised_deadline,
+                statutory_deadline,
+            }])
         }
         Action::Review { opinion } => {
             require_status(request, command, &[Status::Accepted])?;
@@ -409,16 +539,28 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             if *level == 0 || *level > required {
                 return Err(invalid(
                     "level",
-                    Problem::Other { message: format!("this service has approval levels 1 to {required}, not {level}") },
+                    Problem::Other {
+                        message: format!(
+                            "this service has approval levels 1 to {required}, not {level}"
+                        ),
+                    },
                 ));
             }
             if *level != next {
-                return Err(precondition(format!("approval level {level} is out of order: level {next} comes next")));
+                return Err(precondition(format!(
+                    "approval level {level} is out of order: level {next} comes next"
+                )));
             }
             if request.approvals.iter().any(|a| a.by == actor.id) {
-                return Err(forbidden("each approval level needs a different supervisor"));
+                return Err(forbidden(
+                    "each approval level needs a different supervisor",
+                ));
             }
-            Ok(vec![Event::RequestApproved { by, level: *level, at }])
+            Ok(vec![Event::RequestApproved {
+                by,
+                level: *level,
+                at,
+            }])
         }
         Action::Deny { reason } => {
             match actor.role {
@@ -443,13 +585,20 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             if !request.terms.steps.iter().any(|s| s == step) {
                 return Err(invalid(
                     "step",
-                    Problem::NotAllowed { value: step.to_string(), allowed: request.terms.steps.clone() },
+                    Problem::NotAllowed {
+                        value: step.to_string(),
+                        allowed: request.terms.steps.clone(),
+                    },
                 ));
             }
             if request.steps_done.iter().any(|s| s == step) {
                 return Err(conflict(format!("step {step} is already completed")));
             }
-            let mut events = vec![Event::StepCompleted { by, step: step.to_string(), at }];
+            let mut events = vec![Event::StepCompleted {
+                by,
+                step: step.to_string(),
+                at,
+            }];
             if request.steps_remaining() == [step] {
                 events.push(Event::RequestFulfilled { at });
             }
@@ -470,16 +619,29 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             if request.assignee.as_ref() == Some(to) {
                 return Ok(vec![]);
             }
-            Ok(vec![Event::RequestReassigned { by, from: request.assignee.clone(), to: to.clone(), at }])
+            Ok(vec![Event::RequestReassigned {
+                by,
+                from: request.assignee.clone(),
+                to: to.clone(),
+                at,
+            }])
         }
         Action::RequestExtension { days, reason } => {
             require_status(
                 request,
                 command,
-                &[Status::Accepted, Status::AwaitingInfo, Status::Reviewed, Status::Approved, Status::InFulfilment],
+                &[
+                    Status::Accepted,
+                    Status::AwaitingInfo,
+                    Status::Reviewed,
+                    Status::Approved,
+                    Status::InFulfilment,
+                ],
             )?;
             if request.deadlines.is_none() {
-                return Err(precondition("the time limit starts at acceptance; nothing to extend yet"));
+                return Err(precondition(
+                    "the time limit starts at acceptance; nothing to extend yet",
+                ));
             }
             require_assignee(request, actor)?;
             if request.pending_extension.is_some() {
@@ -488,17 +650,32 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             if *days == 0 || *days > MAX_EXTENSION_DAYS {
                 return Err(invalid(
                     "days",
-                    Problem::OutOfRange { min: Some(1.0), max: Some(f64::from(MAX_EXTENSION_DAYS)), value: f64::from(*days) },
+                    Problem::OutOfRange {
+                        min: Some(1.0),
+                        max: Some(f64::from(MAX_EXTENSION_DAYS)),
+                        value: f64::from(*days),
+                    },
                 ));
             }
             let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
-            Ok(vec![Event::ExtensionRequested { by, days: *days, reason, at }])
+            Ok(vec![Event::ExtensionRequested {
+                by,
+                days: *days,
+                reason,
+                at,
+            }])
         }
         Action::DecideExtension { approve } => {
             require_status(
                 request,
                 command,
-                &[Status::Accepted, Status::AwaitingInfo, Status::Reviewed, Status::Approved, Status::InFulfilment],
+                &[
+                    Status::Accepted,
+                    Status::AwaitingInfo,
+                    Status::Reviewed,
+                    Status::Approved,
+                    Status::InFulfilment,
+                ],
             )?;
             let (Some(pending), Some(d)) = (&request.pending_extension, &request.deadlines) else {
                 return Err(precondition("no extension request is pending"));
@@ -510,24 +687,47 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             let (promised_deadline, statutory_deadline) = match d.running_since {
                 Some(since) => {
                     let used = d.working_days_used;
-                    let (p, s) = deadlines_from(calendar, since, d.promised_days + days, d.statutory_days + days, used);
+                    let (p, s) = deadlines_from(
+                        calendar,
+                        since,
+                        d.promised_days + days,
+                        d.statutory_days + days,
+                        used,
+                    );
                     (Some(p), Some(s))
                 }
                 None => (None, None),
             };
-            Ok(vec![Event::ExtensionApproved { by, days, at, promised_deadline, statutory_deadline }])
+            Ok(vec![Event::ExtensionApproved {
+                by,
+                days,
+                at,
+                promised_deadline,
+                statutory_deadline,
+            }])
         }
         Action::Rate { grade, comment } => {
             if request.fulfilled_at.is_none() {
-                return Err(DomainError::WrongState { current: request.status, command: "rate" });
+                return Err(DomainError::WrongState {
+                    current: request.status,
+                    command: "rate",
+                });
             }
             if request.rating.is_some() {
                 return Err(conflict("the request has already been rated"));
             }
             let comment = optional_text("comment", comment, MAX_REASON_CHARS)?;
-            let mut events = vec![Event::RequestRated { by, grade: *grade, comment, at }];
+            let mut events = vec![Event::RequestRated {
+                by,
+                grade: *grade,
+                comment,
+                at,
+            }];
             if grade.is_bad() {
-                events.push(Event::RemediationOpened { at, due: calendar.add_working_days(at, REMEDIATION_WORKING_DAYS) });
+                events.push(Event::RemediationOpened {
+                    at,
+                    due: calendar.add_working_days(at, REMEDIATION_WORKING_DAYS),
+                });
             }
             Ok(events)
         }
@@ -554,12 +754,27 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
             let appeal = request.rating.as_ref().and_then(|r| r.appeal.as_ref());
             match appeal {
                 None => Err(precondition("no appeal is pending")),
-                Some(appeal) if appeal.upheld.is_some() => Err(conflict("the appeal has already been decided")),
-                Some(_) => Ok(vec![Event::AppealDecided { by, uphold: *uphold, at }]),
+                Some(appeal) if appeal.upheld.is_some() => {
+                    Err(conflict("the appeal has already been decided"))
+                }
+                Some(_) => Ok(vec![Event::AppealDecided {
+                    by,
+                    uphold: *uphold,
+                    at,
+                }]),
             }
         }
         Action::Withdraw { reason } => {
-            require_status(request, command, &[Status::Submitted, Status::AwaitingInfo, Status::Accepted, Status::Reviewed])?;
+            require_status(
+                request,
+                command,
+                &[
+                    Status::Submitted,
+                    Status::AwaitingInfo,
+                    Status::Accepted,
+                    Status::Reviewed,
+                ],
+            )?;
             let reason = optional_text("reason", reason, MAX_REASON_CHARS)?;
             Ok(vec![Event::RequestWithdrawn { by, reason, at }])
         }
@@ -577,16 +792,32 @@ fn decide_on(request: &Request, command: &Command, context: &Context<'_>) -> Res
 /// Fires a timer if, by the request's own state, it is due now and has not fired.
 /// The `due_at` the scheduler sends is only a hint: a stale or repeated firing
 /// returns no events.
-fn fire_timer(request: &Request, kind: TimerKind, at: Timestamp, context: &Context<'_>) -> Result<Vec<Event>, DomainError> {
+fn fire_timer(
+    request: &Request,
+    kind: TimerKind,
+    at: Timestamp,
+    context: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
     let calendar = context.calendar;
     let Some(due_at) = due_at(request, kind, calendar).filter(|due| *due <= at) else {
         return Ok(vec![]);
     };
     let event = match kind {
         TimerKind::DeemedAcceptance => {
-            let (promised_deadline, statutory_deadline) =
-                deadlines_from(calendar, at, request.terms.promised_days, request.terms.statutory_days, 0);
-            Event::RequestAccepted { by: None, deemed: true, at, promised_deadline, statutory_deadline }
+            let (promised_deadline, statutory_deadline) = deadlines_from(
+                calendar,
+                at,
+                request.terms.promised_days,
+                request.terms.statutory_days,
+                0,
+            );
+            Event::RequestAccepted {
+                by: None,
+                deemed: true,
+                at,
+                promised_deadline,
+                statutory_deadline,
+            }
         }
         TimerKind::Warning => Event::WarningRaised { due_at, at },
         TimerKind::YellowCard => Event::YellowCardIssued { due_at, at },

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Everything that can happen to a request. In JSON each event is an object whose
 /// `"type"` member is the variant name (see [`Event::event_type`]).
+// RequestSubmitted is much larger than the rest; boxing it would make every match
+// on events clumsier for a saving that does not matter (events are few per request).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
@@ -184,9 +187,17 @@ pub enum EventDecodeError {
     #[error("unknown event type {0:?}")]
     UnknownType(String),
     #[error("event {event_type} has schema version {version}, but this build knows only up to {current}")]
-    UnknownVersion { event_type: String, version: u32, current: u32 },
+    UnknownVersion {
+        event_type: String,
+        version: u32,
+        current: u32,
+    },
     #[error("event {event_type} schema version {version} cannot be upcast: {problem}")]
-    Upcast { event_type: String, version: u32, problem: String },
+    Upcast {
+        event_type: String,
+        version: u32,
+        problem: String,
+    },
 }
 
 /// Every event type name, for the server's registry and for tests.
@@ -315,13 +326,20 @@ impl Event {
     }
 
     /// Reads stored bytes written under any known schema version, upcasting old ones.
-    pub fn from_json(event_type: &str, schema_version: u32, bytes: &[u8]) -> Result<Event, EventDecodeError> {
+    pub fn from_json(
+        event_type: &str,
+        schema_version: u32,
+        bytes: &[u8],
+    ) -> Result<Event, EventDecodeError> {
         let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
         let object = value.as_object_mut().ok_or(EventDecodeError::NotAnObject)?;
         if !EVENT_TYPES.contains(&event_type) {
             return Err(EventDecodeError::UnknownType(event_type.to_string()));
         }
-        object.insert("type".to_string(), serde_json::Value::String(event_type.to_string()));
+        object.insert(
+            "type".to_string(),
+            serde_json::Value::String(event_type.to_string()),
+        );
         let current = current_schema_version(event_type);
         if schema_version > current || schema_version == 0 {
             return Err(EventDecodeError::UnknownVersion {
@@ -360,7 +378,10 @@ fn upcast(
     match (event_type, from) {
         // v1 stored a numeric score, 5 = 非常满意 .. 1 = 非常不满意.
         ("RequestRated", 1) => {
-            let score = object.remove("score").and_then(|s| s.as_u64()).ok_or_else(|| problem("score is missing"))?;
+            let score = object
+                .remove("score")
+                .and_then(|s| s.as_u64())
+                .ok_or_else(|| problem("score is missing"))?;
             let grade = u8::try_from(score)
                 .ok()
                 .and_then(Grade::from_score)

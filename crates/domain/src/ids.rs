@@ -130,7 +130,9 @@ impl Category {
 
     /// Parses either the ASCII name or the Chinese name.
     pub fn parse(text: &str) -> Option<Category> {
-        Category::ALL.into_iter().find(|c| c.as_str() == text || c.name_zh() == text)
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text || c.name_zh() == text)
     }
 }
 
@@ -159,7 +161,9 @@ pub struct ServiceCode(String);
 impl ServiceCode {
     pub fn parse(text: &str) -> Result<ServiceCode, CodeError> {
         let bad = || CodeError::MalformedServiceCode(text.to_string());
-        let ok_chars = text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+        let ok_chars = text
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
         if !(3..=32).contains(&text.len())
             || !ok_chars
             || !text.as_bytes()[0].is_ascii_uppercase()
@@ -224,8 +228,11 @@ impl TrackingCode {
     /// Parses a code as a person typed it: case does not matter, hyphens and spaces
     /// are optional, and the look-alikes O, I and L are read as 0, 1 and 1.
     pub fn parse(text: &str) -> Result<TrackingCode, CodeError> {
-        let compact: String =
-            text.chars().filter(|c| !matches!(c, '-' | ' ')).map(|c| c.to_ascii_uppercase()).collect();
+        let compact: String = text
+            .chars()
+            .filter(|c| !matches!(c, '-' | ' '))
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
         let Some(body) = compact.strip_prefix("AJ") else {
             return Err(CodeError::MalformedTrackingCode(text.to_string()));
         };
@@ -240,11 +247,19 @@ impl TrackingCode {
                 other => other,
             };
             if !c.is_ascii() || !CROCKFORD.contains(&(c as u8)) {
-                return Err(CodeError::TrackingCodeSymbol { code: text.to_string(), symbol: c });
+                return Err(CodeError::TrackingCodeSymbol {
+                    code: text.to_string(),
+                    symbol: c,
+                });
             }
             symbols.push(c);
         }
-        Ok(TrackingCode(format!("AJ-{}-{}-{}", &symbols[0..4], &symbols[4..8], &symbols[8..12])))
+        Ok(TrackingCode(format!(
+            "AJ-{}-{}-{}",
+            &symbols[0..4],
+            &symbols[4..8],
+            &symbols[8..12]
+        )))
     }
 
     pub fn as_str(&self) -> &str {

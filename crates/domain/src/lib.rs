@@ -26,14 +26,17 @@ pub mod time;
 pub use actor::{Actor, Role, Scope};
 pub use calendar::{Calendar, CalendarError};
 pub use catalogue::{
-    validate_form, validate_sealed_form, Answer, Catalogue, CatalogueError, FieldDefinition, FieldKind,
-    FieldViolation, FormAnswers, FulfilmentStep, Problem, ServiceDefinition, ServiceTerms, ValidatedForm,
+    validate_form, validate_sealed_form, Answer, Catalogue, CatalogueError, FieldDefinition,
+    FieldKind, FieldViolation, FormAnswers, FulfilmentStep, Problem, ServiceDefinition,
+    ServiceTerms, ValidatedForm,
 };
 pub use command::{Action, Applicant, Command, Submission, TimerKind};
 pub use decide::{authorize, decide, Context, DomainError};
 pub use event::{Event, EventDecodeError, EVENT_TYPES};
 pub use ids::{ActorId, Category, CodeError, RequestId, ServiceCode, SiteId, TrackingCode};
 pub use rating::{Appeal, Grade, Rating, Remediation, RemediationState};
-pub use state::{evolve, try_evolve, Deadlines, EvolveError, Request, RequestState, Status, Supervision};
+pub use state::{
+    evolve, try_evolve, Deadlines, EvolveError, Request, RequestState, Status, Supervision,
+};
 pub use supervision::{next_due, DueTimer};
 pub use time::{CivilDate, Timestamp, Weekday};

@@ -24,8 +24,13 @@ pub enum Grade {
 }
 
 impl Grade {
-    pub const ALL: [Grade; 5] =
-        [Grade::VerySatisfied, Grade::Satisfied, Grade::Neutral, Grade::Dissatisfied, Grade::VeryDissatisfied];
+    pub const ALL: [Grade; 5] = [
+        Grade::VerySatisfied,
+        Grade::Satisfied,
+        Grade::Neutral,
+        Grade::Dissatisfied,
+        Grade::VeryDissatisfied,
+    ];
 
     pub fn name_zh(self) -> &'static str {
         match self {
@@ -89,7 +94,13 @@ pub struct Remediation {
 #[serde(rename_all = "snake_case")]
 pub enum RemediationState {
     Open,
-    Resolved { by: ActorId, at: Timestamp, summary: String },
+    Resolved {
+        by: ActorId,
+        at: Timestamp,
+        summary: String,
+    },
     /// The rating that opened it was removed on appeal.
-    Cancelled { at: Timestamp },
+    Cancelled {
+        at: Timestamp,
+    },
 }

@@ -54,12 +54,18 @@ impl Status {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Closed | Status::Refused | Status::Denied | Status::Withdrawn)
+        matches!(
+            self,
+            Status::Closed | Status::Refused | Status::Denied | Status::Withdrawn
+        )
     }
 
     /// Accepted and not yet fulfilled, denied or withdrawn: the processing clock applies.
     pub fn is_in_processing(self) -> bool {
-        matches!(self, Status::Accepted | Status::Reviewed | Status::Approved | Status::InFulfilment)
+        matches!(
+            self,
+            Status::Accepted | Status::Reviewed | Status::Approved | Status::InFulfilment
+        )
     }
 }
 
@@ -172,7 +178,12 @@ pub struct Request {
 impl Request {
     /// Steps of fulfilment not done yet, in catalogue order.
     pub fn steps_remaining(&self) -> Vec<&str> {
-        self.terms.steps.iter().filter(|s| !self.steps_done.contains(s)).map(String::as_str).collect()
+        self.terms
+            .steps
+            .iter()
+            .filter(|s| !self.steps_done.contains(s))
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -326,7 +337,13 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             ensure(!status.is_terminal())?;
             r.assignee = Some(to.clone());
         }
-        Event::RequestAccepted { deemed, at, promised_deadline, statutory_deadline, .. } => {
+        Event::RequestAccepted {
+            deemed,
+            at,
+            promised_deadline,
+            statutory_deadline,
+            ..
+        } => {
             ensure(status == Status::Submitted)?;
             r.status = Status::Accepted;
             r.deemed_accepted = *deemed;
@@ -349,8 +366,15 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             r.intake_deadline = None;
             r.outcome_reason = Some(reason.clone());
         }
-        Event::InfoRequested { missing, working_days_used, .. } => {
-            ensure(matches!(status, Status::Submitted | Status::Accepted) && r.missing_materials.is_none())?;
+        Event::InfoRequested {
+            missing,
+            working_days_used,
+            ..
+        } => {
+            ensure(
+                matches!(status, Status::Submitted | Status::Accepted)
+                    && r.missing_materials.is_none(),
+            )?;
             r.missing_materials = Some(missing.clone());
             r.resume_status = Some(status);
             r.status = Status::AwaitingInfo;
@@ -362,7 +386,13 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 d.statutory = None;
             }
         }
-        Event::InfoProvided { at, intake_deadline, promised_deadline, statutory_deadline, .. } => {
+        Event::InfoProvided {
+            at,
+            intake_deadline,
+            promised_deadline,
+            statutory_deadline,
+            ..
+        } => {
             ensure(status == Status::AwaitingInfo)?;
             r.status = r.resume_status.take().unwrap_or(Status::Submitted);
             r.intake_deadline = *intake_deadline;
@@ -383,8 +413,16 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
         }
         Event::RequestApproved { by, level, at } => {
             let next_level = r.approvals.len() as u8 + 1;
-            ensure(status == Status::Reviewed && *level == next_level && *level <= r.terms.approval_levels)?;
-            r.approvals.push(Approval { level: *level, by: by.clone(), at: *at });
+            ensure(
+                status == Status::Reviewed
+                    && *level == next_level
+                    && *level <= r.terms.approval_levels,
+            )?;
+            r.approvals.push(Approval {
+                level: *level,
+                by: by.clone(),
+                at: *at,
+            });
             if *level == r.terms.approval_levels {
                 r.status = Status::Approved;
                 r.decided_at = Some(*at);
@@ -403,7 +441,11 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             r.status = Status::InFulfilment;
         }
         Event::StepCompleted { step, .. } => {
-            ensure(status == Status::InFulfilment && r.terms.steps.contains(step) && !r.steps_done.contains(step))?;
+            ensure(
+                status == Status::InFulfilment
+                    && r.terms.steps.contains(step)
+                    && !r.steps_done.contains(step),
+            )?;
             r.steps_done.push(step.clone());
         }
         Event::RequestFulfilled { at } => {
@@ -414,14 +456,33 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             stop_clock(&mut r);
         }
         Event::NoteAdded { by, text, at } => {
-            r.notes.push(Note { by: by.clone(), text: text.clone(), at: *at });
+            r.notes.push(Note {
+                by: by.clone(),
+                text: text.clone(),
+                at: *at,
+            });
         }
-        Event::ExtensionRequested { by, days, reason, at } => {
+        Event::ExtensionRequested {
+            by,
+            days,
+            reason,
+            at,
+        } => {
             ensure(status.is_in_processing() || status == Status::AwaitingInfo)?;
             ensure(r.deadlines.is_some() && r.pending_extension.is_none())?;
-            r.pending_extension = Some(PendingExtension { days: *days, reason: reason.clone(), by: by.clone(), at: *at });
+            r.pending_extension = Some(PendingExtension {
+                days: *days,
+                reason: reason.clone(),
+                by: by.clone(),
+                at: *at,
+            });
         }
-        Event::ExtensionApproved { days, promised_deadline, statutory_deadline, .. } => {
+        Event::ExtensionApproved {
+            days,
+            promised_deadline,
+            statutory_deadline,
+            ..
+        } => {
             ensure(r.pending_extension.is_some())?;
             r.pending_extension = None;
             let d = r.deadlines.as_mut().ok_or_else(reject)?;
@@ -435,7 +496,12 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             ensure(r.pending_extension.is_some())?;
             r.pending_extension = None;
         }
-        Event::RequestRated { by, grade, comment, at } => {
+        Event::RequestRated {
+            by,
+            grade,
+            comment,
+            at,
+        } => {
             ensure(r.fulfilled_at.is_some() && r.rating.is_none())?;
             r.rating = Some(Rating {
                 grade: *grade,
@@ -448,17 +514,30 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
         }
         Event::RemediationOpened { at, due } => {
             ensure(r.rating.is_some() && r.remediation.is_none())?;
-            r.remediation = Some(Remediation { opened_at: *at, due: *due, state: RemediationState::Open });
+            r.remediation = Some(Remediation {
+                opened_at: *at,
+                due: *due,
+                state: RemediationState::Open,
+            });
         }
         Event::RemediationResolved { by, summary, at } => {
             let remediation = r.remediation.as_mut().ok_or_else(reject)?;
             ensure(remediation.state == RemediationState::Open)?;
-            remediation.state = RemediationState::Resolved { by: by.clone(), at: *at, summary: summary.clone() };
+            remediation.state = RemediationState::Resolved {
+                by: by.clone(),
+                at: *at,
+                summary: summary.clone(),
+            };
         }
         Event::RatingAppealed { by, reason, at } => {
             let rating = r.rating.as_mut().ok_or_else(reject)?;
             ensure(rating.appeal.is_none() && !rating.removed)?;
-            rating.appeal = Some(Appeal { reason: reason.clone(), by: by.clone(), at: *at, upheld: None });
+            rating.appeal = Some(Appeal {
+                reason: reason.clone(),
+                by: by.clone(),
+                at: *at,
+                upheld: None,
+            });
         }
         Event::AppealDecided { uphold, at, .. } => {
             let rating = r.rating.as_mut().ok_or_else(reject)?;
@@ -475,7 +554,10 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             }
         }
         Event::RequestWithdrawn { reason, at, .. } => {
-            ensure(matches!(status, Status::Submitted | Status::AwaitingInfo | Status::Accepted | Status::Reviewed))?;
+            ensure(matches!(
+                status,
+                Status::Submitted | Status::AwaitingInfo | Status::Accepted | Status::Reviewed
+            ))?;
             r.status = Status::Withdrawn;
             r.outcome_reason = reason.clone();
             r.closed_at = Some(*at);

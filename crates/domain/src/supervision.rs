@@ -26,11 +26,18 @@ pub struct DueTimer {
 /// The scheduler should replace what it holds for the request with this list after
 /// each append: a clock pause removes timers, an extension moves them.
 pub fn next_due(state: &RequestState, calendar: &Calendar) -> Vec<DueTimer> {
-    let Some(request) = state.request() else { return Vec::new() };
-    let mut due: Vec<DueTimer> = [TimerKind::DeemedAcceptance, TimerKind::Warning, TimerKind::YellowCard, TimerKind::RedCard]
-        .into_iter()
-        .filter_map(|kind| due_at(request, kind, calendar).map(|due_at| DueTimer { kind, due_at }))
-        .collect();
+    let Some(request) = state.request() else {
+        return Vec::new();
+    };
+    let mut due: Vec<DueTimer> = [
+        TimerKind::DeemedAcceptance,
+        TimerKind::Warning,
+        TimerKind::YellowCard,
+        TimerKind::RedCard,
+    ]
+    .into_iter()
+    .filter_map(|kind| due_at(request, kind, calendar).map(|due_at| DueTimer { kind, due_at }))
+    .collect();
     due.sort_by_key(|t| (t.due_at, t.kind));
     due
 }
@@ -40,7 +47,9 @@ pub fn next_due(state: &RequestState, calendar: &Calendar) -> Vec<DueTimer> {
 pub fn due_at(request: &Request, kind: TimerKind, calendar: &Calendar) -> Option<Timestamp> {
     if kind == TimerKind::DeemedAcceptance {
         return match request.status {
-            crate::state::Status::Submitted => request.intake_deadline.map(Timestamp::next_millisecond),
+            crate::state::Status::Submitted => {
+                request.intake_deadline.map(Timestamp::next_millisecond)
+            }
             _ => None,
         };
     }
@@ -64,7 +73,11 @@ pub fn due_at(request: &Request, kind: TimerKind, calendar: &Calendar) -> Option
                 return Some(running_since);
             }
             let left = threshold - deadlines.working_days_used;
-            Some(calendar.add_working_days(running_since, left).next_millisecond())
+            Some(
+                calendar
+                    .add_working_days(running_since, left)
+                    .next_millisecond(),
+            )
         }
         TimerKind::YellowCard => {
             if supervision.yellow_card_at.is_some() {
@@ -76,7 +89,11 @@ pub fn due_at(request: &Request, kind: TimerKind, calendar: &Calendar) -> Option
             if supervision.red_card_at.is_some() {
                 return None;
             }
-            deadlines.promised.map(|p| calendar.add_working_days(p, RED_CARD_WORKING_DAYS).next_millisecond())
+            deadlines.promised.map(|p| {
+                calendar
+                    .add_working_days(p, RED_CARD_WORKING_DAYS)
+                    .next_millisecond()
+            })
         }
     }
 }

@@ -45,8 +45,14 @@ impl Timestamp {
 
     /// A CST wall-clock instant, handy in tests and fixtures.
     pub fn cst(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> Self {
-        let date = CivilDate::new(year, month, day).unwrap_or(CivilDate { year: 1970, month: 1, day: 1 });
-        Timestamp(Self::cst_start_of(date).0 + i64::from(hour) * 3_600_000 + i64::from(minute) * 60_000)
+        let date = CivilDate::new(year, month, day).unwrap_or(CivilDate {
+            year: 1970,
+            month: 1,
+            day: 1,
+        });
+        Timestamp(
+            Self::cst_start_of(date).0 + i64::from(hour) * 3_600_000 + i64::from(minute) * 60_000,
+        )
     }
 }
 
@@ -54,7 +60,11 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let date = self.cst_date();
         let ms_of_day = (self.0 + CST_OFFSET_MS).rem_euclid(MS_PER_DAY);
-        let (h, m, s) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60);
+        let (h, m, s) = (
+            ms_of_day / 3_600_000,
+            ms_of_day / 60_000 % 60,
+            ms_of_day / 1000 % 60,
+        );
         write!(f, "{date}T{h:02}:{m:02}:{s:02}+08:00")
     }
 }
@@ -180,15 +190,29 @@ mod tests {
         }
         let new_year = CivilDate::new(2026, 1, 1).unwrap();
         assert_eq!(new_year.weekday(), Weekday::Thursday);
-        assert_eq!(CivilDate::parse("2026-02-14").unwrap().weekday(), Weekday::Saturday);
+        assert_eq!(
+            CivilDate::parse("2026-02-14").unwrap().weekday(),
+            Weekday::Saturday
+        );
         assert_eq!(CivilDate::parse("2026-02-29"), None);
     }
 
     #[test]
     fn cst_is_eight_hours_ahead_of_utc() {
         // 2026-01-01T00:00:00Z is 08:00 on 1 January in Beijing; 16:00Z is already 2 January.
-        assert_eq!(Timestamp(1_767_225_600_000).cst_date().to_string(), "2026-01-01");
-        assert_eq!(Timestamp(1_767_225_600_000 + 16 * 3_600_000).cst_date().to_string(), "2026-01-02");
-        assert_eq!(Timestamp::cst(2026, 1, 1, 8, 0), Timestamp(1_767_225_600_000));
+        assert_eq!(
+            Timestamp(1_767_225_600_000).cst_date().to_string(),
+            "2026-01-01"
+        );
+        assert_eq!(
+            Timestamp(1_767_225_600_000 + 16 * 3_600_000)
+                .cst_date()
+                .to_string(),
+            "2026-01-02"
+        );
+        assert_eq!(
+            Timestamp::cst(2026, 1, 1, 8, 0),
+            Timestamp(1_767_225_600_000)
+        );
     }
 }

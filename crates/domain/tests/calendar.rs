@@ -24,19 +24,45 @@ fn end_of(text: &str) -> Timestamp {
 fn the_2026_schedule_matches_the_state_council_notice() {
     let cal = Calendar::china_2026();
     for holiday in [
-        "2026-01-01", "2026-01-02", "2026-02-16", "2026-02-20", "2026-02-23", "2026-04-06", "2026-05-04",
-        "2026-05-05", "2026-06-19", "2026-09-25", "2026-10-01", "2026-10-07",
+        "2026-01-01",
+        "2026-01-02",
+        "2026-02-16",
+        "2026-02-20",
+        "2026-02-23",
+        "2026-04-06",
+        "2026-05-04",
+        "2026-05-05",
+        "2026-06-19",
+        "2026-09-25",
+        "2026-10-01",
+        "2026-10-07",
     ] {
-        assert!(!cal.is_working_day(date(holiday)), "{holiday} is a public holiday");
+        assert!(
+            !cal.is_working_day(date(holiday)),
+            "{holiday} is a public holiday"
+        );
     }
-    for make_up in ["2026-01-04", "2026-02-14", "2026-02-28", "2026-05-09", "2026-09-20", "2026-10-10"] {
+    for make_up in [
+        "2026-01-04",
+        "2026-02-14",
+        "2026-02-28",
+        "2026-05-09",
+        "2026-09-20",
+        "2026-10-10",
+    ] {
         assert!(date(make_up).is_weekend(), "{make_up} is a weekend day");
-        assert!(cal.is_working_day(date(make_up)), "{make_up} is a make-up working day");
+        assert!(
+            cal.is_working_day(date(make_up)),
+            "{make_up} is a make-up working day"
+        );
     }
     assert!(cal.is_working_day(date("2026-03-02")));
     assert!(!cal.is_working_day(date("2026-03-07")));
     let (from, to) = cal.coverage().unwrap();
-    assert_eq!((from.to_string(), to.to_string()), ("2026-01-01".to_string(), "2026-12-31".to_string()));
+    assert_eq!(
+        (from.to_string(), to.to_string()),
+        ("2026-01-01".to_string(), "2026-12-31".to_string())
+    );
 }
 
 #[test]
@@ -51,7 +77,10 @@ fn a_deadline_spans_the_spring_festival_and_its_make_up_days() {
     assert_eq!(cal.add_working_days(accepted, 8), end_of("2026-03-02"));
     assert_eq!(cal.working_days_between(accepted, at("2026-03-02", 9)), 8);
     // Without the calendar the same 7 days would end on Monday 23 February.
-    assert_eq!(Calendar::weekdays_only().add_working_days(accepted, 7), end_of("2026-02-23"));
+    assert_eq!(
+        Calendar::weekdays_only().add_working_days(accepted, 7),
+        end_of("2026-02-23")
+    );
 }
 
 #[test]
@@ -72,11 +101,25 @@ fn a_pause_across_a_weekend_does_not_count() {
     // Accepted Monday 9 March, 10-day limit. Sent back Thursday 12 March (3 days used:
     // 10, 11, 12), materials back Monday 16 March. Seven days left from Tue 17 -> Wed 25.
     let mut commands = accepted("SQ-SHESHI");
-    commands[0] = cmd(resident(), march(9, 9), Action::Submit(submission("SQ-SHESHI")));
+    commands[0] = cmd(
+        resident(),
+        march(9, 9),
+        Action::Submit(submission("SQ-SHESHI")),
+    );
     commands[1] = cmd(caseworker(), march(9, 10), Action::Claim);
     commands[2] = cmd(caseworker(), march(9, 11), Action::Accept);
-    commands.push(cmd(caseworker(), march(12, 16), Action::RequestInfo { missing: vec!["照片 photo".into()] }));
-    commands.push(cmd(resident(), march(16, 9), Action::ProvideInfo { note: None }));
+    commands.push(cmd(
+        caseworker(),
+        march(12, 16),
+        Action::RequestInfo {
+            missing: vec!["照片 photo".into()],
+        },
+    ));
+    commands.push(cmd(
+        resident(),
+        march(16, 9),
+        Action::ProvideInfo { note: None },
+    ));
     let state = given_commands(commands).state().clone();
     let deadlines = state.deadlines().unwrap();
     assert_eq!(deadlines.working_days_used, 3);
@@ -85,7 +128,10 @@ fn a_pause_across_a_weekend_does_not_count() {
     // Statutory 10: 7 left -> 17, 18, 19, 20, 23, 24, 25 March.
     assert_eq!(deadlines.statutory, Some(end_of("2026-03-25")));
     // Without the pause the statutory deadline would have been Monday 23 March.
-    assert_eq!(CALENDAR.add_working_days(march(9, 11), 10), end_of("2026-03-23"));
+    assert_eq!(
+        CALENDAR.add_working_days(march(9, 11), 10),
+        end_of("2026-03-23")
+    );
 }
 
 #[test]
@@ -94,11 +140,26 @@ fn the_start_day_does_not_count_and_days_are_read_in_beijing_time() {
     // 16:30 UTC on Friday 6 March is already Saturday 7 March in Beijing.
     let late_friday_utc = Timestamp(at("2026-03-06", 0).0 + (24 + 8 + 16) * 3_600_000 / 2);
     assert_eq!(late_friday_utc.cst_date(), date("2026-03-07"));
-    assert_eq!(cal.add_working_days(late_friday_utc, 1), end_of("2026-03-09"));
-    assert_eq!(cal.add_working_days(at("2026-03-06", 9), 1), end_of("2026-03-09"));
-    assert_eq!(cal.add_working_days(at("2026-03-06", 9), 0), at("2026-03-06", 9));
-    assert_eq!(cal.working_days_between(at("2026-03-06", 9), at("2026-03-06", 17)), 0);
-    assert_eq!(cal.working_days_between(at("2026-03-09", 9), at("2026-03-06", 17)), 0);
+    assert_eq!(
+        cal.add_working_days(late_friday_utc, 1),
+        end_of("2026-03-09")
+    );
+    assert_eq!(
+        cal.add_working_days(at("2026-03-06", 9), 1),
+        end_of("2026-03-09")
+    );
+    assert_eq!(
+        cal.add_working_days(at("2026-03-06", 9), 0),
+        at("2026-03-06", 9)
+    );
+    assert_eq!(
+        cal.working_days_between(at("2026-03-06", 9), at("2026-03-06", 17)),
+        0
+    );
+    assert_eq!(
+        cal.working_days_between(at("2026-03-09", 9), at("2026-03-06", 17)),
+        0
+    );
 }
 
 #[test]
@@ -110,7 +171,10 @@ fn outside_2026_the_calendar_falls_back_to_monday_to_friday() {
     assert!(cal.is_working_day(date("2027-01-01")));
     assert!(!cal.is_working_day(date("2027-01-02")));
     // A deadline crossing the year end uses the 2026 data, then the fallback.
-    assert_eq!(cal.add_working_days(at("2026-12-30", 9), 3), end_of("2027-01-04"));
+    assert_eq!(
+        cal.add_working_days(at("2026-12-30", 9), 3),
+        end_of("2027-01-04")
+    );
 }
 
 #[test]
@@ -120,7 +184,11 @@ fn working_days_between_inverts_add_working_days() {
     while start < at("2026-12-31", 0) {
         for n in [1, 5, 15, 30] {
             let end = cal.add_working_days(start, n);
-            assert_eq!(cal.working_days_between(start, end), n, "from {start} plus {n}");
+            assert_eq!(
+                cal.working_days_between(start, end),
+                n,
+                "from {start} plus {n}"
+            );
         }
         start = Timestamp(start.0 + 86_400_000);
     }

@@ -10,11 +10,16 @@ pub static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(Catalogue::shipped);
 pub static CALENDAR: LazyLock<Calendar> = LazyLock::new(Calendar::china_2026);
 
 pub fn ctx() -> Context<'static> {
-    Context { catalogue: &CATALOGUE, calendar: &CALENDAR }
+    Context {
+        catalogue: &CATALOGUE,
+        calendar: &CALENDAR,
+    }
 }
 
 pub fn request_id() -> RequestId {
-    RequestId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001))
+    RequestId(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0001,
+    ))
 }
 
 pub fn site_a() -> SiteId {
@@ -117,7 +122,9 @@ fn text(value: &str) -> Answer {
 }
 
 fn sealed(value: &str) -> Answer {
-    Answer::Sealed { sealed: value.to_string() }
+    Answer::Sealed {
+        sealed: value.to_string(),
+    }
 }
 
 /// Valid, already sealed answers for the services the tests use.
@@ -127,7 +134,10 @@ pub fn answers_for(service: &str) -> FormAnswers {
         "MZ-DIBAO" => {
             answers.insert("household_size".into(), Answer::Number(4.0));
             answers.insert("monthly_income_yuan".into(), Answer::Number(1200.0));
-            answers.insert("income_sources".into(), Answer::Choices(vec!["务工 wages".into()]));
+            answers.insert(
+                "income_sources".into(),
+                Answer::Choices(vec!["务工 wages".into()]),
+            );
             answers.insert("id_number".into(), sealed("sealed:v1:id"));
         }
         "MZ-LINSHI" => {
@@ -148,7 +158,10 @@ pub fn answers_for(service: &str) -> FormAnswers {
 }
 
 pub fn submission(service: &str) -> Submission {
-    let version = CATALOGUE.get(&code(service)).expect("service exists").version;
+    let version = CATALOGUE
+        .get(&code(service))
+        .expect("service exists")
+        .version;
     Submission {
         tracking_code: tracking_code(),
         site: site_a(),
@@ -166,8 +179,9 @@ pub fn history(commands: Vec<Command>) -> Vec<Event> {
     let mut state = RequestState::default();
     let mut events = Vec::new();
     for command in commands {
-        let decided = decide(&state, &command, &ctx())
-            .unwrap_or_else(|e| panic!("history command {} was refused: {e}", command.action.name()));
+        let decided = decide(&state, &command, &ctx()).unwrap_or_else(|e| {
+            panic!("history command {} was refused: {e}", command.action.name())
+        });
         for event in decided {
             state = try_evolve(&state, &event).expect("decided event applies");
             events.push(event);
@@ -178,7 +192,11 @@ pub fn history(commands: Vec<Command>) -> Vec<Event> {
 
 /// Standard histories of one service, each extending the previous.
 pub fn submitted(service: &str) -> Vec<Command> {
-    vec![cmd(resident(), march(2, 9), Action::Submit(submission(service)))]
+    vec![cmd(
+        resident(),
+        march(2, 9),
+        Action::Submit(submission(service)),
+    )]
 }
 
 pub fn claimed(service: &str) -> Vec<Command> {
@@ -195,17 +213,30 @@ pub fn accepted(service: &str) -> Vec<Command> {
 
 pub fn reviewed(service: &str) -> Vec<Command> {
     let mut c = accepted(service);
-    c.push(cmd(caseworker(), march(3, 9), Action::Review { opinion: "材料齐全 complete".into() }));
+    c.push(cmd(
+        caseworker(),
+        march(3, 9),
+        Action::Review {
+            opinion: "材料齐全 complete".into(),
+        },
+    ));
     c
 }
 
 /// Reviewed and given every approval the service needs.
 pub fn approved(service: &str) -> Vec<Command> {
     let mut c = reviewed(service);
-    let levels = CATALOGUE.get(&code(service)).expect("service exists").approval_levels;
+    let levels = CATALOGUE
+        .get(&code(service))
+        .expect("service exists")
+        .approval_levels;
     let approvers = [supervisor(), supervisor2()];
     for level in 1..=levels {
-        c.push(cmd(approvers[usize::from(level - 1)].clone(), march(3, 10 + u32::from(level)), Action::Approve { level }));
+        c.push(cmd(
+            approvers[usize::from(level - 1)].clone(),
+            march(3, 10 + u32::from(level)),
+            Action::Approve { level },
+        ));
     }
     c
 }
@@ -218,9 +249,19 @@ pub fn in_fulfilment(service: &str) -> Vec<Command> {
 
 pub fn fulfilled(service: &str) -> Vec<Command> {
     let mut c = in_fulfilment(service);
-    let steps = CATALOGUE.get(&code(service)).expect("service exists").steps.clone();
+    let steps = CATALOGUE
+        .get(&code(service))
+        .expect("service exists")
+        .steps
+        .clone();
     for (i, step) in steps.iter().enumerate() {
-        c.push(cmd(caseworker(), march(4, 10 + i as u32), Action::CompleteStep { step: step.code.clone() }));
+        c.push(cmd(
+            caseworker(),
+            march(4, 10 + i as u32),
+            Action::CompleteStep {
+                step: step.code.clone(),
+            },
+        ));
     }
     c
 }
@@ -249,7 +290,8 @@ pub struct When {
 pub fn given(events: impl IntoIterator<Item = Event>) -> Given {
     let mut state = RequestState::default();
     for event in events {
-        state = try_evolve(&state, &event).unwrap_or_else(|e| panic!("given event does not apply: {e}"));
+        state = try_evolve(&state, &event)
+            .unwrap_or_else(|e| panic!("given event does not apply: {e}"));
     }
     Given { state }
 }
@@ -266,7 +308,10 @@ impl Given {
 
     pub fn when(self, command: Command) -> When {
         let result = decide(&self.state, &command, &ctx());
-        When { state: self.state, result }
+        When {
+            state: self.state,
+            result,
+        }
     }
 }
 
@@ -280,7 +325,8 @@ impl When {
         assert_eq!(events, expected);
         let mut state = self.state;
         for event in &events {
-            state = try_evolve(&state, event).unwrap_or_else(|e| panic!("decided event does not apply: {e}"));
+            state = try_evolve(&state, event)
+                .unwrap_or_else(|e| panic!("decided event does not apply: {e}"));
         }
         state
     }
@@ -295,7 +341,8 @@ impl When {
         assert_eq!(types, expected);
         let mut state = self.state;
         for event in &events {
-            state = try_evolve(&state, event).unwrap_or_else(|e| panic!("decided event does not apply: {e}"));
+            state = try_evolve(&state, event)
+                .unwrap_or_else(|e| panic!("decided event does not apply: {e}"));
         }
         (events, state)
     }
@@ -313,7 +360,10 @@ impl When {
             Ok(events) => panic!("expected an error containing {text:?}, got events {events:?}"),
             Err(e) => {
                 assert!(check(&e), "unexpected error kind: {e:?}");
-                assert!(e.to_string().contains(text), "error {e:?} does not say {text:?}");
+                assert!(
+                    e.to_string().contains(text),
+                    "error {e:?} does not say {text:?}"
+                );
             }
         }
     }
