@@ -36,6 +36,20 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Submitted,
+        Status::AwaitingInfo,
+        Status::Accepted,
+        Status::Reviewed,
+        Status::Approved,
+        Status::InFulfilment,
+        Status::Fulfilled,
+        Status::Closed,
+        Status::Refused,
+        Status::Denied,
+        Status::Withdrawn,
+    ];
+
     /// The stable lowercase name used in APIs, metrics and messages.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,14 +104,22 @@ pub struct Deadlines {
     pub working_days_used: u32,
     /// When the clock's current run started; `None` while stopped.
     pub running_since: Option<Timestamp>,
+    /// When the clock stopped for good (fulfilled, denied or withdrawn).
+    pub finished_at: Option<Timestamp>,
     /// `None` while the clock is stopped.
     pub promised: Option<Timestamp>,
     pub statutory: Option<Timestamp>,
 }
 
 impl Deadlines {
+    /// Stopped while the resident supplies missing materials (it will restart).
     pub fn paused(&self) -> bool {
-        self.running_since.is_none()
+        self.running_since.is_none() && self.finished_at.is_none()
+    }
+
+    /// Counting now.
+    pub fn running(&self) -> bool {
+        self.running_since.is_some()
     }
 }
 
@@ -176,6 +198,21 @@ pub struct Request {
 }
 
 impl Request {
+    /// The resident status lookup: a tracking code is only answered together with the
+    /// last four digits of the applicant's phone. Compares without an early exit.
+    pub fn matches_lookup(&self, tracking_code: &TrackingCode, phone_last4: &str) -> bool {
+        let same_code = self.tracking_code == *tracking_code;
+        let expected = self.applicant.phone_last4.as_bytes();
+        let given = phone_last4.as_bytes();
+        let same_phone = expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        same_code & same_phone
+    }
+
     /// Steps of fulfilment not done yet, in catalogue order.
     pub fn steps_remaining(&self) -> Vec<&str> {
         self.terms
@@ -355,6 +392,7 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 extension_days: 0,
                 working_days_used: 0,
                 running_since: Some(*at),
+                finished_at: None,
                 promised: Some(*promised_deadline),
                 statutory: Some(*statutory_deadline),
             });
@@ -434,7 +472,7 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             r.decided_at = Some(*at);
             r.outcome_reason = Some(reason.clone());
             r.pending_extension = None;
-            stop_clock(&mut r);
+            stop_clock(&mut r, *at);
         }
         Event::FulfilmentStarted { .. } => {
             ensure(status == Status::Approved)?;
@@ -453,7 +491,7 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             r.status = Status::Fulfilled;
             r.fulfilled_at = Some(*at);
             r.pending_extension = None;
-            stop_clock(&mut r);
+            stop_clock(&mut r, *at);
         }
         Event::NoteAdded { by, text, at } => {
             r.notes.push(Note {
@@ -563,7 +601,7 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             r.closed_at = Some(*at);
             r.intake_deadline = None;
             r.pending_extension = None;
-            stop_clock(&mut r);
+            stop_clock(&mut r, *at);
         }
         Event::RequestClosed { at, .. } => {
             ensure(status == Status::Fulfilled)?;
@@ -587,8 +625,9 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
 }
 
 /// The clock stops for good when the work ends; the last deadlines stay visible.
-fn stop_clock(r: &mut Request) {
+fn stop_clock(r: &mut Request, at: Timestamp) {
     if let Some(d) = r.deadlines.as_mut() {
         d.running_since = None;
+        d.finished_at = Some(at);
     }
 }

@@ -1749,3 +1749,45 @@ fn a_stale_timer_after_an_extension_does_nothing() {
         .unwrap();
     assert_eq!(yellow.due_at, end_of(2026, 3, 12).next_millisecond());
 }
+
+// ------------------------------------------------------------------ projections
+
+#[test]
+fn the_clock_is_paused_only_while_materials_are_awaited_and_finished_at_the_end() {
+    let asked = with(
+        accepted("SQ-WEIXIU"),
+        [cmd(
+            caseworker(),
+            march(3, 9),
+            Action::RequestInfo {
+                missing: vec!["照片".into()],
+            },
+        )],
+    );
+    let d = given_commands(asked).state().deadlines().unwrap().clone();
+    assert!(d.paused() && !d.running());
+    let done = given_commands(fulfilled("SQ-WEIXIU"))
+        .state()
+        .deadlines()
+        .unwrap()
+        .clone();
+    assert!(!done.paused() && !done.running());
+    assert_eq!(done.finished_at, Some(march(4, 12)));
+    assert_eq!(done.promised, Some(end_of(2026, 3, 5)));
+}
+
+#[test]
+fn the_status_lookup_needs_the_tracking_code_and_the_phone_digits() {
+    let state = given_commands(submitted("SQ-WEIXIU")).state().clone();
+    let request = state.request().unwrap();
+    assert!(request.matches_lookup(&tracking_code(), "0427"));
+    assert!(!request.matches_lookup(&tracking_code(), "0428"));
+    assert!(!request.matches_lookup(&tracking_code(), "04270"));
+    assert!(!request.matches_lookup(&TrackingCode::from_random_bytes([1; 8]), "0427"));
+    let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names.len(), 11);
+    assert_eq!(
+        serde_json::to_value(Status::AwaitingInfo).unwrap(),
+        "awaiting_info"
+    );
+}
