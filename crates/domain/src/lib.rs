@@ -8,7 +8,7 @@
 //! - [`Catalogue::shipped`] / [`Catalogue::from_toml_str`], [`validate_form`],
 //!   [`ValidatedForm::seal_sensitive`];
 //! - [`Calendar::china_2026`] / [`Calendar::from_toml_str`];
-//! - [`decide`] with a [`Context`], [`evolve`], [`authorize`], [`next_due`];
+//! - [`decide()`] with a [`Context`], [`evolve`], [`authorize`], [`next_due`];
 //! - [`Event::from_json`], [`Event::to_json`], [`Event::event_type`], [`Event::schema_version`].
 
 pub mod actor;
