@@ -265,3 +265,33 @@ async fn first_start_creates_the_secret_and_a_given_secret_file_is_used() {
     assert_eq!(app.secret.as_bytes(), &[5u8; 32]);
     assert!(!app.data_dir().join(anju_auth::SECRET_FILE_NAME).exists());
 }
+
+#[tokio::test]
+async fn calls_over_the_concurrency_limit_are_shed_with_resource_exhausted() {
+    let app = TestApp::spawn_with(|config| config.concurrency_limit = 1).await;
+    // A gRPC-Web call whose body never completes holds the only slot: the handler
+    // is still waiting for its request message.
+    let mut stalled = tokio::net::TcpStream::connect(app.grpc_addr).await.unwrap();
+    let head = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: localhost\r\n\
+                content-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n\0\0\0";
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut health = HealthClient::new(app.channel().await);
+    let status = health.check(HealthCheckRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+
+    // Closing the stalled connection frees the slot.
+    drop(stalled);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match health.check(HealthCheckRequest::default()).await {
+            Ok(_) => break,
+            Err(status) if std::time::Instant::now() < deadline => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("slot never freed: {status:?}"),
+        }
+    }
+}
