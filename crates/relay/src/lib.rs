@@ -1,0 +1,335 @@
+//! The NATS relay: publishes every committed event of the log to the JetStream stream
+//! `ANJU_EVENTS`, in log order, advancing its checkpoint only after JetStream acknowledges,
+//! and on every (re)connection compares the stream with the log and republishes any gap.
+//!
+//! NATS carries events out; the log stays the record (DESIGN.md decision 5). The relay
+//! never runs inside the append path: it is a checkpointed log reader, so the service keeps
+//! accepting requests while NATS is down and the backlog drains in order when it returns.
+
+mod message;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anju_eventlog::{EventLog, Filter, RecordedEvent};
+use async_nats::jetstream::{self, stream};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+pub use message::{subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE, HEADER_POSITION, HEADER_STREAM};
+
+/// Where a routed event goes: the site and category tokens of its subject. The server
+/// supplies this, because only it knows how to read a request's site from an event.
+pub type Router = Arc<dyn Fn(&RecordedEvent) -> Route + Send + Sync>;
+
+/// How the relay connects and what it creates.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `nats://host:port`; several may be given separated by commas.
+    pub nats_url: String,
+    /// The JetStream stream, `ANJU_EVENTS`.
+    pub stream_name: String,
+    /// Subjects are `<prefix>.<node>.<site>.<category>.<event type>`; `anju.events`.
+    pub subject_prefix: String,
+    /// This node's name in subjects and headers; unique among the nodes sharing a stream.
+    pub node_id: String,
+    /// Stream replicas (1 for a single server, 3 for the cluster in deploy/nats).
+    pub replicas: usize,
+    /// JetStream's duplicate window: longer than any gap between a publish and its retry.
+    pub duplicate_window: Duration,
+    /// Publishes awaiting their acknowledgement at once.
+    pub max_in_flight: usize,
+    /// The log checkpoint that records the next position to publish.
+    pub checkpoint_name: String,
+    /// How long to wait for JetStream's acknowledgement before reconnecting.
+    pub ack_timeout: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(nats_url: impl Into<String>, node_id: impl Into<String>) -> RelayConfig {
+        RelayConfig {
+            nats_url: nats_url.into(),
+            stream_name: "ANJU_EVENTS".to_string(),
+            subject_prefix: "anju.events".to_string(),
+            node_id: node_id.into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(30 * 60),
+            max_in_flight: 4096,
+            checkpoint_name: "relay".to_string(),
+            ack_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Failures inside one connection of the relay; each one ends the connection and the
+/// relay starts again from its checkpoint after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot connect to nats at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("cannot create or update the jetstream stream {stream}: {message}")]
+    Stream { stream: String, message: String },
+    #[error("cannot read the stream's last message for this node: {0}")]
+    LastMessage(String),
+    #[error("publish failed at log position {position}: {message}")]
+    Publish { position: u64, message: String },
+    #[error("event log: {0}")]
+    Log(String),
+}
+
+/// What the relay is doing, for the health detail and the metrics.
+#[derive(Debug, Default)]
+pub struct RelayStatus {
+    connected: AtomicBool,
+    /// The next log position to publish: everything below it is acknowledged by JetStream.
+    published_up_to: AtomicU64,
+    republished: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl RelayStatus {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+    pub fn published_up_to(&self) -> u64 {
+        self.published_up_to.load(Ordering::Relaxed)
+    }
+    /// Events published again after the stream was found behind the log.
+    pub fn republished(&self) -> u64 {
+        self.republished.load(Ordering::Relaxed)
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map(|error| error.clone()).unwrap_or(None)
+    }
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+}
+
+/// A running relay. Dropping the handle does not stop it; call [`RelayHandle::stop`].
+pub struct RelayHandle {
+    status: Arc<RelayStatus>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayHandle {
+    pub fn status(&self) -> Arc<RelayStatus> {
+        self.status.clone()
+    }
+
+    /// Stops publishing; the checkpoint holds whatever was acknowledged.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the relay on the current tokio runtime.
+pub fn start(log: EventLog, config: RelayConfig, router: Router) -> RelayHandle {
+    let status = Arc::new(RelayStatus::default());
+    if let Ok(Some(position)) = log.checkpoint(&config.checkpoint_name) {
+        status.published_up_to.store(position, Ordering::Relaxed);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(run(log, config, router, status.clone(), stopped));
+    RelayHandle { status, stop, task }
+}
+
+async fn run(
+    log: EventLog,
+    config: RelayConfig,
+    router: Router,
+    status: Arc<RelayStatus>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connection = run_connection(&log, &config, &router, &status, &mut backoff);
+        let outcome = tokio::select! {
+            outcome = connection => outcome,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        status.connected.store(false, Ordering::Relaxed);
+        if let Err(error) = outcome {
+            tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "nats relay interrupted");
+            status.set_error(Some(error.to_string()));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connection's life: connect, make sure the stream exists, repair any gap between
+/// the stream and the log, then publish until something fails.
+async fn run_connection(
+    log: &EventLog,
+    config: &RelayConfig,
+    router: &Router,
+    status: &RelayStatus,
+    backoff: &mut Duration,
+) -> Result<(), RelayError> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(config.nats_url.as_str())
+        .await
+        .map_err(|error| RelayError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
+    let jetstream = jetstream::ContextBuilder::new()
+        .ack_timeout(config.ack_timeout)
+        .timeout(config.ack_timeout)
+        .max_ack_inflight(config.max_in_flight)
+        .build(client);
+    let events_stream = ensure_stream(&jetstream, config).await?;
+
+    let start = reconcile(log, config, &events_stream, status).await?;
+    status.connected.store(true, Ordering::Relaxed);
+    status.set_error(None);
+    *backoff = Duration::from_millis(100);
+    tracing::info!(start, node = %config.node_id, stream = %config.stream_name, "nats relay publishing");
+
+    // A reader task turns the subscription into a channel, so the publish loop can wait on
+    // new events and on acknowledgements at once without cancelling a log read.
+    let (events_tx, mut events_rx) = mpsc::channel::<RecordedEvent>(config.max_in_flight);
+    let mut subscription = log.subscribe_all(start, Filter::default());
+    let reader = tokio::spawn(async move {
+        while let Some(next) = subscription.next().await {
+            match next {
+                Ok(event) => {
+                    if events_tx.send(event).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(())
+    });
+    let _abort_reader = AbortOnDrop(reader.abort_handle());
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut acknowledged_up_to = start;
+    let mut checkpointed = start;
+    let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            biased;
+            Some((position, acknowledgement)) = in_flight.next(), if !in_flight.is_empty() => {
+                let acknowledgement: Result<jetstream::publish::PublishAck, jetstream::context::PublishError> = acknowledgement;
+                acknowledgement.map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
+                acknowledged_up_to = position + 1;
+                status.published_up_to.store(acknowledged_up_to, Ordering::Relaxed);
+            }
+            _ = checkpoint_tick.tick() => {
+                if acknowledged_up_to != checkpointed {
+                    log.set_checkpoint(&config.checkpoint_name, acknowledged_up_to)
+                        .map_err(|error| RelayError::Log(error.to_string()))?;
+                    checkpointed = acknowledged_up_to;
+                }
+            }
+            next = events_rx.recv(), if in_flight.len() < config.max_in_flight => {
+                let Some(event) = next else {
+                    return Err(RelayError::Log("the log subscription ended".to_string()));
+                };
+                let position = event.position;
+                let route = router(&event);
+                let subject = subject_for(&config.subject_prefix, &config.node_id, &route, &event.event_type);
+                let (headers, payload) = message::encode(&config.node_id, &event);
+                let pending = jetstream
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
+                in_flight.push_back(async move { (position, pending.await) });
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn ensure_stream(
+    jetstream: &jetstream::Context,
+    config: &RelayConfig,
+) -> Result<stream::Stream, RelayError> {
+    let wanted = stream::Config {
+        name: config.stream_name.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
+        ..Default::default()
+    };
+    let stream_error = |error: &dyn std::fmt::Display| RelayError::Stream {
+        stream: config.stream_name.clone(),
+        message: error.to_string(),
+    };
+    let mut events_stream = jetstream.get_or_create_stream(wanted.clone()).await.map_err(|e| stream_error(&e))?;
+    let current = events_stream.info().await.map_err(|e| stream_error(&e))?.config.clone();
+    if current.duplicate_window != wanted.duplicate_window
+        || current.num_replicas != wanted.num_replicas
+        || current.subjects != wanted.subjects
+    {
+        let updated = stream::Config {
+            duplicate_window: wanted.duplicate_window,
+            num_replicas: wanted.num_replicas,
+            subjects: wanted.subjects,
+            ..current
+        };
+        jetstream.update_stream(updated).await.map_err(|e| stream_error(&e))?;
+        events_stream = jetstream.get_stream(&config.stream_name).await.map_err(|e| stream_error(&e))?;
+    }
+    Ok(events_stream)
+}
+
+/// Finds where publishing must start: after this node's last message in the stream. When
+/// the stream is behind the checkpoint (its store was wiped, or it lost acknowledged
+/// messages in a power failure) the gap is published again; when it is ahead (the relay
+/// died between an acknowledgement and its checkpoint) nothing is published twice.
+async fn reconcile(
+    log: &EventLog,
+    config: &RelayConfig,
+    events_stream: &stream::Stream,
+    status: &RelayStatus,
+) -> Result<u64, RelayError> {
+    let checkpoint = log
+        .checkpoint(&config.checkpoint_name)
+        .map_err(|error| RelayError::Log(error.to_string()))?
+        .unwrap_or(0);
+    let node_subjects = format!("{}.{}.>", config.subject_prefix, message::token(&config.node_id));
+    let stream_next = match events_stream.get_last_raw_message_by_subject(&node_subjects).await {
+        Ok(last) => message::position_of(&last.headers)
+            .map(|position| position + 1)
+            .ok_or_else(|| RelayError::LastMessage(format!("message {} has no {HEADER_POSITION} header", last.sequence)))?,
+        Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => 0,
+        Err(error) => return Err(RelayError::LastMessage(error.to_string())),
+    };
+    if stream_next < checkpoint {
+        tracing::warn!(
+            stream_next,
+            checkpoint,
+            missing = checkpoint - stream_next,
+            "jetstream is behind the log; republishing the gap"
+        );
+        status.republished.fetch_add(checkpoint - stream_next, Ordering::Relaxed);
+    } else if stream_next > checkpoint {
+        tracing::info!(stream_next, checkpoint, "jetstream is ahead of the relay checkpoint; advancing it");
+    }
+    let head = log.head_position();
+    let start = stream_next.min(head);
+    log.set_checkpoint(&config.checkpoint_name, start)
+        .map_err(|error| RelayError::Log(error.to_string()))?;
+    status.published_up_to.store(start, Ordering::Relaxed);
+    Ok(start)
+}

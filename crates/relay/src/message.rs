@@ -1,0 +1,132 @@
+//! The form of an event on NATS: its subject, its headers and its JSON body. Consumers
+//! (anju-insight, notifiers) decode with [`EventMessage`]; docs/nats.md documents it.
+
+use anju_eventlog::RecordedEvent;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const HEADER_NODE: &str = "Anju-Node";
+pub const HEADER_POSITION: &str = "Anju-Position";
+pub const HEADER_STREAM: &str = "Anju-Stream";
+pub const HEADER_EVENT_TYPE: &str = "Anju-Event-Type";
+
+/// The site and category an event belongs to, for its subject. Events that belong to no
+/// request use `_` for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub site: String,
+    pub category: String,
+}
+
+impl Route {
+    pub fn unrouted() -> Route {
+        Route { site: "_".to_string(), category: "_".to_string() }
+    }
+}
+
+/// `<prefix>.<node>.<site>.<category>.<event type>`, each token made safe for NATS.
+pub fn subject_for(prefix: &str, node: &str, route: &Route, event_type: &str) -> String {
+    format!(
+        "{prefix}.{}.{}.{}.{}",
+        token(node),
+        token(&route.site),
+        token(&route.category),
+        token(event_type)
+    )
+}
+
+/// A subject token: letters, digits, `-` and `_` pass; anything else (dots, spaces,
+/// wildcards, non-ASCII) becomes `_`, and an empty token becomes `_`.
+pub fn token(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// The JSON body of an event on NATS. `data` is the event's own JSON payload as the log
+/// holds it; anju's events carry no identity or phone numbers in clear.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventMessage {
+    pub node: String,
+    pub position: u64,
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub recorded_at_micros: i64,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub actor: String,
+    pub data: serde_json::Value,
+}
+
+impl EventMessage {
+    pub fn from_recorded(node: &str, event: &RecordedEvent) -> EventMessage {
+        let data = serde_json::from_slice(&event.payload).unwrap_or_else(|_| {
+            // A payload that is not JSON travels as a string rather than being dropped.
+            serde_json::Value::String(String::from_utf8_lossy(&event.payload).into_owned())
+        });
+        EventMessage {
+            node: node.to_string(),
+            position: event.position,
+            stream_id: event.stream_id.clone(),
+            stream_version: event.stream_version,
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            recorded_at_micros: event.recorded_at_micros,
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+            actor: event.metadata.actor.clone(),
+            data,
+        }
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<EventMessage, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}
+
+/// Headers and body for one event. `Nats-Msg-Id` is the event id, so JetStream drops a
+/// republished event inside its duplicate window.
+pub fn encode(node: &str, event: &RecordedEvent) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.to_string().as_str());
+    headers.insert(HEADER_NODE, node);
+    headers.insert(HEADER_POSITION, event.position.to_string().as_str());
+    headers.insert(HEADER_STREAM, event.stream_id.as_str());
+    headers.insert(HEADER_EVENT_TYPE, event.event_type.as_str());
+    let body = serde_json::to_vec(&EventMessage::from_recorded(node, event))
+        .expect("an event message always serializes");
+    (headers, Bytes::from(body))
+}
+
+/// The log position a message carries in its headers.
+pub fn position_of(headers: &HeaderMap) -> Option<u64> {
+    headers.get(HEADER_POSITION).and_then(|value| value.as_str().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_safe_tokens() {
+        let route = Route { site: "SC.LS 001".to_string(), category: "民政".to_string() };
+        assert_eq!(
+            subject_for("anju.events", "node-1", &route, "RequestSubmitted"),
+            "anju.events.node-1.SC_LS_001.__.RequestSubmitted"
+        );
+        assert_eq!(token(""), "_");
+        assert_eq!(token("a*b>c"), "a_b_c");
+    }
+}
