@@ -185,6 +185,9 @@ impl App {
         let router = Server::builder()
             .accept_http1(true)
             .timeout(config.request_timeout)
+            // One span per call names the method; handlers log ids and tracking codes
+            // inside it, never phone or identity numbers.
+            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .layer(cors_layer(&config.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(MetricsLayer::new(metrics))

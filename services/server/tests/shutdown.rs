@@ -13,10 +13,12 @@ use tonic_health::pb::HealthCheckRequest;
 async fn sigterm_stops_the_server_with_exit_code_zero() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_anju-server"))
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--nats-url", "none"])
-        .arg("--data-dir")
-        .arg(data_dir.path().join("data"))
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        // Environment variables fill options no flag sets.
+        .env("ANJU_NATS_URL", "none")
+        .env("ANJU_DATA_DIR", data_dir.path().join("data"))
         .env_remove("ANJU_CONFIG")
+        .env_remove("ANJU_SECRET_FILE")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -75,6 +77,7 @@ async fn sigterm_stops_the_server_with_exit_code_zero() {
     let printed = reader.join().unwrap();
     assert_eq!(exit.code(), Some(0), "exit {exit:?}, stderr:\n{}", printed.join("\n"));
     assert!(printed.iter().any(|line| line.contains("stopped")), "{}", printed.join("\n"));
+    assert!(data_dir.path().join("data/token-secret").exists(), "secret created in ANJU_DATA_DIR");
     assert!(
         printed.iter().any(|line| line.contains("anju token issue")),
         "first start should say how to issue a token:\n{}",

@@ -20,7 +20,9 @@ pub use eventlog::EventLogHandler;
 pub use manager::ManagerHandler;
 pub use resident::ResidentHandler;
 
-/// The stream a server-streaming call returns.
+/// The stream a server-streaming call returns. Streams must end when
+/// `AppState::stopped()` resolves, or a graceful stop waits the full
+/// `shutdown_grace` for them.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Residents on their own devices and kiosk staff acting for them.
