@@ -8,6 +8,7 @@
 
 mod message;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,9 +21,15 @@ use tokio::sync::{mpsc, watch};
 
 pub use message::{subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE, HEADER_POSITION, HEADER_STREAM};
 
-/// Where a routed event goes: the site and category tokens of its subject. The server
-/// supplies this, because only it knows how to read a request's site from an event.
+/// Where a stream's events go: the site and category tokens of their subjects, read from
+/// the FIRST event of the stream (for a request, `RequestSubmitted`). The server supplies
+/// this, because only it knows how to read a request's site from an event; the relay
+/// applies it to the first event of each stream and remembers the answer.
 pub type Router = Arc<dyn Fn(&RecordedEvent) -> Route + Send + Sync>;
+
+/// Routes remembered per stream; cleared when it grows past this many streams, after
+/// which routes are read again from the streams' first events.
+const ROUTE_CACHE_LIMIT: usize = 200_000;
 
 /// How the relay connects and what it creates.
 #[derive(Debug, Clone)]
@@ -213,6 +220,7 @@ async fn run_connection(
     });
     let _abort_reader = AbortOnDrop(reader.abort_handle());
 
+    let mut routes: HashMap<String, Route> = HashMap::new();
     let mut in_flight = FuturesOrdered::new();
     let mut acknowledged_up_to = start;
     let mut checkpointed = start;
@@ -238,7 +246,7 @@ async fn run_connection(
                     return Err(RelayError::Log("the log subscription ended".to_string()));
                 };
                 let position = event.position;
-                let route = router(&event);
+                let route = route_of(log, router, &mut routes, &event).await?;
                 let subject = subject_for(&config.subject_prefix, &config.node_id, &route, &event.event_type);
                 let (headers, payload) = message::encode(&config.node_id, &event);
                 let pending = jetstream
@@ -249,6 +257,32 @@ async fn run_connection(
             }
         }
     }
+}
+
+/// The route of an event: the router's answer for the first event of its stream.
+async fn route_of(
+    log: &EventLog,
+    router: &Router,
+    routes: &mut HashMap<String, Route>,
+    event: &RecordedEvent,
+) -> Result<Route, RelayError> {
+    if let Some(route) = routes.get(&event.stream_id) {
+        return Ok(route.clone());
+    }
+    let route = if event.stream_version == 0 {
+        router(event)
+    } else {
+        let first = log
+            .read_stream(&event.stream_id, 0, anju_eventlog::Direction::Forwards, 1)
+            .await
+            .map_err(|error| RelayError::Log(error.to_string()))?;
+        first.first().map(|first| router(first)).unwrap_or_else(Route::unrouted)
+    };
+    if routes.len() >= ROUTE_CACHE_LIMIT {
+        routes.clear();
+    }
+    routes.insert(event.stream_id.clone(), route.clone());
+    Ok(route)
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

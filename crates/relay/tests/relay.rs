@@ -13,8 +13,10 @@ use async_nats::jetstream;
 
 fn router() -> Router {
     Arc::new(|event: &anju_eventlog::RecordedEvent| {
-        // The test streams are named request-<site>-<n>; the site is routed.
-        let site = event.stream_id.split('-').nth(1).unwrap_or("_").to_string();
+        // The router sees only the first event of each stream; its payload names the site.
+        assert_eq!(event.stream_version, 0, "the router is asked about first events only");
+        let payload: serde_json::Value = serde_json::from_slice(&event.payload).expect("json payload");
+        let site = payload["site"].as_str().expect("first event names its site").to_string();
         Route { site, category: "civil_affairs".to_string() }
     })
 }
@@ -29,9 +31,10 @@ fn config(nats: &NatsServer) -> RelayConfig {
 async fn append_events(log: &EventLog, from: usize, count: usize) {
     for n in from..from + count {
         let stream = format!("request-s{}-{}", n % 3, n / 4);
+        let site = format!("s{}", n % 3);
         let event = NewEvent {
             metadata: Metadata { actor: "caseworker:1".to_string(), ..Metadata::default() },
-            ..NewEvent::new("NoteAdded", format!("{{\"n\":{n}}}").into_bytes())
+            ..NewEvent::new("NoteAdded", format!("{{\"n\":{n},\"site\":\"{site}\"}}").into_bytes())
         };
         log.append(&stream, ExpectedVersion::Any, vec![event]).await.expect("append");
     }
