@@ -79,7 +79,9 @@ pub struct Claims {
 impl Claims {
     /// Whether the holder may act on `site_id`.
     pub fn covers_site(&self, site_id: &str) -> bool {
-        self.sites.iter().any(|site| site == ALL_SITES || site == site_id)
+        self.sites
+            .iter()
+            .any(|site| site == ALL_SITES || site == site_id)
     }
 
     /// Whether the holder may act on every site of the province.

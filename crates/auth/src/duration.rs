@@ -12,7 +12,9 @@ pub struct DurationError {
 
 /// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let error = || DurationError { input: input.to_string() };
+    let error = || DurationError {
+        input: input.to_string(),
+    };
     let text = input.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(error)?;
     let (number, unit) = text.split_at(split);

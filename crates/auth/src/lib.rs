@@ -16,5 +16,7 @@ mod token;
 
 pub use claims::{Claims, Role, ALL_SITES};
 pub use duration::{parse_duration, DurationError};
-pub use secret::{load_or_create_secret, read_secret_file, LoadedSecret, Secret, SecretError, SECRET_FILE_NAME};
+pub use secret::{
+    load_or_create_secret, read_secret_file, LoadedSecret, Secret, SecretError, SECRET_FILE_NAME,
+};
 pub use token::{issue, verify, AuthError};

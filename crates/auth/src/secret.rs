@@ -37,11 +37,20 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("cannot create data directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write secret file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read secret file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("secret file {path} holds {len} bytes, fewer than the {MIN_SECRET_LEN} needed: delete it to have a new one made (tokens issued with it stop working)")]
     TooShort { path: PathBuf, len: usize },
     #[error("the operating system's random source failed: {0}")]
@@ -61,9 +70,15 @@ pub struct LoadedSecret {
 /// Reads a secret file written by [`load_or_create_secret`] (or any file of at least
 /// 32 bytes).
 pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
-    let bytes = fs::read(path).map_err(|source| SecretError::Read { path: path.to_path_buf(), source })?;
+    let bytes = fs::read(path).map_err(|source| SecretError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if bytes.len() < MIN_SECRET_LEN {
-        return Err(SecretError::TooShort { path: path.to_path_buf(), len: bytes.len() });
+        return Err(SecretError::TooShort {
+            path: path.to_path_buf(),
+            len: bytes.len(),
+        });
     }
     Ok(Secret(bytes))
 }
@@ -71,24 +86,38 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
 /// Reads `<data_dir>/token-secret`, creating the directory and a new random 32-byte
 /// secret with mode 0600 when it does not exist yet.
 pub fn load_or_create_secret(data_dir: &Path) -> Result<LoadedSecret, SecretError> {
-    fs::create_dir_all(data_dir)
-        .map_err(|source| SecretError::CreateDir { path: data_dir.to_path_buf(), source })?;
+    fs::create_dir_all(data_dir).map_err(|source| SecretError::CreateDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
     let path = data_dir.join(SECRET_FILE_NAME);
     let mut bytes = [0u8; MIN_SECRET_LEN];
     getrandom::fill(&mut bytes).map_err(|error| SecretError::Random(error.to_string()))?;
     // create_new makes two processes starting at once agree on one secret: the loser
     // gets AlreadyExists and reads the winner's file.
-    let created = match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+    let created = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
         Ok(mut file) => {
             let write = file.write_all(&bytes).and_then(|()| file.sync_all());
-            write.map_err(|source| SecretError::Write { path: path.clone(), source })?;
+            write.map_err(|source| SecretError::Write {
+                path: path.clone(),
+                source,
+            })?;
             true
         }
         Err(error) if error.kind() == ErrorKind::AlreadyExists => false,
         Err(source) => return Err(SecretError::Write { path, source }),
     };
     let secret = read_secret_file(&path)?;
-    Ok(LoadedSecret { secret, path, created })
+    Ok(LoadedSecret {
+        secret,
+        path,
+        created,
+    })
 }
 
 #[cfg(test)]
@@ -117,7 +146,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("short");
         fs::write(&path, b"tiny").unwrap();
-        assert!(matches!(read_secret_file(&path), Err(SecretError::TooShort { len: 4, .. })));
+        assert!(matches!(
+            read_secret_file(&path),
+            Err(SecretError::TooShort { len: 4, .. })
+        ));
     }
 
     #[test]

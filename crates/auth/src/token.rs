@@ -24,14 +24,18 @@ pub enum AuthError {
     #[error("malformed token ({0}): send the token exactly as `anju token issue` printed it")]
     Malformed(String),
     /// The header names an algorithm other than HS256 (including `none`).
-    #[error("unsupported token algorithm {0:?}: anju accepts only HS256 tokens from `anju token issue`")]
+    #[error(
+        "unsupported token algorithm {0:?}: anju accepts only HS256 tokens from `anju token issue`"
+    )]
     UnsupportedAlgorithm(String),
     /// The signature does not match this server's secret: forged, altered, or issued
     /// with another server's secret.
     #[error("bad token signature: the token was not issued with this server's secret; issue a new one with `anju token issue`")]
     BadSignature,
     /// `exp` has passed.
-    #[error("token expired at {expired_at} (unix seconds): issue a new one with `anju token issue ...`")]
+    #[error(
+        "token expired at {expired_at} (unix seconds): issue a new one with `anju token issue ...`"
+    )]
     Expired { expired_at: u64 },
     /// The `role` claim is not one anju knows.
     #[error("unknown role {0:?} in token: use one of resident, kiosk, caseworker, supervisor, manager, admin")]
@@ -89,7 +93,9 @@ pub fn verify(secret: &Secret, token: &str, now: u64) -> Result<Claims, AuthErro
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(AuthError::Malformed("expected three dot-separated parts".into()));
+        return Err(AuthError::Malformed(
+            "expected three dot-separated parts".into(),
+        ));
     };
 
     let header_json = URL_SAFE_NO_PAD
@@ -108,17 +114,19 @@ pub fn verify(secret: &Secret, token: &str, now: u64) -> Result<Claims, AuthErro
     mac.update(header_b64.as_bytes());
     mac.update(b".");
     mac.update(payload_b64.as_bytes());
-    mac.verify_slice(&signature).map_err(|_| AuthError::BadSignature)?;
+    mac.verify_slice(&signature)
+        .map_err(|_| AuthError::BadSignature)?;
 
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| AuthError::Malformed("claims are not base64url".into()))?;
-    let raw: RawClaims = serde_json::from_slice(&payload).map_err(|error| {
-        AuthError::Malformed(format!("claims do not parse: {error}"))
-    })?;
+    let raw: RawClaims = serde_json::from_slice(&payload)
+        .map_err(|error| AuthError::Malformed(format!("claims do not parse: {error}")))?;
     let role = Role::parse(&raw.role).ok_or(AuthError::UnknownRole(raw.role))?;
     if now >= raw.exp {
-        return Err(AuthError::Expired { expired_at: raw.exp });
+        return Err(AuthError::Expired {
+            expired_at: raw.exp,
+        });
     }
     Ok(Claims {
         sub: raw.sub,
@@ -164,7 +172,10 @@ mod tests {
     #[test]
     fn token_of_another_secret_is_bad_signature() {
         let forged = issue(&Secret::from_bytes(vec![8; 32]), &claims());
-        assert_eq!(verify(&secret(), &forged, NOW), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify(&secret(), &forged, NOW),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]
@@ -176,7 +187,10 @@ mod tests {
         elevated.sites = vec!["*".into()];
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&elevated).unwrap());
         let forged = format!("{}.{payload}.{}", parts[0], parts[2]);
-        assert_eq!(verify(&secret(), &forged, NOW), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify(&secret(), &forged, NOW),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]
@@ -193,7 +207,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_malformed() {
-        for token in ["abc", "a.b", "a.b.c.d", "!!!.e30.sig", &format!("{}.e30.c2ln", b64("not json"))] {
+        for token in [
+            "abc",
+            "a.b",
+            "a.b.c.d",
+            "!!!.e30.sig",
+            &format!("{}.e30.c2ln", b64("not json")),
+        ] {
             assert!(
                 matches!(verify(&secret(), token, NOW), Err(AuthError::Malformed(_))),
                 "{token} should be malformed"
@@ -235,7 +255,13 @@ mod tests {
         let input = format!("{header}.{payload}");
         let mut mac = mac(&secret());
         mac.update(input.as_bytes());
-        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
-        assert_eq!(verify(&secret(), &token, NOW), Err(AuthError::UnknownRole("root".into())));
+        let token = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(
+            verify(&secret(), &token, NOW),
+            Err(AuthError::UnknownRole("root".into()))
+        );
     }
 }

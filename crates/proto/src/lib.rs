@@ -34,11 +34,16 @@ mod tests {
             .iter()
             .flat_map(|file| {
                 let package = file.package().to_string();
-                file.service.iter().map(move |s| format!("{package}.{}", s.name()))
+                file.service
+                    .iter()
+                    .map(move |s| format!("{package}.{}", s.name()))
             })
             .collect();
         for name in super::SERVICE_NAMES {
-            assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+            assert!(
+                services.iter().any(|s| s == name),
+                "{name} missing from {services:?}"
+            );
         }
     }
 }

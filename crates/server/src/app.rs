@@ -38,7 +38,11 @@ pub enum StartError {
     #[error("token secret: {0}")]
     Secret(#[from] SecretError),
     #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -80,23 +84,35 @@ impl std::fmt::Debug for App {
 }
 
 /// Request headers browsers may send on gRPC-Web calls.
-const CORS_ALLOW_HEADERS: [&str; 6] =
-    ["authorization", "content-type", "grpc-timeout", "x-grpc-web", "x-user-agent", "x-request-id"];
+const CORS_ALLOW_HEADERS: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    "x-request-id",
+];
 /// Response headers browser code may read.
 const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let allow_origin = if origins.iter().any(|origin| origin == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|origin| match HeaderValue::from_str(origin) {
-            Ok(value) => Some(value),
-            Err(_) => {
-                tracing::warn!(origin, "ignoring cors origin that is not a valid header value");
-                None
-            }
-        }))
-    };
+    let allow_origin =
+        if origins.iter().any(|origin| origin == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(origins.iter().filter_map(|origin| {
+                match HeaderValue::from_str(origin) {
+                    Ok(value) => Some(value),
+                    Err(_) => {
+                        tracing::warn!(
+                            origin,
+                            "ignoring cors origin that is not a valid header value"
+                        );
+                        None
+                    }
+                }
+            }))
+        };
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::POST, Method::OPTIONS])
@@ -106,7 +122,9 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
@@ -132,16 +150,20 @@ impl App {
 
         let grpc_listener = bind("grpc", config.grpc_addr).await?;
         let http_listener = bind("http", config.http_addr).await?;
-        let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Bind {
-            what: "grpc",
-            addr: config.grpc_addr,
-            source,
-        })?;
-        let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind {
-            what: "http",
-            addr: config.http_addr,
-            source,
-        })?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                what: "grpc",
+                addr: config.grpc_addr,
+                source,
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                what: "http",
+                addr: config.http_addr,
+                source,
+            })?;
 
         let metrics = Arc::new(Metrics::new());
         let (stop_sender, stopping) = watch::channel(false);
@@ -203,9 +225,10 @@ impl App {
 
         let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let mut stop_grpc = stopping;
-        let grpc_server: ServeFuture = Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop_grpc.wait_for(|stopping| *stopping).await;
-        }));
+        let grpc_server: ServeFuture =
+            Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_grpc.wait_for(|stopping| *stopping).await;
+            }));
 
         Ok(App {
             grpc_addr,
@@ -255,7 +278,16 @@ impl App {
     /// Serves until `stop` resolves, then stops accepting, reports NOT_SERVING,
     /// lets in-flight calls finish for up to `shutdown_grace`, and returns.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let App { state, stop_sender, health, grpc_server, http_listener, grpc_addr, http_addr, .. } = self;
+        let App {
+            state,
+            stop_sender,
+            health,
+            grpc_server,
+            http_listener,
+            grpc_addr,
+            http_addr,
+            ..
+        } = self;
         let grace = state.config.shutdown_grace;
         tracing::info!(%grpc_addr, %http_addr, "serving");
         let mut grpc_task = tokio::spawn(grpc_server);
@@ -272,11 +304,16 @@ impl App {
             return Ok(result??);
         }
 
-        tracing::info!(grace_seconds = grace.as_secs_f64(), "stopping: no new calls, finishing in-flight ones");
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "stopping: no new calls, finishing in-flight ones"
+        );
         set_health(&health, ServingStatus::NotServing).await;
         let _ = stop_sender.send(true);
         let result = match tokio::time::timeout(grace, &mut grpc_task).await {
-            Ok(result) => result.map_err(ServeError::from).and_then(|r| r.map_err(ServeError::from)),
+            Ok(result) => result
+                .map_err(ServeError::from)
+                .and_then(|r| r.map_err(ServeError::from)),
             Err(_) => {
                 tracing::warn!("calls still running after the shutdown grace; closing them");
                 grpc_task.abort();

@@ -27,7 +27,10 @@ impl AuthInterceptor {
 }
 
 fn now_unix_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Reads the bearer token from the `authorization` metadata.
@@ -41,7 +44,9 @@ fn bearer_token<T>(request: &Request<T>) -> Result<&str, AuthError> {
     let mut words = value.splitn(2, ' ');
     match (words.next(), words.next()) {
         (Some(scheme), Some(token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-        _ => Err(AuthError::Malformed("authorization must be `Bearer <token>`".into())),
+        _ => Err(AuthError::Malformed(
+            "authorization must be `Bearer <token>`".into(),
+        )),
     }
 }
 
@@ -79,11 +84,17 @@ impl Interceptor for AuthInterceptor {
 /// [`AuthInterceptor`], so absence means a wiring bug; it is still answered as
 /// UNAUTHENTICATED rather than a panic.
 pub fn claims<T>(request: &Request<T>) -> Result<&Claims, ApiError> {
-    request.extensions().get::<Claims>().ok_or(ApiError::Unauthenticated(AuthError::Missing))
+    request
+        .extensions()
+        .get::<Claims>()
+        .ok_or(ApiError::Unauthenticated(AuthError::Missing))
 }
 
 /// The claims, when the token's role is one of `roles`; PERMISSION_DENIED otherwise.
-pub fn require_role<'a, T>(request: &'a Request<T>, roles: &[Role]) -> Result<&'a Claims, ApiError> {
+pub fn require_role<'a, T>(
+    request: &'a Request<T>,
+    roles: &[Role],
+) -> Result<&'a Claims, ApiError> {
     let claims = claims(request)?;
     if claims.has_role(roles) {
         Ok(claims)
@@ -102,7 +113,9 @@ pub fn require_site(claims: &Claims, site_id: &str) -> Result<(), ApiError> {
     if claims.covers_site(site_id) {
         Ok(())
     } else {
-        Err(ApiError::PermissionDenied(format!("token does not cover site {site_id:?}")))
+        Err(ApiError::PermissionDenied(format!(
+            "token does not cover site {site_id:?}"
+        )))
     }
 }
 
@@ -111,7 +124,9 @@ pub fn require_category(claims: &Claims, category: &str) -> Result<(), ApiError>
     if claims.covers_category(category) {
         Ok(())
     } else {
-        Err(ApiError::PermissionDenied(format!("token does not cover category {category:?}")))
+        Err(ApiError::PermissionDenied(format!(
+            "token does not cover category {category:?}"
+        )))
     }
 }
 
@@ -126,7 +141,9 @@ mod tests {
     fn request_with(header: Option<&str>) -> Request<()> {
         let mut request = Request::new(());
         if let Some(value) = header {
-            request.metadata_mut().insert("authorization", value.parse().unwrap());
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().unwrap());
         }
         request
     }
@@ -146,13 +163,22 @@ mod tests {
     #[test]
     fn valid_token_puts_claims_in_extensions() {
         let mut interceptor = AuthInterceptor::new(secret(), Arc::new(Metrics::new()));
-        let header = format!("Bearer {}", token(Role::Caseworker, now_unix_seconds() + 60));
+        let header = format!(
+            "Bearer {}",
+            token(Role::Caseworker, now_unix_seconds() + 60)
+        );
         let request = interceptor.call(request_with(Some(&header))).unwrap();
         let claims = require_role(&request, &[Role::Caseworker, Role::Supervisor]).unwrap();
         assert_eq!(claims.sub, "li");
         assert!(require_site(claims, "site-1").is_ok());
-        assert!(matches!(require_site(claims, "site-2"), Err(ApiError::PermissionDenied(_))));
-        assert!(matches!(require_role(&request, &[Role::Admin]), Err(ApiError::PermissionDenied(_))));
+        assert!(matches!(
+            require_site(claims, "site-2"),
+            Err(ApiError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            require_role(&request, &[Role::Admin]),
+            Err(ApiError::PermissionDenied(_))
+        ));
     }
 
     #[test]
@@ -161,14 +187,26 @@ mod tests {
         let mut interceptor = AuthInterceptor::new(secret(), metrics.clone());
         let missing = interceptor.call(request_with(None)).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
-        assert!(missing.message().contains("anju token issue"), "{}", missing.message());
+        assert!(
+            missing.message().contains("anju token issue"),
+            "{}",
+            missing.message()
+        );
 
         let expired = format!("Bearer {}", token(Role::Resident, 1));
         let expired = interceptor.call(request_with(Some(&expired))).unwrap_err();
-        assert!(expired.message().contains("expired"), "{}", expired.message());
+        assert!(
+            expired.message().contains("expired"),
+            "{}",
+            expired.message()
+        );
 
-        let basic = interceptor.call(request_with(Some("Basic abc"))).unwrap_err();
+        let basic = interceptor
+            .call(request_with(Some("Basic abc")))
+            .unwrap_err();
         assert_eq!(basic.code(), tonic::Code::Unauthenticated);
-        assert!(metrics.render(0).contains("anju_auth_failures_total{reason=\"expired\"} 1"));
+        assert!(metrics
+            .render(0)
+            .contains("anju_auth_failures_total{reason=\"expired\"} 1"));
     }
 }

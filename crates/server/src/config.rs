@@ -106,7 +106,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: &str| {
-            Err(ConfigError::Invalid { key, message: message.to_string() })
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
         };
         if self.concurrency_limit == 0 {
             return invalid("concurrency_limit", "must be at least 1");
@@ -118,7 +121,10 @@ impl Config {
             return invalid("request_timeout", "must be longer than zero");
         }
         if self.cors_allowed_origins.is_empty() {
-            return invalid("cors_allowed_origins", "name at least one origin, or * for any");
+            return invalid(
+                "cors_allowed_origins",
+                "name at least one origin, or * for any",
+            );
         }
         Ok(())
     }
@@ -128,16 +134,24 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid {key}: {message}")]
     Invalid { key: &'static str, message: String },
 }
 
 fn parse_duration_value(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    anju_auth::parse_duration(text)
-        .map_err(|error| ConfigError::Invalid { key, message: error.to_string() })
+    anju_auth::parse_duration(text).map_err(|error| ConfigError::Invalid {
+        key,
+        message: error.to_string(),
+    })
 }
 
 fn nats_url_value(text: &str) -> Option<String> {
@@ -165,9 +179,14 @@ struct FileConfig {
 
 impl FileConfig {
     fn read(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     fn apply_to(self, config: &mut Config) -> Result<(), ConfigError> {
@@ -239,7 +258,12 @@ pub struct ServerArgs {
     #[arg(long, env = "ANJU_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
     /// Origins allowed to call gRPC-Web, comma-separated, or * [default: *].
-    #[arg(long = "cors-allowed-origin", env = "ANJU_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    #[arg(
+        long = "cors-allowed-origin",
+        env = "ANJU_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
     pub cors_allowed_origins: Vec<String>,
     /// How long a stop waits for in-flight calls, e.g. 30s [default: 30s].
     #[arg(long, env = "ANJU_SHUTDOWN_GRACE", value_name = "DURATION")]
@@ -315,8 +339,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("anju.toml");
         std::fs::write(&path, "grpc_port = 1\n").unwrap();
-        let args = ServerArgs { config: Some(path), ..ServerArgs::default() };
-        assert!(matches!(Config::load(&args), Err(ConfigError::Parse { .. })));
+        let args = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        };
+        assert!(matches!(
+            Config::load(&args),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]
@@ -327,9 +357,19 @@ mod tests {
             #[command(flatten)]
             server: ServerArgs,
         }
-        let cli = Cli::try_parse_from(["anju-server", "--nats-url", "none", "--cors-allowed-origin", "https://a.example,https://b.example"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "anju-server",
+            "--nats-url",
+            "none",
+            "--cors-allowed-origin",
+            "https://a.example,https://b.example",
+        ])
+        .unwrap();
         let config = Config::load(&cli.server).unwrap();
         assert_eq!(config.nats_url, None);
-        assert_eq!(config.cors_allowed_origins, vec!["https://a.example", "https://b.example"]);
+        assert_eq!(
+            config.cors_allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
     }
 }

@@ -70,7 +70,10 @@ fn describe(violations: &[FieldViolation]) -> String {
 impl ApiError {
     /// One invalid field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> ApiError {
-        ApiError::InvalidArgument(vec![FieldViolation { field: field.into(), description: description.into() }])
+        ApiError::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
     }
 
     /// The gRPC code this error maps to.
@@ -103,7 +106,10 @@ impl Violations {
 
     /// Records a violation of `field`.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
     }
 
     /// Records a violation when `field_is_empty`.
@@ -162,7 +168,13 @@ mod tests {
         violations.add("applicant.phone", "must be 11 digits");
         let status = to_status(violations.into_result().unwrap_err());
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("applicant.phone: must be 11 digits"), "{}", status.message());
+        assert!(
+            status
+                .message()
+                .contains("applicant.phone: must be 11 digits"),
+            "{}",
+            status.message()
+        );
         let details = status.get_error_details();
         let bad_request = details.bad_request().expect("bad request details");
         assert_eq!(bad_request.field_violations.len(), 2);
@@ -171,9 +183,26 @@ mod tests {
 
     #[test]
     fn codes_follow_the_api_doc() {
-        assert_eq!(to_status(ApiError::from(AuthError::Missing)).code(), Code::Unauthenticated);
-        assert_eq!(to_status(ApiError::VersionConflict { expected: 1, actual: 2 }).code(), Code::Aborted);
-        assert_eq!(to_status(ApiError::PositionNotReached { wanted: 9, reached: 3 }).code(), Code::DeadlineExceeded);
+        assert_eq!(
+            to_status(ApiError::from(AuthError::Missing)).code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            to_status(ApiError::VersionConflict {
+                expected: 1,
+                actual: 2
+            })
+            .code(),
+            Code::Aborted
+        );
+        assert_eq!(
+            to_status(ApiError::PositionNotReached {
+                wanted: 9,
+                reached: 3
+            })
+            .code(),
+            Code::DeadlineExceeded
+        );
         let internal = to_status(ApiError::Internal("disk on fire at /secret/path".into()));
         assert!(!internal.message().contains("/secret/path"));
         assert!(Violations::new().into_result().is_ok());

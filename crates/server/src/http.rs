@@ -58,7 +58,11 @@ async fn answer(mut stream: TcpStream, state: &AppState) -> std::io::Result<()> 
         Err(_) => return Ok(()),
     };
     let (status, content_type, body) = match head {
-        None => ("431 Request Header Fields Too Large", "text/plain", String::from("request head too large\n")),
+        None => (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            String::from("request head too large\n"),
+        ),
         Some(head) => {
             let mut words = head.split_whitespace();
             match (words.next(), words.next()) {
@@ -67,12 +71,22 @@ async fn answer(mut stream: TcpStream, state: &AppState) -> std::io::Result<()> 
                     "text/plain; version=0.0.4; charset=utf-8",
                     state.metrics.render(state.projections.current()),
                 ),
-                (Some("GET"), Some("/healthz")) if *state.stopping.borrow() => {
-                    ("503 Service Unavailable", "text/plain", String::from("stopping\n"))
-                }
+                (Some("GET"), Some("/healthz")) if *state.stopping.borrow() => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    String::from("stopping\n"),
+                ),
                 (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", String::from("ok\n")),
-                (Some("GET"), Some(_)) => ("404 Not Found", "text/plain", String::from("try /metrics or /healthz\n")),
-                _ => ("405 Method Not Allowed", "text/plain", String::from("only GET is served\n")),
+                (Some("GET"), Some(_)) => (
+                    "404 Not Found",
+                    "text/plain",
+                    String::from("try /metrics or /healthz\n"),
+                ),
+                _ => (
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    String::from("only GET is served\n"),
+                ),
             }
         }
     };

@@ -40,7 +40,9 @@ impl Metrics {
     pub fn count_grpc_request(&self, path: &str) {
         let known = KNOWN_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
             && path.len() <= 128
-            && path.chars().all(|c| c.is_ascii_alphanumeric() || "/._".contains(c));
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._".contains(c));
         let label = if known { path } else { "other" };
         let mut counts = self.grpc_requests.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry(label.to_string()).or_default() += 1;
@@ -63,26 +65,69 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE anju_up gauge\nanju_up 1");
         let _ = writeln!(out, "# HELP anju_build_info Version of the running server.");
         let _ = writeln!(out, "# TYPE anju_build_info gauge");
-        let _ = writeln!(out, "anju_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-        let _ = writeln!(out, "# HELP anju_uptime_seconds Seconds since the server started.");
+        let _ = writeln!(
+            out,
+            "anju_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(
+            out,
+            "# HELP anju_uptime_seconds Seconds since the server started."
+        );
         let _ = writeln!(out, "# TYPE anju_uptime_seconds gauge");
-        let _ = writeln!(out, "anju_uptime_seconds {:.3}", self.started.elapsed().as_secs_f64());
-        let _ = writeln!(out, "# HELP anju_projection_position Log position the read models have applied.");
+        let _ = writeln!(
+            out,
+            "anju_uptime_seconds {:.3}",
+            self.started.elapsed().as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP anju_projection_position Log position the read models have applied."
+        );
         let _ = writeln!(out, "# TYPE anju_projection_position gauge");
         let _ = writeln!(out, "anju_projection_position {projection_position}");
-        let _ = writeln!(out, "# HELP anju_grpc_requests_total gRPC calls received, by method.");
+        let _ = writeln!(
+            out,
+            "# HELP anju_grpc_requests_total gRPC calls received, by method."
+        );
         let _ = writeln!(out, "# TYPE anju_grpc_requests_total counter");
-        for (method, count) in self.grpc_requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "anju_grpc_requests_total{{method=\"{method}\"}} {count}");
+        for (method, count) in self
+            .grpc_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "anju_grpc_requests_total{{method=\"{method}\"}} {count}"
+            );
         }
-        let _ = writeln!(out, "# HELP anju_auth_failures_total Calls refused as unauthenticated, by reason.");
+        let _ = writeln!(
+            out,
+            "# HELP anju_auth_failures_total Calls refused as unauthenticated, by reason."
+        );
         let _ = writeln!(out, "# TYPE anju_auth_failures_total counter");
-        for (reason, count) in self.auth_failures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "anju_auth_failures_total{{reason=\"{reason}\"}} {count}");
+        for (reason, count) in self
+            .auth_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "anju_auth_failures_total{{reason=\"{reason}\"}} {count}"
+            );
         }
-        let _ = writeln!(out, "# HELP anju_http_requests_total Requests to the metrics and health port.");
+        let _ = writeln!(
+            out,
+            "# HELP anju_http_requests_total Requests to the metrics and health port."
+        );
         let _ = writeln!(out, "# TYPE anju_http_requests_total counter");
-        let _ = writeln!(out, "anju_http_requests_total {}", self.http_requests.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "anju_http_requests_total {}",
+            self.http_requests.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -103,7 +148,10 @@ impl<S> tower::Layer<S> for MetricsLayer {
     type Service = CountRequests<S>;
 
     fn layer(&self, inner: S) -> CountRequests<S> {
-        CountRequests { inner, metrics: self.metrics.clone() }
+        CountRequests {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -122,7 +170,10 @@ where
     type Error = S::Error;
     type Future = S::Future;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
@@ -143,7 +194,9 @@ mod tests {
         metrics.count_grpc_request("/evil/path-1");
         metrics.count_grpc_request("/evil/path-2");
         let text = metrics.render(7);
-        assert!(text.contains("anju_grpc_requests_total{method=\"/anju.v1.ResidentService/SubmitRequest\"} 1"));
+        assert!(text.contains(
+            "anju_grpc_requests_total{method=\"/anju.v1.ResidentService/SubmitRequest\"} 1"
+        ));
         assert!(text.contains("anju_grpc_requests_total{method=\"other\"} 2"));
         assert!(text.contains("anju_projection_position 7"));
     }

@@ -28,7 +28,11 @@ impl AppState {
     /// Waits until the read models reach the request's `min_position`, or fails
     /// with DEADLINE_EXCEEDED when the call's deadline (its `grpc-timeout`, capped by
     /// `request_timeout`) comes first. `min_position` 0 returns at once.
-    pub async fn wait_for_min_position<T>(&self, request: &Request<T>, min_position: u64) -> Result<u64, ApiError> {
+    pub async fn wait_for_min_position<T>(
+        &self,
+        request: &Request<T>,
+        min_position: u64,
+    ) -> Result<u64, ApiError> {
         let budget = call_timeout(request, self.config.request_timeout);
         self.projections.wait_for(min_position, budget).await
     }
@@ -56,7 +60,9 @@ impl Default for ProjectionProgress {
 
 impl ProjectionProgress {
     pub fn new(position: u64) -> ProjectionProgress {
-        ProjectionProgress { sender: Arc::new(watch::channel(position).0) }
+        ProjectionProgress {
+            sender: Arc::new(watch::channel(position).0),
+        }
     }
 
     /// The position applied so far.
@@ -79,10 +85,14 @@ impl ProjectionProgress {
     /// reached.
     pub async fn wait_for(&self, wanted: u64, budget: Duration) -> Result<u64, ApiError> {
         let mut receiver = self.sender.subscribe();
-        let reached = tokio::time::timeout(budget, receiver.wait_for(|position| *position >= wanted)).await;
+        let reached =
+            tokio::time::timeout(budget, receiver.wait_for(|position| *position >= wanted)).await;
         match reached {
             Ok(Ok(position)) => Ok(*position),
-            _ => Err(ApiError::PositionNotReached { wanted, reached: self.current() }),
+            _ => Err(ApiError::PositionNotReached {
+                wanted,
+                reached: self.current(),
+            }),
         }
     }
 }
@@ -129,9 +139,17 @@ mod tests {
         assert_eq!(parse_grpc_timeout("5x"), None);
         assert_eq!(parse_grpc_timeout("123456789S"), None);
         let mut request = Request::new(());
-        request.metadata_mut().insert("grpc-timeout", "250m".parse().unwrap());
-        assert_eq!(call_timeout(&request, Duration::from_secs(30)), Duration::from_millis(250));
-        assert_eq!(call_timeout(&Request::new(()), Duration::from_secs(30)), Duration::from_secs(30));
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(
+            call_timeout(&request, Duration::from_secs(30)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            call_timeout(&Request::new(()), Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
     }
 
     #[tokio::test]
@@ -144,9 +162,21 @@ mod tests {
             later.advance(10);
             later.advance(5);
         });
-        assert_eq!(progress.wait_for(9, Duration::from_secs(5)).await.unwrap(), 10);
+        assert_eq!(
+            progress.wait_for(9, Duration::from_secs(5)).await.unwrap(),
+            10
+        );
         assert_eq!(progress.current(), 10);
-        let error = progress.wait_for(11, Duration::from_millis(10)).await.unwrap_err();
-        assert!(matches!(error, ApiError::PositionNotReached { wanted: 11, reached: 10 }));
+        let error = progress
+            .wait_for(11, Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            ApiError::PositionNotReached {
+                wanted: 11,
+                reached: 10
+            }
+        ));
     }
 }

@@ -9,7 +9,9 @@ use crate::config::{Config, LogFormat};
 /// false when one was installed already (tests that start several apps).
 pub fn init_tracing(config: &Config) -> bool {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => builder.try_init().is_ok(),
         LogFormat::Json => builder.json().try_init().is_ok(),

@@ -16,7 +16,10 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn token(secret: &Secret, role: Role, exp: u64) -> String {
@@ -33,7 +36,9 @@ fn token(secret: &Secret, role: Role, exp: u64) -> String {
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
 
@@ -43,11 +48,17 @@ async fn health_check_reports_serving_for_the_server_and_each_service() {
     let mut health = HealthClient::new(app.channel().await);
     for service in ["", "anju.v1.ResidentService", "anju.v1.EventLogService"] {
         let response = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(response.status(), ServingStatus::Serving, "service {service:?}");
+        assert_eq!(
+            response.status(),
+            ServingStatus::Serving,
+            "service {service:?}"
+        );
     }
 }
 
@@ -71,11 +82,17 @@ async fn reflection_lists_the_anju_services_in_v1_and_v1alpha() {
         .into_inner();
     let response = responses.message().await.unwrap().expect("one response");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("expected a service list, got {:?}", response.message_response);
+        panic!(
+            "expected a service list, got {:?}",
+            response.message_response
+        );
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for name in anju_proto::SERVICE_NAMES {
-        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} missing from {names:?}"
+        );
     }
 
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
@@ -84,7 +101,9 @@ async fn reflection_lists_the_anju_services_in_v1_and_v1alpha() {
     let mut alpha = AlphaClient::new(app.channel().await);
     let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(AlphaRequest::FileContainingSymbol("anju.v1.ResidentService".into())),
+        message_request: Some(AlphaRequest::FileContainingSymbol(
+            "anju.v1.ResidentService".into(),
+        )),
     };
     let mut responses = alpha
         .server_reflection_info(tokio_stream::iter(vec![request]))
@@ -103,9 +122,16 @@ async fn reflection_lists_the_anju_services_in_v1_and_v1alpha() {
 async fn call_without_token_is_unauthenticated_and_says_how_to_get_one() {
     let app = TestApp::spawn().await;
     let mut client = ResidentServiceClient::new(app.channel().await);
-    let status = client.list_services(ListServicesRequest::default()).await.unwrap_err();
+    let status = client
+        .list_services(ListServicesRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert!(status.message().contains("anju token issue"), "{}", status.message());
+    assert!(
+        status.message().contains("anju token issue"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
@@ -119,7 +145,11 @@ async fn forged_token_is_unauthenticated() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert!(status.message().contains("signature"), "{}", status.message());
+    assert!(
+        status.message().contains("signature"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
@@ -133,10 +163,17 @@ async fn expired_token_is_unauthenticated_naming_expiry() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("expired"), "{}", status.message());
-    assert!(status.message().contains("anju token issue"), "{}", status.message());
+    assert!(
+        status.message().contains("anju token issue"),
+        "{}",
+        status.message()
+    );
 
     let metrics = app.http_get("/metrics").await;
-    assert!(metrics.contains("anju_auth_failures_total{reason=\"expired\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("anju_auth_failures_total{reason=\"expired\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -150,7 +187,11 @@ async fn valid_token_reaches_the_handler_which_checks_the_role() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-    assert!(status.message().contains("lands with the service issue"), "{}", status.message());
+    assert!(
+        status.message().contains("lands with the service issue"),
+        "{}",
+        status.message()
+    );
 
     let manager = token(&app.secret, Role::Manager, now() + 3600);
     let status = client
@@ -169,10 +210,17 @@ async fn oversized_message_is_refused() {
         idempotency_key: "x".repeat(10_000),
         ..SubmitRequestRequest::default()
     };
-    let status = client.submit_request(with_token(big, &resident)).await.unwrap_err();
+    let status = client
+        .submit_request(with_token(big, &resident))
+        .await
+        .unwrap_err();
     // tonic answers a message over the decoding limit with OUT_OF_RANGE.
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-    assert!(status.message().contains("too large"), "{}", status.message());
+    assert!(
+        status.message().contains("too large"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
@@ -181,22 +229,41 @@ async fn grpc_web_over_http1_answers_cors_preflight_and_calls() {
     let path = "/grpc.health.v1.Health/Check";
 
     let preflight = app
-        .http1_exchange(&format!(
-            "OPTIONS {path} HTTP/1.1\r\nhost: localhost\r\norigin: https://kiosk.example\r\n\
+        .http1_exchange(
+            &format!(
+                "OPTIONS {path} HTTP/1.1\r\nhost: localhost\r\norigin: https://kiosk.example\r\n\
              access-control-request-method: POST\r\n\
              access-control-request-headers: content-type,x-grpc-web,authorization\r\n\
              connection: close\r\n\r\n"
-        ).into_bytes())
+            )
+            .into_bytes(),
+        )
         .await;
-    assert!(preflight.status_line.contains(" 200 ") || preflight.status_line.contains(" 204 "), "{}", preflight.status_line);
-    assert_eq!(preflight.header("access-control-allow-origin").as_deref(), Some("*"));
-    let allowed = preflight.header("access-control-allow-headers").unwrap_or_default().to_lowercase();
+    assert!(
+        preflight.status_line.contains(" 200 ") || preflight.status_line.contains(" 204 "),
+        "{}",
+        preflight.status_line
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_lowercase();
     for header in ["x-grpc-web", "content-type", "authorization"] {
         assert!(allowed.contains(header), "{header} not in {allowed}");
     }
-    assert!(preflight.header("access-control-allow-methods").unwrap_or_default().contains("POST"));
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .unwrap_or_default()
+        .contains("POST"));
 
-    let message = HealthCheckRequest { service: String::new() }.encode_to_vec();
+    let message = HealthCheckRequest {
+        service: String::new(),
+    }
+    .encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
     frame.extend_from_slice(&message);
@@ -209,10 +276,23 @@ async fn grpc_web_over_http1_answers_cors_preflight_and_calls() {
     .into_bytes();
     call.extend_from_slice(&frame);
     let response = app.http1_exchange(&call).await;
-    assert!(response.status_line.contains(" 200 "), "{}", response.status_line);
-    assert!(response.header("content-type").unwrap_or_default().starts_with("application/grpc-web"));
-    assert_eq!(response.header("access-control-allow-origin").as_deref(), Some("*"));
-    let exposed = response.header("access-control-expose-headers").unwrap_or_default().to_lowercase();
+    assert!(
+        response.status_line.contains(" 200 "),
+        "{}",
+        response.status_line
+    );
+    assert!(response
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("application/grpc-web"));
+    assert_eq!(
+        response.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let exposed = response
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_lowercase();
     assert!(exposed.contains("grpc-status"), "{exposed}");
 
     // The body is a data frame (flag 0) with the response, then a trailer frame
@@ -236,7 +316,10 @@ async fn metrics_and_healthz_are_served_over_plain_http() {
     health.check(HealthCheckRequest::default()).await.unwrap();
     let metrics = app.http_get("/metrics").await;
     assert!(metrics.contains("anju_up 1"), "{metrics}");
-    assert!(metrics.contains("anju_grpc_requests_total{method=\"/grpc.health.v1.Health/Check\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("anju_grpc_requests_total{method=\"/grpc.health.v1.Health/Check\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(app.http_get("/healthz").await, "ok\n");
 }
 
@@ -248,7 +331,11 @@ async fn stopping_ends_the_run_and_closes_the_listener() {
     assert!(finished.is_ok(), "{finished:?}");
     // The listener is closed: a new call cannot connect.
     let mut health = HealthClient::new(channel);
-    let result = tokio::time::timeout(Duration::from_secs(5), health.check(HealthCheckRequest::default())).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        health.check(HealthCheckRequest::default()),
+    )
+    .await;
     assert!(!matches!(result, Ok(Ok(_))), "still serving after stop");
 }
 
@@ -256,7 +343,10 @@ async fn stopping_ends_the_run_and_closes_the_listener() {
 async fn first_start_creates_the_secret_and_a_given_secret_file_is_used() {
     let app = TestApp::spawn().await;
     let secret_path = app.data_dir().join(anju_auth::SECRET_FILE_NAME);
-    assert_eq!(anju_auth::read_secret_file(&secret_path).unwrap(), app.secret);
+    assert_eq!(
+        anju_auth::read_secret_file(&secret_path).unwrap(),
+        app.secret
+    );
 
     let other = tempfile::tempdir().unwrap();
     let given = other.path().join("my-secret");
@@ -274,11 +364,16 @@ async fn calls_over_the_concurrency_limit_are_shed_with_resource_exhausted() {
     let mut stalled = tokio::net::TcpStream::connect(app.grpc_addr).await.unwrap();
     let head = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: localhost\r\n\
                 content-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n\0\0\0";
-    tokio::io::AsyncWriteExt::write_all(&mut stalled, head.as_bytes()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, head.as_bytes())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut health = HealthClient::new(app.channel().await);
-    let status = health.check(HealthCheckRequest::default()).await.unwrap_err();
+    let status = health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
     // Closing the stalled connection frees the slot.

@@ -12,10 +12,19 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 #[derive(Debug, Parser)]
-#[command(name = "anju", version, about = "anju (安居): command-line client and admin tool")]
+#[command(
+    name = "anju",
+    version,
+    about = "anju (安居): command-line client and admin tool"
+)]
 struct Cli {
     /// gRPC address of anju-server.
-    #[arg(long, global = true, env = "ANJU_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "ANJU_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Bearer token for calls that need one (see `anju token issue`).
     #[arg(long, global = true, env = "ANJU_TOKEN", hide_env_values = true)]
@@ -62,7 +71,12 @@ enum TokenCommand {
         #[arg(long, default_value = "8h", value_parser = anju_auth::parse_duration)]
         ttl: Duration,
         /// The server's data directory; the secret is read from <DIR>/token-secret.
-        #[arg(long, env = "ANJU_DATA_DIR", default_value = "./data", conflicts_with = "secret_file")]
+        #[arg(
+            long,
+            env = "ANJU_DATA_DIR",
+            default_value = "./data",
+            conflicts_with = "secret_file"
+        )]
         data_dir: PathBuf,
         /// The secret file itself, when the server runs with --secret-file.
         #[arg(long, env = "ANJU_SECRET_FILE")]
@@ -81,7 +95,18 @@ fn parse_role(text: &str) -> Result<Role, String> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Token { command: TokenCommand::Issue { role, sites, categories, subject, ttl, data_dir, secret_file } } => {
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    role,
+                    sites,
+                    categories,
+                    subject,
+                    ttl,
+                    data_dir,
+                    secret_file,
+                },
+        } => {
             let path = secret_file.unwrap_or_else(|| data_dir.join(anju_auth::SECRET_FILE_NAME));
             let secret = anju_auth::read_secret_file(&path).context(
                 "reading the server's token secret (start anju-server once to create it, or pass --data-dir / --secret-file)",
@@ -90,10 +115,22 @@ async fn main() -> anyhow::Result<()> {
                 bail!("--subject must not be empty");
             }
             if sites.is_empty() && !matches!(role, Role::Resident) {
-                bail!("role {role} needs at least one --site (or --site '*' for the whole province)");
+                bail!(
+                    "role {role} needs at least one --site (or --site '*' for the whole province)"
+                );
             }
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).context("reading the clock")?.as_secs();
-            let claims = Claims { sub: subject, role, sites, categories, exp: now + ttl.as_secs(), iat: now };
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .context("reading the clock")?
+                .as_secs();
+            let claims = Claims {
+                sub: subject,
+                role,
+                sites,
+                categories,
+                exp: now + ttl.as_secs(),
+                iat: now,
+            };
             println!("{}", anju_auth::issue(&secret, &claims));
         }
         Command::Health { service, timeout } => {
@@ -109,12 +146,19 @@ async fn main() -> anyhow::Result<()> {
 
 async fn health(server: &str, service: &str, timeout: Duration) -> anyhow::Result<ServingStatus> {
     let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .with_context(|| format!("invalid --server {server:?}: expected a URL like http://127.0.0.1:50051"))?
+        .with_context(|| {
+            format!("invalid --server {server:?}: expected a URL like http://127.0.0.1:50051")
+        })?
         .connect_timeout(timeout)
         .timeout(timeout);
-    let channel = endpoint.connect().await.with_context(|| format!("connecting to {server}"))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
     let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: service.to_string() })
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
         .await
         .with_context(|| format!("health check of {server}"))?;
     Ok(response.into_inner().status())

@@ -1,12 +1,16 @@
 //! anju-server: the service binary. Parses the configuration and runs the server
 //! until SIGTERM or Ctrl-C; all logic lives in `anju-server-core`.
 
-use anyhow::Context;
 use anju_server_core::{telemetry, App, Config, ServerArgs};
+use anyhow::Context;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "anju-server", version, about = "anju (安居): the workflow service for resettlement communities")]
+#[command(
+    name = "anju-server",
+    version,
+    about = "anju (安居): the workflow service for resettlement communities"
+)]
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
@@ -27,7 +31,11 @@ async fn main() -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    eprintln!("anju-server: grpc on {}, metrics on http://{}/metrics", app.grpc_addr(), app.http_addr());
+    eprintln!(
+        "anju-server: grpc on {}, metrics on http://{}/metrics",
+        app.grpc_addr(),
+        app.http_addr()
+    );
     app.run_until_stopped().await.context("serving")?;
     Ok(())
 }

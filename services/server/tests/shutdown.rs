@@ -75,9 +75,21 @@ async fn sigterm_stops_the_server_with_exit_code_zero() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let printed = reader.join().unwrap();
-    assert_eq!(exit.code(), Some(0), "exit {exit:?}, stderr:\n{}", printed.join("\n"));
-    assert!(printed.iter().any(|line| line.contains("stopped")), "{}", printed.join("\n"));
-    assert!(data_dir.path().join("data/token-secret").exists(), "secret created in ANJU_DATA_DIR");
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "exit {exit:?}, stderr:\n{}",
+        printed.join("\n")
+    );
+    assert!(
+        printed.iter().any(|line| line.contains("stopped")),
+        "{}",
+        printed.join("\n")
+    );
+    assert!(
+        data_dir.path().join("data/token-secret").exists(),
+        "secret created in ANJU_DATA_DIR"
+    );
     assert!(
         printed.iter().any(|line| line.contains("anju token issue")),
         "first start should say how to issue a token:\n{}",

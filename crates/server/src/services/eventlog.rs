@@ -26,24 +26,36 @@ impl EventLogHandler {
 
 #[tonic::async_trait]
 impl EventLogService for EventLogHandler {
-    async fn read_stream(&self, request: Request<ReadStreamRequest>) -> Result<Response<ReadStreamResponse>, Status> {
+    async fn read_stream(
+        &self,
+        request: Request<ReadStreamRequest>,
+    ) -> Result<Response<ReadStreamResponse>, Status> {
         require_role(&request, EVENTLOG_ROLES)?;
         not_yet("EventLogService.ReadStream")
     }
 
-    async fn read_all(&self, request: Request<ReadAllRequest>) -> Result<Response<ReadAllResponse>, Status> {
+    async fn read_all(
+        &self,
+        request: Request<ReadAllRequest>,
+    ) -> Result<Response<ReadAllResponse>, Status> {
         require_role(&request, EVENTLOG_ROLES)?;
         not_yet("EventLogService.ReadAll")
     }
 
     type SubscribeAllStream = ResponseStream<SubscribeAllResponse>;
 
-    async fn subscribe_all(&self, request: Request<SubscribeAllRequest>) -> Result<Response<Self::SubscribeAllStream>, Status> {
+    async fn subscribe_all(
+        &self,
+        request: Request<SubscribeAllRequest>,
+    ) -> Result<Response<Self::SubscribeAllStream>, Status> {
         require_role(&request, EVENTLOG_ROLES)?;
         not_yet("EventLogService.SubscribeAll")
     }
 
-    async fn get_log_stats(&self, request: Request<GetLogStatsRequest>) -> Result<Response<GetLogStatsResponse>, Status> {
+    async fn get_log_stats(
+        &self,
+        request: Request<GetLogStatsRequest>,
+    ) -> Result<Response<GetLogStatsResponse>, Status> {
         require_role(&request, LOG_STATS_ROLES)?;
         not_yet("EventLogService.GetLogStats")
     }

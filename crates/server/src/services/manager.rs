@@ -26,27 +26,42 @@ impl ManagerHandler {
 
 #[tonic::async_trait]
 impl ManagerService for ManagerHandler {
-    async fn get_throughput(&self, request: Request<GetThroughputRequest>) -> Result<Response<GetThroughputResponse>, Status> {
+    async fn get_throughput(
+        &self,
+        request: Request<GetThroughputRequest>,
+    ) -> Result<Response<GetThroughputResponse>, Status> {
         require_role(&request, MANAGER_ROLES)?;
         not_yet("ManagerService.GetThroughput")
     }
 
-    async fn get_lead_times(&self, request: Request<GetLeadTimesRequest>) -> Result<Response<GetLeadTimesResponse>, Status> {
+    async fn get_lead_times(
+        &self,
+        request: Request<GetLeadTimesRequest>,
+    ) -> Result<Response<GetLeadTimesResponse>, Status> {
         require_role(&request, MANAGER_ROLES)?;
         not_yet("ManagerService.GetLeadTimes")
     }
 
-    async fn get_sla_report(&self, request: Request<GetSlaReportRequest>) -> Result<Response<GetSlaReportResponse>, Status> {
+    async fn get_sla_report(
+        &self,
+        request: Request<GetSlaReportRequest>,
+    ) -> Result<Response<GetSlaReportResponse>, Status> {
         require_role(&request, MANAGER_ROLES)?;
         not_yet("ManagerService.GetSlaReport")
     }
 
-    async fn get_satisfaction(&self, request: Request<GetSatisfactionRequest>) -> Result<Response<GetSatisfactionResponse>, Status> {
+    async fn get_satisfaction(
+        &self,
+        request: Request<GetSatisfactionRequest>,
+    ) -> Result<Response<GetSatisfactionResponse>, Status> {
         require_role(&request, MANAGER_ROLES)?;
         not_yet("ManagerService.GetSatisfaction")
     }
 
-    async fn get_backlog(&self, request: Request<GetBacklogRequest>) -> Result<Response<GetBacklogResponse>, Status> {
+    async fn get_backlog(
+        &self,
+        request: Request<GetBacklogRequest>,
+    ) -> Result<Response<GetBacklogResponse>, Status> {
         require_role(&request, MANAGER_ROLES)?;
         not_yet("ManagerService.GetBacklog")
     }

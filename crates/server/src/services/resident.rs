@@ -26,44 +26,68 @@ impl ResidentHandler {
 
 #[tonic::async_trait]
 impl ResidentService for ResidentHandler {
-    async fn list_services(&self, request: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.ListServices")
     }
 
-    async fn get_service_definition(&self, request: Request<GetServiceDefinitionRequest>) -> Result<Response<GetServiceDefinitionResponse>, Status> {
+    async fn get_service_definition(
+        &self,
+        request: Request<GetServiceDefinitionRequest>,
+    ) -> Result<Response<GetServiceDefinitionResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.GetServiceDefinition")
     }
 
-    async fn submit_request(&self, request: Request<SubmitRequestRequest>) -> Result<Response<SubmitRequestResponse>, Status> {
+    async fn submit_request(
+        &self,
+        request: Request<SubmitRequestRequest>,
+    ) -> Result<Response<SubmitRequestResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.SubmitRequest")
     }
 
-    async fn get_request_status(&self, request: Request<GetRequestStatusRequest>) -> Result<Response<GetRequestStatusResponse>, Status> {
+    async fn get_request_status(
+        &self,
+        request: Request<GetRequestStatusRequest>,
+    ) -> Result<Response<GetRequestStatusResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.GetRequestStatus")
     }
 
     type WatchRequestStream = ResponseStream<WatchRequestResponse>;
 
-    async fn watch_request(&self, request: Request<WatchRequestRequest>) -> Result<Response<Self::WatchRequestStream>, Status> {
+    async fn watch_request(
+        &self,
+        request: Request<WatchRequestRequest>,
+    ) -> Result<Response<Self::WatchRequestStream>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.WatchRequest")
     }
 
-    async fn provide_info(&self, request: Request<ProvideInfoRequest>) -> Result<Response<ProvideInfoResponse>, Status> {
+    async fn provide_info(
+        &self,
+        request: Request<ProvideInfoRequest>,
+    ) -> Result<Response<ProvideInfoResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.ProvideInfo")
     }
 
-    async fn withdraw_request(&self, request: Request<WithdrawRequestRequest>) -> Result<Response<WithdrawRequestResponse>, Status> {
+    async fn withdraw_request(
+        &self,
+        request: Request<WithdrawRequestRequest>,
+    ) -> Result<Response<WithdrawRequestResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.WithdrawRequest")
     }
 
-    async fn rate_request(&self, request: Request<RateRequestRequest>) -> Result<Response<RateRequestResponse>, Status> {
+    async fn rate_request(
+        &self,
+        request: Request<RateRequestRequest>,
+    ) -> Result<Response<RateRequestResponse>, Status> {
         require_role(&request, RESIDENT_ROLES)?;
         not_yet("ResidentService.RateRequest")
     }

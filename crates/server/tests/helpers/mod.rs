@@ -32,7 +32,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -56,7 +59,14 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        TestApp { grpc_addr, http_addr, secret, data_dir, stop: Some(stop), task: Some(task) }
+        TestApp {
+            grpc_addr,
+            http_addr,
+            secret,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn data_dir(&self) -> std::path::PathBuf {
@@ -74,12 +84,17 @@ impl TestApp {
     /// Sends the stop signal and waits for the run to return.
     pub async fn stop(mut self) -> Result<(), ServeError> {
         let _ = self.stop.take().expect("not stopped yet").send(());
-        self.task.take().expect("running").await.expect("server task joins")
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("server task joins")
     }
 
     /// GET on the plain HTTP port; returns the body.
     pub async fn http_get(&self, path: &str) -> String {
-        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
         let response = exchange(self.http_addr, request.as_bytes()).await;
         String::from_utf8(response.body).unwrap()
     }
@@ -94,15 +109,21 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("response within 10s")
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .expect("response within 10s")
+    .unwrap();
     parse_response(&raw)
 }
 
 fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response has a head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default().to_string();
@@ -111,20 +132,25 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     if chunked {
         body = dechunk(&body);
     }
-    HttpResponse { status_line, headers, body }
+    HttpResponse {
+        status_line,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
         data = &data[line_end + 2..];
         if size == 0 || data.len() < size {
             break;
