@@ -1,0 +1,300 @@
+//! The value types of the read models: what is stored per request and what queries return.
+
+use anju_domain::{
+    ActorId, Category, DueTimer, Grade, RequestId, RequestState, Scope, ServiceCode, SiteId, Status, Timestamp,
+    TrackingCode,
+};
+use serde::{Deserialize, Serialize};
+
+/// One request as the read model keeps it: the folded domain state, how far its stream
+/// has been applied, and the timers it holds in the `proj_timers` index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestView {
+    pub request_id: RequestId,
+    pub state: RequestState,
+    /// The stream version of the last applied event (versions start at 0).
+    pub version: u64,
+    /// The log position of the last applied event.
+    pub last_position: u64,
+    /// What `anju_domain::next_due` returned after the last applied event.
+    pub timers: Vec<DueTimer>,
+}
+
+/// One line of a request's history. Carries no answers, contact data, reasons or note
+/// texts: only who did what when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub position: u64,
+    pub version: u64,
+    pub event_type: String,
+    pub at: Timestamp,
+    /// The actor named in the event (`by`, the submitter); `None` for the system
+    /// (timers, deemed acceptance, fulfilment after the last step).
+    pub actor: Option<ActorId>,
+    pub summary: String,
+}
+
+/// A caseworker queue query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueQuery {
+    pub sites: Scope<SiteId>,
+    pub category: Option<Category>,
+    /// Empty means every open status (see [`OPEN_STATUSES`]).
+    pub statuses: Vec<Status>,
+    /// Only requests assigned to this actor.
+    pub assignee: Option<ActorId>,
+    /// Only requests whose current deadline is before `now`.
+    pub overdue_only: bool,
+    pub now: Timestamp,
+    /// 0 means the default (50); capped at [`MAX_PAGE_SIZE`].
+    pub page_size: usize,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+impl QueueQuery {
+    /// Every open request of these sites, first page of the default size.
+    pub fn new(sites: Scope<SiteId>, now: Timestamp) -> QueueQuery {
+        QueueQuery {
+            sites,
+            category: None,
+            statuses: Vec::new(),
+            assignee: None,
+            overdue_only: false,
+            now,
+            page_size: 0,
+            page_token: None,
+        }
+    }
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// The statuses a request is in while it is still someone's work (fulfilled requests
+/// wait to be rated and closed).
+pub const OPEN_STATUSES: [Status; 7] = [
+    Status::Submitted,
+    Status::AwaitingInfo,
+    Status::Accepted,
+    Status::Reviewed,
+    Status::Approved,
+    Status::InFulfilment,
+    Status::Fulfilled,
+];
+
+/// One open request in a queue, as stored in `proj_queue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub request_id: RequestId,
+    pub tracking_code: TrackingCode,
+    pub site: SiteId,
+    pub category: Category,
+    pub service_code: ServiceCode,
+    pub status: Status,
+    pub assignee: Option<ActorId>,
+    /// The deadline that orders the queue: the intake deadline while submitted, the
+    /// promised deadline while the processing clock runs; `None` while the clock is
+    /// stopped (awaiting materials) or the work is done (fulfilled). `None` sorts last.
+    pub deadline: Option<Timestamp>,
+    pub submitted_at: Timestamp,
+    pub warning: bool,
+    pub yellow_card: bool,
+    pub red_card: bool,
+    /// Computed at query time: `deadline < now`.
+    #[serde(skip)]
+    pub overdue: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueuePage {
+    pub items: Vec<QueueItem>,
+    /// `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// Which requests the manager figures count.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsFilter {
+    /// `None` = every site.
+    pub sites: Option<Vec<SiteId>>,
+    pub category: Option<Category>,
+    /// Inclusive; counts are kept per UTC hour, so `from` and `to` act at hour
+    /// granularity (an hour counts when its start is in `[from, to)`).
+    pub from: Option<Timestamp>,
+    /// Exclusive.
+    pub to: Option<Timestamp>,
+}
+
+/// Throughput bucket width; days and weeks are China Standard Time (UTC+8), weeks start
+/// on Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Hour,
+    Day,
+    Week,
+}
+
+/// Transitions counted in one bucket (by the instant of the event that made them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ThroughputBucket {
+    pub start: Timestamp,
+    pub submitted: u64,
+    /// Accepted by a caseworker or deemed accepted.
+    pub accepted: u64,
+    /// Every required approval given (or reviewed, for services with no approval).
+    pub approved: u64,
+    pub fulfilled: u64,
+    pub closed: u64,
+    pub refused: u64,
+    pub denied: u64,
+    pub withdrawn: u64,
+}
+
+impl ThroughputBucket {
+    pub fn empty(start: Timestamp) -> ThroughputBucket {
+        ThroughputBucket {
+            start,
+            submitted: 0,
+            accepted: 0,
+            approved: 0,
+            fulfilled: 0,
+            closed: 0,
+            refused: 0,
+            denied: 0,
+            withdrawn: 0,
+        }
+    }
+}
+
+/// Percentiles of one span (nearest rank: the value at rank ⌈p·n⌉ of the sorted values).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct SpanStats {
+    pub count: u64,
+    pub p50_hours: f64,
+    pub p90_hours: f64,
+    pub p50_working_days: u32,
+    pub p90_working_days: u32,
+}
+
+/// Lead times, each counted by the instant its span ended.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct LeadTimes {
+    pub submit_to_accept: SpanStats,
+    /// Acceptance to the decision (final approval, or denial).
+    pub accept_to_decision: SpanStats,
+    /// Final approval to fulfilment.
+    pub decision_to_fulfilled: SpanStats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct SlaReport {
+    pub warnings: u64,
+    pub yellow_cards: u64,
+    pub red_cards: u64,
+    /// Fulfilled or denied by the promised deadline (extensions included).
+    pub completed_on_time: u64,
+    pub completed_late: u64,
+    /// `completed_on_time / (on_time + late)`; `None` when nothing completed.
+    pub on_time_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Satisfaction {
+    /// Ratings given in the range, per grade, in `Grade::ALL` order; a rating removed on
+    /// appeal no longer counts.
+    pub grades: Vec<(Grade, u64)>,
+    pub rated: u64,
+    /// 不满意 + 非常不满意.
+    pub bad: u64,
+    pub remediations_opened: u64,
+    pub remediations_resolved: u64,
+    /// Resolved after their due instant.
+    pub remediations_resolved_late: u64,
+    /// Open now (whatever the time range, by site and category).
+    pub remediations_open: u64,
+    /// Open now and due before `filter.to` (or before the current time when `to` is `None`).
+    pub remediations_overdue: u64,
+    pub appeals: u64,
+    pub appeals_upheld: u64,
+    pub appeals_rejected: u64,
+}
+
+/// Age of an open request in working days since submission
+/// (`Calendar::working_days_between(submitted_at, now)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgeBand {
+    /// 0 working days (submitted today, or only non-working days since).
+    UnderOneDay,
+    /// 1 or 2.
+    OneToThreeDays,
+    /// 3 or 4.
+    ThreeToFiveDays,
+    /// 5 to 9.
+    FiveToTenDays,
+    /// 10 or more.
+    TenDaysOrMore,
+}
+
+impl AgeBand {
+    pub const ALL: [AgeBand; 5] = [
+        AgeBand::UnderOneDay,
+        AgeBand::OneToThreeDays,
+        AgeBand::ThreeToFiveDays,
+        AgeBand::FiveToTenDays,
+        AgeBand::TenDaysOrMore,
+    ];
+
+    pub fn of_working_days(days: u32) -> AgeBand {
+        match days {
+            0 => AgeBand::UnderOneDay,
+            1..=2 => AgeBand::OneToThreeDays,
+            3..=4 => AgeBand::ThreeToFiveDays,
+            5..=9 => AgeBand::FiveToTenDays,
+            _ => AgeBand::TenDaysOrMore,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgeBand::UnderOneDay => "lt_1d",
+            AgeBand::OneToThreeDays => "1d_3d",
+            AgeBand::ThreeToFiveDays => "3d_5d",
+            AgeBand::FiveToTenDays => "5d_10d",
+            AgeBand::TenDaysOrMore => "ge_10d",
+        }
+    }
+}
+
+/// Open requests now, by status and by age. The time range selects by submission time.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Backlog {
+    pub total: u64,
+    /// In [`OPEN_STATUSES`] order, zeros included.
+    pub by_status: Vec<(Status, u64)>,
+    /// In `AgeBand::ALL` order, zeros included.
+    pub by_age: Vec<(AgeBand, u64)>,
+    /// Non-zero cells only, ordered by status then band.
+    pub cells: Vec<BacklogCell>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BacklogCell {
+    pub status: Status,
+    pub age: AgeBand,
+    pub count: u64,
+}
+
+/// What `ReadModels::apply` did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The event was the next of its stream and is now reflected.
+    Applied,
+    /// Applied, but the domain fold refused it (state unchanged; version advanced).
+    NotApplicable,
+    /// Its stream version was not the next one: already applied, or a gap.
+    Skipped { expected_version: u64 },
+    /// The stream id is not `request-<uuid>`.
+    NotARequest,
+}

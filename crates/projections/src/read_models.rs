@@ -1,0 +1,692 @@
+//! `ReadModels`: the sled trees and the fold that keeps them, usable without the local
+//! log (the insight service feeds it events of many nodes).
+//!
+//! Events are applied in chunks: each chunk loads the views it touches once, folds every
+//! event in memory, and writes all trees plus the checkpoint in one sled transaction, so
+//! a crash leaves the trees at a chunk boundary. A request view stores the stream version
+//! it has reached and an event is applied only if it is the next of its stream, which
+//! makes re-delivery (after a crash, or over NATS) a no-op.
+
+use crate::keys;
+use crate::model::{Applied, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
+use crate::ProjectionError;
+use anju_domain::{
+    next_due, try_evolve, ActorId, Calendar, Event, Grade, RemediationState, Request, RequestId,
+    Status, Timestamp,
+};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Batch, Transactional, Tree};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
+/// cleared and rebuilt from position 0 on start.
+pub const PROJECTION_VERSION: u64 = 1;
+
+pub(crate) const TREE_META: &str = "proj_meta";
+pub(crate) const TREE_REQUESTS: &str = "proj_requests";
+pub(crate) const TREE_TRACKING: &str = "proj_tracking";
+pub(crate) const TREE_TIMELINE: &str = "proj_timeline";
+pub(crate) const TREE_QUEUE: &str = "proj_queue";
+pub(crate) const TREE_TIMERS: &str = "proj_timers";
+pub(crate) const TREE_SITES: &str = "proj_sites";
+pub(crate) const TREE_COUNTS: &str = "proj_counts";
+pub(crate) const TREE_SPANS: &str = "proj_spans";
+pub(crate) const TREE_REMEDIATIONS: &str = "proj_remediations";
+
+/// Every tree, in the order of `Trees::all`.
+pub const TREE_NAMES: [&str; 10] = [
+    TREE_META,
+    TREE_REQUESTS,
+    TREE_TRACKING,
+    TREE_TIMELINE,
+    TREE_QUEUE,
+    TREE_TIMERS,
+    TREE_SITES,
+    TREE_COUNTS,
+    TREE_SPANS,
+    TREE_REMEDIATIONS,
+];
+
+const META_VERSION: &[u8] = b"version";
+const META_CHECKPOINT: &[u8] = b"checkpoint";
+const META_DECODE_ERRORS: &[u8] = b"decode_errors";
+const META_NOT_APPLICABLE: &[u8] = b"not_applicable";
+
+// Kinds in `proj_counts` (the first key byte).
+pub(crate) const K_SUBMITTED: u8 = 1;
+pub(crate) const K_ACCEPTED: u8 = 2;
+pub(crate) const K_APPROVED: u8 = 3;
+pub(crate) const K_FULFILLED: u8 = 4;
+pub(crate) const K_CLOSED: u8 = 5;
+pub(crate) const K_REFUSED: u8 = 6;
+pub(crate) const K_DENIED: u8 = 7;
+pub(crate) const K_WITHDRAWN: u8 = 8;
+pub(crate) const K_WARNING: u8 = 10;
+pub(crate) const K_YELLOW: u8 = 11;
+pub(crate) const K_RED: u8 = 12;
+pub(crate) const K_ON_TIME: u8 = 13;
+pub(crate) const K_LATE: u8 = 14;
+/// Plus the grade's index in `Grade::ALL`.
+pub(crate) const K_GRADE: u8 = 20;
+pub(crate) const K_REM_OPENED: u8 = 30;
+pub(crate) const K_REM_RESOLVED: u8 = 31;
+pub(crate) const K_REM_RESOLVED_LATE: u8 = 32;
+pub(crate) const K_APPEALED: u8 = 33;
+pub(crate) const K_APPEAL_UPHELD: u8 = 34;
+pub(crate) const K_APPEAL_REJECTED: u8 = 35;
+/// Open requests by status (plus the status byte), bucketed by submission hour.
+pub(crate) const K_OPEN: u8 = 50;
+
+// Kinds in `proj_spans`.
+pub(crate) const S_SUBMIT_TO_ACCEPT: u8 = 1;
+pub(crate) const S_ACCEPT_TO_DECISION: u8 = 2;
+pub(crate) const S_DECISION_TO_FULFILLED: u8 = 3;
+
+// Kind in `proj_remediations`: open remediations keyed by due instant.
+pub(crate) const R_OPEN: u8 = 1;
+
+/// One event to apply. `event` is `None` when the stored bytes could not be decoded: the
+/// stream version still advances, so the rest of the stream is not blocked.
+pub struct Input<'a> {
+    pub stream_id: &'a str,
+    pub stream_version: u64,
+    pub position: u64,
+    pub event_type: &'a str,
+    pub event: Option<&'a Event>,
+}
+
+pub(crate) struct Trees {
+    pub meta: Tree,
+    pub requests: Tree,
+    pub tracking: Tree,
+    pub timeline: Tree,
+    pub queue: Tree,
+    pub timers: Tree,
+    pub sites: Tree,
+    pub counts: Tree,
+    pub spans: Tree,
+    pub remediations: Tree,
+}
+
+impl Trees {
+    fn all(&self) -> [&Tree; 10] {
+        [
+            &self.meta,
+            &self.requests,
+            &self.tracking,
+            &self.timeline,
+            &self.queue,
+            &self.timers,
+            &self.sites,
+            &self.counts,
+            &self.spans,
+            &self.remediations,
+        ]
+    }
+}
+
+pub(crate) struct Inner {
+    pub trees: Trees,
+    pub calendar: Arc<Calendar>,
+    /// Serializes writers; queries do not take it.
+    write: Mutex<()>,
+}
+
+/// The read-model trees and their fold. Clones share them.
+#[derive(Clone)]
+pub struct ReadModels {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Counters kept in `proj_meta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelStats {
+    pub checkpoint: u64,
+    /// Events whose bytes could not be decoded (skipped, version advanced).
+    pub decode_errors: u64,
+    /// Events the domain fold refused (state unchanged, version advanced).
+    pub not_applicable: u64,
+    pub requests: u64,
+}
+
+/// One request's working copy during a chunk.
+struct Pending {
+    /// As stored before the chunk (its index keys are removed at the end).
+    old: Option<RequestView>,
+    new: Option<RequestView>,
+}
+
+/// Everything one chunk writes.
+#[derive(Default)]
+struct Work {
+    pending: HashMap<RequestId, Pending>,
+    counts: HashMap<Vec<u8>, i64>,
+    tracking: Batch,
+    timeline: Batch,
+    sites: Batch,
+    spans: Batch,
+    remediations: Batch,
+    decode_errors: u64,
+    not_applicable: u64,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Corrupt(format!("{what}: {e}"))
+}
+
+/// The request id of a `request-<uuid>` stream.
+pub fn request_id_of_stream(stream_id: &str) -> Option<RequestId> {
+    let rest = stream_id.strip_prefix("request-")?;
+    uuid::Uuid::parse_str(rest).ok().map(RequestId)
+}
+
+impl ReadModels {
+    /// Opens (creating if needed) the `proj_` trees in `db`. Does not check the stored
+    /// version: call [`ReadModels::ensure_version`] for that.
+    pub fn open(db: &sled::Db, calendar: Arc<Calendar>) -> Result<ReadModels, ProjectionError> {
+        let trees = Trees {
+            meta: db.open_tree(TREE_META)?,
+            requests: db.open_tree(TREE_REQUESTS)?,
+            tracking: db.open_tree(TREE_TRACKING)?,
+            timeline: db.open_tree(TREE_TIMELINE)?,
+            queue: db.open_tree(TREE_QUEUE)?,
+            timers: db.open_tree(TREE_TIMERS)?,
+            sites: db.open_tree(TREE_SITES)?,
+            counts: db.open_tree(TREE_COUNTS)?,
+            spans: db.open_tree(TREE_SPANS)?,
+            remediations: db.open_tree(TREE_REMEDIATIONS)?,
+        };
+        Ok(ReadModels { inner: Arc::new(Inner { trees, calendar, write: Mutex::new(()) }) })
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    pub fn calendar(&self) -> &Calendar {
+        &self.inner.calendar
+    }
+
+    /// The layout version the trees were written with, `None` when they are new.
+    pub fn stored_version(&self) -> Result<Option<u64>, ProjectionError> {
+        Ok(self.trees().meta.get(META_VERSION)?.and_then(|v| keys::read_u64(&v)))
+    }
+
+    /// Clears every tree when the stored version is not [`PROJECTION_VERSION`] (new
+    /// trees included); returns whether it did, i.e. whether a replay from 0 is needed.
+    pub fn ensure_version(&self) -> Result<bool, ProjectionError> {
+        let stored = self.stored_version()?;
+        if stored == Some(PROJECTION_VERSION) {
+            return Ok(false);
+        }
+        tracing::info!(?stored, current = PROJECTION_VERSION, "projection version changed; rebuilding the read models");
+        self.reset()?;
+        Ok(true)
+    }
+
+    /// Clears every tree and stamps the current version with checkpoint 0.
+    pub fn reset(&self) -> Result<(), ProjectionError> {
+        let _guard = self.inner.write.lock().map_err(|_| corrupt("write lock", "poisoned"))?;
+        for tree in self.trees().all() {
+            tree.clear()?;
+        }
+        self.trees().meta.insert(META_VERSION, &PROJECTION_VERSION.to_be_bytes())?;
+        self.trees().meta.insert(META_CHECKPOINT, &0u64.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The next log position to apply, as stored with the last chunk.
+    pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        Ok(self.trees().meta.get(META_CHECKPOINT)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0))
+    }
+
+    /// Stores the checkpoint alone (for stretches of the log with no request events).
+    pub fn set_checkpoint(&self, position: u64) -> Result<(), ProjectionError> {
+        let _guard = self.inner.write.lock().map_err(|_| corrupt("write lock", "poisoned"))?;
+        self.trees().meta.insert(META_CHECKPOINT, &position.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<ModelStats, ProjectionError> {
+        let meta = &self.trees().meta;
+        let read = |key: &[u8]| -> Result<u64, ProjectionError> {
+            Ok(meta.get(key)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0))
+        };
+        Ok(ModelStats {
+            checkpoint: read(META_CHECKPOINT)?,
+            decode_errors: read(META_DECODE_ERRORS)?,
+            not_applicable: read(META_NOT_APPLICABLE)?,
+            requests: self.trees().requests.len() as u64,
+        })
+    }
+
+    /// Applies one event of `request-<uuid>`; idempotent per stream (see [`Applied`]).
+    pub fn apply(
+        &self,
+        stream_id: &str,
+        stream_version: u64,
+        position: u64,
+        event: &Event,
+    ) -> Result<Applied, ProjectionError> {
+        let input = Input { stream_id, stream_version, position, event_type: event.event_type(), event: Some(event) };
+        let mut applied = self.apply_all(&[input], None)?;
+        Ok(applied.pop().unwrap_or(Applied::NotARequest))
+    }
+
+    /// Applies events in order in one sled transaction, storing `checkpoint` with them
+    /// when given. Returns what happened to each.
+    pub fn apply_all(&self, inputs: &[Input<'_>], checkpoint: Option<u64>) -> Result<Vec<Applied>, ProjectionError> {
+        let _guard = self.inner.write.lock().map_err(|_| corrupt("write lock", "poisoned"))?;
+        let mut work = Work::default();
+        let mut results = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            results.push(self.fold_one(&mut work, input)?);
+        }
+        self.commit(work, checkpoint)?;
+        Ok(results)
+    }
+
+    fn load(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
+        match self.trees().requests.get(keys::request(id))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt("request view", e)),
+        }
+    }
+
+    fn fold_one(&self, work: &mut Work, input: &Input<'_>) -> Result<Applied, ProjectionError> {
+        let Some(id) = request_id_of_stream(input.stream_id) else {
+            return Ok(Applied::NotARequest);
+        };
+        if !work.pending.contains_key(&id) {
+            let old = self.load(&id)?;
+            work.pending.insert(id, Pending { new: old.clone(), old });
+        }
+        let current = work.pending.get(&id).and_then(|p| p.new.as_ref());
+        let expected_version = current.map_or(0, |v| v.version + 1);
+        if input.stream_version != expected_version {
+            return Ok(Applied::Skipped { expected_version });
+        }
+        let before = current.map(|v| v.state.clone()).unwrap_or_default();
+        let Some(event) = input.event else {
+            work.decode_errors += 1;
+            let timers = current.map(|v| v.timers.clone()).unwrap_or_default();
+            let view = RequestView {
+                request_id: id,
+                state: before,
+                version: input.stream_version,
+                last_position: input.position,
+                timers,
+            };
+            if let Some(p) = work.pending.get_mut(&id) {
+                p.new = Some(view);
+            }
+            return Ok(Applied::NotApplicable);
+        };
+        let (after, applied) = match try_evolve(&before, event) {
+            Ok(after) => (after, Applied::Applied),
+            Err(e) => {
+                tracing::warn!(position = input.position, event_type = input.event_type, reason = %e, "event does not apply to its request; version advanced, state unchanged");
+                work.not_applicable += 1;
+                (before.clone(), Applied::NotApplicable)
+            }
+        };
+        let timeline = TimelineEntry {
+            position: input.position,
+            version: input.stream_version,
+            event_type: event.event_type().to_string(),
+            at: event.at(),
+            actor: actor_of(event),
+            summary: summary_of(event, applied == Applied::NotApplicable),
+        };
+        let encoded = serde_json::to_vec(&timeline).map_err(|e| corrupt("timeline entry", e))?;
+        work.timeline.insert(&keys::timeline(&id, input.stream_version)[..], encoded);
+        if applied == Applied::Applied {
+            self.transitions(work, &id, before.request(), after.request(), event);
+        }
+        let timers = next_due(&after, &self.inner.calendar);
+        let view = RequestView { request_id: id, state: after, version: input.stream_version, last_position: input.position, timers };
+        if let Some(p) = work.pending.get_mut(&id) {
+            p.new = Some(view);
+        }
+        Ok(applied)
+    }
+
+    /// Counters, spans, tracking codes, sites and remediations for one applied event.
+    fn transitions(&self, work: &mut Work, id: &RequestId, old: Option<&Request>, new: Option<&Request>, event: &Event) {
+        let Some(new) = new else { return };
+        let site = keys::site(&new.site);
+        let category = new.category;
+        let at = event.at();
+        // (kind, instant, delta) for `proj_counts`; (kind, start, end) for `proj_spans`.
+        let mut deltas: Vec<(u8, Timestamp, i64)> = Vec::new();
+        let mut spans: Vec<(u8, Timestamp, Timestamp)> = Vec::new();
+        match old {
+            None => {
+                deltas.push((K_SUBMITTED, new.submitted_at, 1));
+                deltas.push((K_OPEN + keys::status_byte(new.status), new.submitted_at, 1));
+                work.tracking.insert(new.tracking_code.as_str().as_bytes(), &keys::request(id)[..]);
+                work.sites.insert(site.clone(), &[][..]);
+            }
+            Some(old) => {
+                if old.status != new.status {
+                    if OPEN_STATUSES.contains(&old.status) {
+                        deltas.push((K_OPEN + keys::status_byte(old.status), new.submitted_at, -1));
+                    }
+                    if OPEN_STATUSES.contains(&new.status) {
+                        deltas.push((K_OPEN + keys::status_byte(new.status), new.submitted_at, 1));
+                    }
+                    match new.status {
+                        Status::Approved => deltas.push((K_APPROVED, at, 1)),
+                        Status::Closed => deltas.push((K_CLOSED, at, 1)),
+                        Status::Refused => deltas.push((K_REFUSED, at, 1)),
+                        Status::Denied => deltas.push((K_DENIED, at, 1)),
+                        Status::Withdrawn => deltas.push((K_WITHDRAWN, at, 1)),
+                        _ => {}
+                    }
+                }
+                if old.accepted_at.is_none() {
+                    if let Some(accepted) = new.accepted_at {
+                        deltas.push((K_ACCEPTED, accepted, 1));
+                        spans.push((S_SUBMIT_TO_ACCEPT, new.submitted_at, accepted));
+                    }
+                }
+                if old.decided_at.is_none() {
+                    if let (Some(decided), Some(accepted)) = (new.decided_at, new.accepted_at) {
+                        spans.push((S_ACCEPT_TO_DECISION, accepted, decided));
+                    }
+                }
+                if old.fulfilled_at.is_none() {
+                    if let Some(fulfilled) = new.fulfilled_at {
+                        deltas.push((K_FULFILLED, fulfilled, 1));
+                        if let Some(decided) = new.decided_at {
+                            spans.push((S_DECISION_TO_FULFILLED, decided, fulfilled));
+                        }
+                    }
+                }
+                // Completion against the promised deadline: the clock finished by fulfilment or denial.
+                let old_finished = old.deadlines.as_ref().and_then(|d| d.finished_at);
+                if old_finished.is_none() && matches!(new.status, Status::Fulfilled | Status::Denied) {
+                    if let Some(d) = new.deadlines.as_ref() {
+                        if let Some(finished) = d.finished_at {
+                            let late = d.promised.is_some_and(|p| finished > p);
+                            deltas.push((if late { K_LATE } else { K_ON_TIME }, finished, 1));
+                        }
+                    }
+                }
+                if old.supervision.warning_at.is_none() && new.supervision.warning_at.is_some() {
+                    deltas.push((K_WARNING, at, 1));
+                }
+                if old.supervision.yellow_card_at.is_none() && new.supervision.yellow_card_at.is_some() {
+                    deltas.push((K_YELLOW, at, 1));
+                }
+                if old.supervision.red_card_at.is_none() && new.supervision.red_card_at.is_some() {
+                    deltas.push((K_RED, at, 1));
+                }
+                let grade_kind = |g: Grade| K_GRADE + Grade::ALL.iter().position(|x| *x == g).unwrap_or(0) as u8;
+                match (&old.rating, &new.rating) {
+                    (None, Some(rating)) => deltas.push((grade_kind(rating.grade), rating.at, 1)),
+                    (Some(before), Some(rating)) => {
+                        if !before.removed && rating.removed {
+                            deltas.push((grade_kind(rating.grade), rating.at, -1));
+                        }
+                        let before_appeal = before.appeal.as_ref();
+                        if let Some(appeal) = rating.appeal.as_ref() {
+                            if before_appeal.is_none() {
+                                deltas.push((K_APPEALED, appeal.at, 1));
+                            }
+                            if before_appeal.and_then(|a| a.upheld).is_none() {
+                                match appeal.upheld {
+                                    Some(true) => deltas.push((K_APPEAL_UPHELD, at, 1)),
+                                    Some(false) => deltas.push((K_APPEAL_REJECTED, at, 1)),
+                                    None => {}
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                match (&old.remediation, &new.remediation) {
+                    (None, Some(r)) => {
+                        deltas.push((K_REM_OPENED, r.opened_at, 1));
+                        if r.state == RemediationState::Open {
+                            work.remediations.insert(keys::dated(R_OPEN, &site, category, r.due, id), &[][..]);
+                        }
+                    }
+                    (Some(before), Some(r))
+                        if before.state == RemediationState::Open && r.state != RemediationState::Open =>
+                    {
+                        if let RemediationState::Resolved { at: resolved, .. } = &r.state {
+                            deltas.push((K_REM_RESOLVED, *resolved, 1));
+                            if *resolved > r.due {
+                                deltas.push((K_REM_RESOLVED_LATE, *resolved, 1));
+                            }
+                        }
+                        work.remediations.remove(keys::dated(R_OPEN, &site, category, r.due, id));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (kind, when, delta) in deltas {
+            *work.counts.entry(keys::count(kind, &site, category, keys::hour_of(when))).or_insert(0) += delta;
+        }
+        for (kind, start, end) in spans {
+            let mut value = Vec::with_capacity(12);
+            value.extend_from_slice(&(end.0 - start.0).to_be_bytes());
+            value.extend_from_slice(&self.inner.calendar.working_days_between(start, end).to_be_bytes());
+            work.spans.insert(keys::dated(kind, &site, category, end, id), value);
+        }
+    }
+
+    fn commit(&self, work: Work, checkpoint: Option<u64>) -> Result<(), ProjectionError> {
+        let trees = self.trees();
+        let mut requests = Batch::default();
+        let mut queue = Batch::default();
+        let mut timers = Batch::default();
+        for (id, pending) in &work.pending {
+            let Some(new) = &pending.new else { continue };
+            if pending.old.as_ref().map(|o| o.version) == Some(new.version) {
+                continue;
+            }
+            let old_queue = pending.old.as_ref().and_then(queue_entry);
+            let new_queue = queue_entry(new);
+            if let Some((key, _)) = &old_queue {
+                if new_queue.as_ref().map(|(k, _)| k) != Some(key) {
+                    queue.remove(key.as_slice());
+                }
+            }
+            if let Some((key, item)) = new_queue {
+                queue.insert(key, serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?);
+            }
+            if let Some(old) = &pending.old {
+                for t in &old.timers {
+                    if !new.timers.contains(t) {
+                        timers.remove(&keys::timer(t.due_at, id, t.kind)[..]);
+                    }
+                }
+            }
+            for t in &new.timers {
+                timers.insert(&keys::timer(t.due_at, id, t.kind)[..], &[][..]);
+            }
+            requests.insert(&keys::request(id)[..], serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?);
+        }
+        let mut counts = Batch::default();
+        for (key, delta) in &work.counts {
+            if *delta == 0 {
+                continue;
+            }
+            let current = trees.counts.get(key)?.and_then(|v| keys::read_i64(&v)).unwrap_or(0);
+            let next = current + delta;
+            if next == 0 {
+                counts.remove(key.as_slice());
+            } else {
+                counts.insert(key.as_slice(), &next.to_be_bytes()[..]);
+            }
+        }
+        let mut meta = Batch::default();
+        let bump = |key: &[u8], by: u64, meta: &mut Batch| -> Result<(), ProjectionError> {
+            if by > 0 {
+                let current = trees.meta.get(key)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0);
+                meta.insert(key, &(current + by).to_be_bytes()[..]);
+            }
+            Ok(())
+        };
+        bump(META_DECODE_ERRORS, work.decode_errors, &mut meta)?;
+        bump(META_NOT_APPLICABLE, work.not_applicable, &mut meta)?;
+        if let Some(position) = checkpoint {
+            meta.insert(META_CHECKPOINT, &position.to_be_bytes()[..]);
+        }
+        let batches = [
+            &meta,
+            &requests,
+            &work.tracking,
+            &work.timeline,
+            &queue,
+            &timers,
+            &work.sites,
+            &counts,
+            &work.spans,
+            &work.remediations,
+        ];
+        let all = trees.all();
+        let result: Result<(), TransactionError<()>> = all[..].transaction(|view| {
+            for (tree, batch) in view.iter().zip(batches.iter()) {
+                tree.apply_batch(batch)?;
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        result.map_err(|e| match e {
+            TransactionError::Storage(e) => ProjectionError::Store(e),
+            TransactionError::Abort(()) => corrupt("transaction", "aborted"),
+        })
+    }
+
+    /// Every key and value of every `proj_` tree, for comparing two stores.
+    pub fn dump(&self) -> Result<BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>, ProjectionError> {
+        let mut out = BTreeMap::new();
+        for (name, tree) in TREE_NAMES.iter().zip(self.trees().all()) {
+            let mut entries = BTreeMap::new();
+            for item in tree.iter() {
+                let (k, v) = item?;
+                entries.insert(k.to_vec(), v.to_vec());
+            }
+            out.insert(name.to_string(), entries);
+        }
+        Ok(out)
+    }
+}
+
+/// The queue key and item of a view, when the request is open.
+pub(crate) fn queue_entry(view: &RequestView) -> Option<(Vec<u8>, QueueItem)> {
+    let r = view.state.request()?;
+    if !OPEN_STATUSES.contains(&r.status) {
+        return None;
+    }
+    let deadline = match r.status {
+        Status::Submitted => r.intake_deadline,
+        Status::Accepted | Status::Reviewed | Status::Approved | Status::InFulfilment => {
+            r.deadlines.as_ref().and_then(|d| d.promised)
+        }
+        _ => None,
+    };
+    let key = keys::queue(&keys::site(&r.site), deadline, &r.id);
+    Some((
+        key,
+        QueueItem {
+            request_id: r.id,
+            tracking_code: r.tracking_code.clone(),
+            site: r.site.clone(),
+            category: r.category,
+            service_code: r.service_code.clone(),
+            status: r.status,
+            assignee: r.assignee.clone(),
+            deadline,
+            submitted_at: r.submitted_at,
+            warning: r.supervision.warning_at.is_some(),
+            yellow_card: r.supervision.yellow_card_at.is_some(),
+            red_card: r.supervision.red_card_at.is_some(),
+            overdue: false,
+        },
+    ))
+}
+
+fn actor_of(event: &Event) -> Option<ActorId> {
+    match event {
+        Event::RequestSubmitted { submitted_by, .. } => Some(submitted_by.clone()),
+        Event::RequestAccepted { by, .. } => by.clone(),
+        Event::RequestClaimed { by, .. }
+        | Event::RequestReassigned { by, .. }
+        | Event::RequestRefused { by, .. }
+        | Event::InfoRequested { by, .. }
+        | Event::InfoProvided { by, .. }
+        | Event::RequestReviewed { by, .. }
+        | Event::RequestApproved { by, .. }
+        | Event::RequestDenied { by, .. }
+        | Event::FulfilmentStarted { by, .. }
+        | Event::StepCompleted { by, .. }
+        | Event::NoteAdded { by, .. }
+        | Event::ExtensionRequested { by, .. }
+        | Event::ExtensionApproved { by, .. }
+        | Event::ExtensionRejected { by, .. }
+        | Event::RequestRated { by, .. }
+        | Event::RemediationResolved { by, .. }
+        | Event::RatingAppealed { by, .. }
+        | Event::AppealDecided { by, .. }
+        | Event::RequestWithdrawn { by, .. }
+        | Event::RequestClosed { by, .. } => Some(by.clone()),
+        Event::RequestFulfilled { .. }
+        | Event::RemediationOpened { .. }
+        | Event::WarningRaised { .. }
+        | Event::YellowCardIssued { .. }
+        | Event::RedCardIssued { .. } => None,
+    }
+}
+
+/// A short English summary with no free text, answers or contact data in it.
+fn summary_of(event: &Event, not_applicable: bool) -> String {
+    let text = match event {
+        Event::RequestSubmitted { service_code, site, on_behalf_of, .. } => {
+            if on_behalf_of.is_some() {
+                format!("submitted {service_code} at {site} by kiosk staff on the resident's behalf")
+            } else {
+                format!("submitted {service_code} at {site}")
+            }
+        }
+        Event::RequestClaimed { .. } => "claimed".to_string(),
+        Event::RequestReassigned { to, .. } => format!("reassigned to {to}"),
+        Event::RequestAccepted { deemed: true, promised_deadline, .. } => {
+            format!("deemed accepted (no intake decision in 5 working days); promised by {promised_deadline}")
+        }
+        Event::RequestAccepted { promised_deadline, .. } => format!("accepted; promised by {promised_deadline}"),
+        Event::RequestRefused { .. } => "refused".to_string(),
+        Event::InfoRequested { missing, .. } => format!("materials requested ({} item(s)); clock stopped", missing.len()),
+        Event::InfoProvided { .. } => "materials provided; clock restarted".to_string(),
+        Event::RequestReviewed { .. } => "reviewed".to_string(),
+        Event::RequestApproved { level, .. } => format!("approved at level {level}"),
+        Event::RequestDenied { .. } => "denied".to_string(),
+        Event::FulfilmentStarted { .. } => "fulfilment started".to_string(),
+        Event::StepCompleted { step, .. } => format!("step {step} completed"),
+        Event::RequestFulfilled { .. } => "fulfilled".to_string(),
+        Event::NoteAdded { .. } => "note added".to_string(),
+        Event::ExtensionRequested { days, .. } => format!("extension of {days} working day(s) requested"),
+        Event::ExtensionApproved { days, .. } => format!("extension of {days} working day(s) approved"),
+        Event::ExtensionRejected { .. } => "extension rejected".to_string(),
+        Event::RequestRated { grade, .. } => format!("rated {}", grade.name_zh()),
+        Event::RemediationOpened { due, .. } => format!("remediation opened, due {due}"),
+        Event::RemediationResolved { .. } => "remediation resolved".to_string(),
+        Event::RatingAppealed { .. } => "rating appealed".to_string(),
+        Event::AppealDecided { uphold: true, .. } => "appeal decided: rating upheld".to_string(),
+        Event::AppealDecided { uphold: false, .. } => "appeal decided: rating removed".to_string(),
+        Event::RequestWithdrawn { .. } => "withdrawn".to_string(),
+        Event::RequestClosed { .. } => "closed".to_string(),
+        Event::WarningRaised { .. } => "warning raised (80% of the promised time used)".to_string(),
+        Event::YellowCardIssued { .. } => "yellow card issued (promised deadline passed)".to_string(),
+        Event::RedCardIssued { .. } => "red card issued (5 working days past the promised deadline)".to_string(),
+    };
+    if not_applicable {
+        format!("{text} (did not apply; ignored)")
+    } else {
+        text
+    }
+}

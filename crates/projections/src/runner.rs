@@ -1,0 +1,350 @@
+//! `Projections`: the read models plus a checkpointed reader of the local log.
+//!
+//! One tokio task subscribes to `request-` streams from the stored checkpoint, drains
+//! whatever is available (up to `CHUNK` events), decodes each event once and applies the
+//! chunk on a blocking thread in one sled transaction together with the new checkpoint.
+//! `position()` is then published through a watch channel that `wait_for` listens to.
+
+use crate::model::*;
+use crate::read_models::{Input, ReadModels};
+use crate::ProjectionError;
+use anju_domain::{Calendar, DueTimer, Event, RequestId, Timestamp, TrackingCode};
+use anju_eventlog::{EventLog, Filter, RecordedEvent, Subscription};
+use futures::FutureExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most events applied in one sled transaction.
+const CHUNK: usize = 2048;
+const STREAM_PREFIX: &str = "request-";
+
+enum Control {
+    /// Clear the trees and restart from position 0; answers once cleared.
+    Rebuild(oneshot::Sender<Result<(), ProjectionError>>),
+    Stop,
+}
+
+struct Shared {
+    models: ReadModels,
+    position: watch::Sender<u64>,
+    control: mpsc::Sender<Control>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    log: EventLog,
+}
+
+/// The read models kept up to date from the local log. Clones share them.
+#[derive(Clone)]
+pub struct Projections {
+    shared: Arc<Shared>,
+}
+
+impl Projections {
+    /// Opens the `proj_` trees in `log.index_db()`, clears them if their stored version is
+    /// not [`crate::PROJECTION_VERSION`] (the runner then replays from 0), and spawns the
+    /// runner on the current tokio runtime.
+    pub async fn start(log: EventLog, calendar: Arc<Calendar>) -> Result<Projections, ProjectionError> {
+        let db = log.index_db().clone();
+        let models = tokio::task::spawn_blocking(move || -> Result<ReadModels, ProjectionError> {
+            let models = ReadModels::open(&db, calendar)?;
+            models.ensure_version()?;
+            Ok(models)
+        })
+        .await
+        .map_err(|e| ProjectionError::Corrupt(format!("opening the read models panicked: {e}")))??;
+        let checkpoint = models.checkpoint()?;
+        let (position, _) = watch::channel(checkpoint);
+        let (control, control_rx) = mpsc::channel(8);
+        let shared = Arc::new(Shared { models, position, control, task: Mutex::new(None), log: log.clone() });
+        let runner = Runner {
+            models: shared.models.clone(),
+            position: shared.position.clone(),
+            subscription: log.subscribe_all(checkpoint, Filter::stream_prefix(STREAM_PREFIX)),
+            log,
+            reached: checkpoint,
+        };
+        let task = tokio::spawn(runner.run(control_rx));
+        *shared.task.lock().map_err(|_| ProjectionError::Stopped)? = Some(task);
+        Ok(Projections { shared })
+    }
+
+    /// The read models themselves (for queries not wrapped here, dumps and stats).
+    pub fn models(&self) -> &ReadModels {
+        &self.shared.models
+    }
+
+    /// The next log position not yet applied: every event below it is visible to queries.
+    pub fn position(&self) -> u64 {
+        *self.shared.position.borrow()
+    }
+
+    /// Waits until the event at `min_position` is applied (`position() > min_position`),
+    /// or `timeout` passes.
+    pub async fn wait_for(&self, min_position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut rx = self.shared.position.subscribe();
+        let wait = async {
+            loop {
+                if *rx.borrow_and_update() > min_position {
+                    return Ok(());
+                }
+                if rx.changed().await.is_err() {
+                    return Err(ProjectionError::Stopped);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(ProjectionError::NotReached { wanted: min_position, reached: self.position() }),
+        }
+    }
+
+    pub fn request(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
+        self.shared.models.request(id)
+    }
+
+    pub fn request_id_by_tracking(&self, code: &TrackingCode) -> Result<Option<RequestId>, ProjectionError> {
+        self.shared.models.request_id_by_tracking(code)
+    }
+
+    pub fn timeline(&self, id: &RequestId) -> Result<Vec<TimelineEntry>, ProjectionError> {
+        self.shared.models.timeline(id)
+    }
+
+    pub fn queue(&self, query: &QueueQuery) -> Result<QueuePage, ProjectionError> {
+        self.shared.models.queue(query)
+    }
+
+    pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<(RequestId, DueTimer)>, ProjectionError> {
+        self.shared.models.due_timers(now, limit)
+    }
+
+    pub fn next_timer(&self) -> Result<Option<(RequestId, DueTimer)>, ProjectionError> {
+        self.shared.models.next_timer()
+    }
+
+    pub fn throughput(&self, filter: &MetricsFilter, bucket: Bucket) -> Result<Vec<ThroughputBucket>, ProjectionError> {
+        self.shared.models.throughput(filter, bucket)
+    }
+
+    pub fn lead_times(&self, filter: &MetricsFilter) -> Result<LeadTimes, ProjectionError> {
+        self.shared.models.lead_times(filter)
+    }
+
+    pub fn sla_report(&self, filter: &MetricsFilter) -> Result<SlaReport, ProjectionError> {
+        self.shared.models.sla_report(filter)
+    }
+
+    pub fn satisfaction(&self, filter: &MetricsFilter) -> Result<Satisfaction, ProjectionError> {
+        self.shared.models.satisfaction(filter)
+    }
+
+    pub fn backlog(&self, filter: &MetricsFilter, now: Timestamp) -> Result<Backlog, ProjectionError> {
+        self.shared.models.backlog(filter, now)
+    }
+
+    /// Clears the trees and replays the log from 0 while running; returns once the replay
+    /// has passed the head as it was when called. Queries keep working meanwhile but see
+    /// partial data, and `position()` restarts from 0 (so `wait_for` waits for the replay).
+    pub async fn rebuild(&self) -> Result<(), ProjectionError> {
+        let head = self.shared.log.head_position();
+        let (reply, answer) = oneshot::channel();
+        self.shared.control.send(Control::Rebuild(reply)).await.map_err(|_| ProjectionError::Stopped)?;
+        answer.await.map_err(|_| ProjectionError::Stopped)??;
+        let mut rx = self.shared.position.subscribe();
+        loop {
+            if *rx.borrow_and_update() >= head {
+                return Ok(());
+            }
+            rx.changed().await.map_err(|_| ProjectionError::Stopped)?;
+        }
+    }
+
+    /// Stops the runner after the chunk in progress and flushes the trees.
+    pub async fn stop(self) {
+        let _ = self.shared.control.send(Control::Stop).await;
+        let task = self.shared.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let db = self.shared.log.index_db().clone();
+        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
+    }
+}
+
+struct Runner {
+    models: ReadModels,
+    position: watch::Sender<u64>,
+    subscription: Subscription,
+    log: EventLog,
+    /// Every position below this is applied (mirrors `position`).
+    reached: u64,
+}
+
+/// What draining the subscription without waiting found.
+enum Drained {
+    /// Nothing more is available now: everything below `next_position()` was delivered.
+    Idle,
+    /// The chunk is full; more may be available.
+    Full,
+    /// The log is closed and everything was delivered.
+    Ended,
+    Failed(anju_eventlog::LogError),
+}
+
+impl Runner {
+    async fn run(mut self, mut control: mpsc::Receiver<Control>) {
+        let mut chunk: Vec<RecordedEvent> = Vec::with_capacity(CHUNK);
+        let mut ended = false;
+        loop {
+            let drained = if ended { Drained::Ended } else { self.drain(&mut chunk) };
+            if !chunk.is_empty() {
+                let mut reached = chunk.last().map_or(self.reached, |e| e.position + 1);
+                if matches!(drained, Drained::Idle) {
+                    reached = reached.max(self.subscription.next_position());
+                }
+                let events = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                self.apply(events, reached).await;
+            } else if matches!(drained, Drained::Idle) {
+                // Only other streams (or nothing) since the last chunk.
+                let scanned = self.subscription.next_position();
+                if scanned > self.reached {
+                    if let Err(e) = self.models.set_checkpoint(scanned) {
+                        tracing::error!(error = %e, "storing the projection checkpoint failed");
+                    }
+                    self.advance(scanned);
+                }
+            }
+            match drained {
+                Drained::Full => {
+                    // Let control messages in between chunks.
+                    match control.try_recv() {
+                        Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
+                        Ok(Control::Rebuild(reply)) => self.rebuild(reply, &mut chunk, &mut ended).await,
+                        Err(mpsc::error::TryRecvError::Empty) => {}
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Drained::Failed(e) => {
+                    tracing::error!(error = %e, position = self.reached, "reading the log for projections failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.resubscribe(self.reached);
+                    continue;
+                }
+                Drained::Ended => ended = true,
+                Drained::Idle => {}
+            }
+            // Wait for the next event or a control message.
+            tokio::select! {
+                message = control.recv() => match message {
+                    None | Some(Control::Stop) => return,
+                    Some(Control::Rebuild(reply)) => self.rebuild(reply, &mut chunk, &mut ended).await,
+                },
+                next = self.subscription.next(), if !ended => match next {
+                    Some(Ok(event)) => chunk.push(event),
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, position = self.reached, "reading the log for projections failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        self.resubscribe(self.reached);
+                    }
+                    None => ended = true,
+                },
+            }
+        }
+    }
+
+    /// Takes what the subscription has without waiting, up to a full chunk.
+    fn drain(&mut self, chunk: &mut Vec<RecordedEvent>) -> Drained {
+        while chunk.len() < CHUNK {
+            // `Subscription::next` only awaits the head watch, so polling it once and
+            // dropping the future loses nothing.
+            match self.subscription.next().now_or_never() {
+                None => return Drained::Idle,
+                Some(None) => return Drained::Ended,
+                Some(Some(Err(e))) => return Drained::Failed(e),
+                Some(Some(Ok(event))) => chunk.push(event),
+            }
+        }
+        Drained::Full
+    }
+
+    fn resubscribe(&mut self, from: u64) {
+        self.subscription = self.log.subscribe_all(from, Filter::stream_prefix(STREAM_PREFIX));
+    }
+
+    fn advance(&mut self, reached: u64) {
+        self.reached = reached;
+        self.position.send_replace(reached);
+    }
+
+    async fn rebuild(
+        &mut self,
+        reply: oneshot::Sender<Result<(), ProjectionError>>,
+        chunk: &mut Vec<RecordedEvent>,
+        ended: &mut bool,
+    ) {
+        chunk.clear();
+        let models = self.models.clone();
+        let result = tokio::task::spawn_blocking(move || models.reset())
+            .await
+            .unwrap_or_else(|e| Err(ProjectionError::Corrupt(format!("clearing the read models panicked: {e}"))));
+        if result.is_ok() {
+            tracing::info!("rebuilding the read models from position 0");
+            self.advance(0);
+            *ended = false;
+            self.resubscribe(0);
+        }
+        let _ = reply.send(result);
+    }
+
+    /// Decodes and applies a chunk, retrying (never skipping) when the store fails.
+    async fn apply(&mut self, events: Vec<RecordedEvent>, reached: u64) {
+        let events = Arc::new(events);
+        loop {
+            let models = self.models.clone();
+            let batch = events.clone();
+            let result = tokio::task::spawn_blocking(move || apply_chunk(&models, &batch, reached)).await;
+            match result {
+                Ok(Ok(())) => {
+                    self.advance(reached);
+                    return;
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, position = self.reached, "applying events to the read models failed; retrying"),
+                Err(e) => tracing::error!(error = %e, position = self.reached, "applying events to the read models panicked; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Decodes each event once and applies the chunk with its checkpoint.
+fn apply_chunk(models: &ReadModels, events: &[RecordedEvent], checkpoint: u64) -> Result<(), ProjectionError> {
+    let decoded: Vec<Option<Event>> = events
+        .iter()
+        .map(|e| match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
+            Ok(event) => Some(event),
+            Err(error) => {
+                // Never the payload, nor a JSON error, which can quote payload values.
+                let reason = match &error {
+                    anju_domain::EventDecodeError::Json(_) => "the json does not match the event type".to_string(),
+                    other => other.to_string(),
+                };
+                tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
+                None
+            }
+        })
+        .collect();
+    let inputs: Vec<Input<'_>> = events
+        .iter()
+        .zip(&decoded)
+        .map(|(e, d)| Input {
+            stream_id: &e.stream_id,
+            stream_version: e.stream_version,
+            position: e.position,
+            event_type: &e.event_type,
+            event: d.as_ref(),
+        })
+        .collect();
+    models.apply_all(&inputs, Some(checkpoint))?;
+    Ok(())
+}
