@@ -200,7 +200,9 @@ impl Shared {
 
 /// The indexer thread: writes committed entries to sled in batches, after the fact.
 pub(crate) fn run_indexer(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Vec<IndexEntry>>) {
-    const MAX_BATCH: usize = 100_000;
+    // sled copies a leaf on every insert and frees the old copies only between
+    // operations, so modest batches keep its memory down.
+    const MAX_BATCH: usize = 4096;
     while let Ok(first) = rx.recv() {
         let mut batch = first;
         while batch.len() < MAX_BATCH {

@@ -1,6 +1,31 @@
 //! anju-bench: measures anju's speeds on this machine (see docs/benchmarks.md).
+//!
+//! Each benchmark is a subcommand in its own module; `main` only parses and dispatches.
 
-fn main() {
-    eprintln!("usage: anju-bench <log|e2e|relay> [options]");
-    std::process::exit(2);
+mod log;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "anju-bench", about = "measures anju's speeds on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The event log: raw fdatasync rate, durable appends per second and latency,
+    /// optionally against PostgreSQL on the same machine.
+    Log(log::LogArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.bench {
+            Bench::Log(args) => log::run(args).await,
+        }
+    })
 }
