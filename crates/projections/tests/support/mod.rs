@@ -1,0 +1,207 @@
+//! Shared test helpers: a real event log in a temporary directory, and a driver that
+//! turns domain commands into appended events with `anju_domain::decide`.
+
+#![allow(dead_code)]
+
+use anju_domain::*;
+use anju_eventlog::{EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent};
+use anju_projections::{MetricsFilter, Projections};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+pub static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(Catalogue::shipped);
+
+pub fn calendar() -> Arc<Calendar> {
+    Arc::new(Calendar::china_2026())
+}
+
+pub fn site_a() -> SiteId {
+    SiteId::new("site-a")
+}
+
+pub fn site_b() -> SiteId {
+    SiteId::new("site-b")
+}
+
+pub fn resident() -> Actor {
+    Actor::resident("res-1")
+}
+
+pub fn caseworker() -> Actor {
+    Actor::caseworker("cw-a", [site_a()], Category::ALL)
+}
+
+pub fn caseworker_b() -> Actor {
+    Actor::caseworker("cw-b", [site_b()], Category::ALL)
+}
+
+pub fn supervisor() -> Actor {
+    Actor::supervisor("sup-a", [site_a()])
+}
+
+pub fn supervisor_b() -> Actor {
+    Actor::supervisor("sup-b", [site_b()])
+}
+
+pub fn manager() -> Actor {
+    Actor::manager("mgr-1", Scope::All)
+}
+
+pub fn system() -> Actor {
+    Actor::system()
+}
+
+/// An instant in March 2026, CST. 2 March 2026 is a Monday.
+pub fn march(day: u32, hour: u32) -> Timestamp {
+    Timestamp::cst(2026, 3, day, hour, 0)
+}
+
+pub fn march_min(day: u32, hour: u32, minute: u32) -> Timestamp {
+    Timestamp::cst(2026, 3, day, hour, minute)
+}
+
+pub fn rid(n: u128) -> RequestId {
+    RequestId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n))
+}
+
+pub fn tracking(n: u8) -> TrackingCode {
+    TrackingCode::from_random_bytes([n, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, n])
+}
+
+fn text(value: &str) -> Answer {
+    Answer::Text(value.to_string())
+}
+
+pub fn answers_for(service: &str) -> FormAnswers {
+    let mut answers = FormAnswers::new();
+    match service {
+        "MZ-DIBAO" => {
+            answers.insert("household_size".into(), Answer::Number(4.0));
+            answers.insert("monthly_income_yuan".into(), Answer::Number(1200.0));
+            answers.insert("income_sources".into(), Answer::Choices(vec!["务工 wages".into()]));
+            answers.insert("id_number".into(), Answer::Sealed { sealed: "sealed:v1:id-secret".into() });
+        }
+        "MZ-LINSHI" => {
+            answers.insert("emergency_type".into(), text("火灾 fire"));
+            answers.insert("occurred_on".into(), text("2026-02-27"));
+        }
+        "SQ-WEIXIU" => {
+            answers.insert("problem".into(), text("漏水 leak"));
+            answers.insert("location".into(), text("3栋2单元501"));
+        }
+        "SQ-SHESHI" => {
+            answers.insert("facility".into(), text("路灯 street light"));
+            answers.insert("description".into(), text("5栋门口路灯不亮"));
+        }
+        other => panic!("no test answers for {other}"),
+    }
+    answers
+}
+
+pub fn submission(service: &str, site: SiteId, n: u8) -> Action {
+    let code = ServiceCode::parse(service).expect("service code");
+    let version = CATALOGUE.get(&code).expect("service exists").version;
+    Action::Submit(Submission {
+        tracking_code: tracking(n),
+        site,
+        service_code: code,
+        definition_version: version,
+        answers: answers_for(service),
+        applicant: Applicant {
+            resident_id: ActorId::new("res-1"),
+            display_name: "王秀英".to_string(),
+            phone_last4: "0427".to_string(),
+            sealed_contact: "sealed:v1:contact-secret".to_string(),
+        },
+        on_behalf_of: None,
+    })
+}
+
+/// A real log in a temporary directory plus the folded state of each request, so
+/// tests can issue commands the way the application layer will.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub log: EventLog,
+    states: Mutex<HashMap<RequestId, RequestState>>,
+}
+
+pub fn options() -> LogOptions {
+    LogOptions { segment_size: 1 << 20, preallocate: false, ..LogOptions::default() }
+}
+
+impl World {
+    pub async fn new() -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = EventLog::open(dir.path(), options()).await.expect("open log");
+        World { dir, log, states: Mutex::new(HashMap::new()) }
+    }
+
+    /// Closes the log and opens it again from the same directory.
+    pub async fn reopen(self) -> World {
+        let World { dir, log, states } = self;
+        log.close().await.expect("close log");
+        let log = EventLog::open(dir.path(), options()).await.expect("reopen log");
+        World { dir, log, states }
+    }
+
+    pub fn state(&self, id: RequestId) -> RequestState {
+        self.states.lock().unwrap().get(&id).cloned().unwrap_or_default()
+    }
+
+    /// Decides, appends and folds one command; returns the last position written
+    /// (or the head minus one when the command produced no events).
+    pub async fn run(&self, id: RequestId, actor: Actor, at: Timestamp, action: Action) -> u64 {
+        let state = self.state(id);
+        let name = action.name();
+        let command = Command::new(actor.clone(), at, id, action);
+        let context = Context { catalogue: &CATALOGUE, calendar: &Calendar::china_2026() };
+        let events = decide(&state, &command, &context).unwrap_or_else(|e| panic!("{name} was refused: {e}"));
+        if events.is_empty() {
+            return self.log.head_position().saturating_sub(1);
+        }
+        let new_events = events
+            .iter()
+            .map(|e| NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: e.event_type().to_string(),
+                schema_version: e.schema_version(),
+                metadata: Metadata { actor: actor.id.0.clone(), ..Metadata::default() },
+                payload: e.to_json(),
+            })
+            .collect();
+        let result = self.log.append(&id.stream_name(), ExpectedVersion::Any, new_events).await.expect("append");
+        let next = events.iter().fold(state, evolve);
+        self.states.lock().unwrap().insert(id, next);
+        result.last_position
+    }
+
+    /// Appends raw bytes to a stream (for undecodable events).
+    pub async fn append_raw(&self, stream: &str, event_type: &str, payload: &[u8]) -> u64 {
+        let event = NewEvent::new(event_type, payload.to_vec());
+        self.log.append(stream, ExpectedVersion::Any, vec![event]).await.expect("append raw").last_position
+    }
+
+    /// Fires every timer of `id` that `next_due` says is due at `at`.
+    pub async fn fire_due(&self, id: RequestId, at: Timestamp) -> u64 {
+        let mut last = self.log.head_position().saturating_sub(1);
+        for timer in next_due(&self.state(id), &Calendar::china_2026()) {
+            if timer.due_at <= at {
+                last = self.run(id, system(), at, Action::FireTimer { kind: timer.kind, due_at: timer.due_at }).await;
+            }
+        }
+        last
+    }
+}
+
+/// Waits until the projections have applied everything in the log.
+pub async fn caught_up(projections: &Projections, log: &EventLog) {
+    let head = log.head_position();
+    if head > 0 {
+        projections.wait_for(head - 1, Duration::from_secs(20)).await.expect("projections catch up");
+    }
+}
+
+pub fn all() -> MetricsFilter {
+    MetricsFilter::default()
+}
