@@ -130,6 +130,7 @@ impl EventLog {
             write_offset: recovered.write_offset,
             index_tx,
             failure: None,
+            prepared: None,
         };
         let writer = std::thread::Builder::new()
             .name("anju-eventlog-writer".into())

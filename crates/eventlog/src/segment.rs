@@ -4,7 +4,6 @@
 use crate::codec::{decode_body, decode_header, DecodedFrame, Header, FRAME_HEADER_LEN};
 use crate::error::LogError;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -50,17 +49,35 @@ pub(crate) fn create_segment(
     first_position: u64,
     preallocate_to: u64,
 ) -> Result<Segment, LogError> {
-    let path = segment_path(dir, index);
-    let tmp = dir.join(format!("{index:08}.seg.tmp"));
-    let mut file = OpenOptions::new()
+    let file = prepare_segment_file(dir, index, preallocate_to)?;
+    finish_segment(dir, index, file, first_position)
+}
+
+fn temporary_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{index:08}.seg.tmp"))
+}
+
+/// The slow half of making a segment, which needs no position yet and so can run ahead
+/// of time: a temporary file filled with zeros up to `preallocate_to` and synced.
+pub(crate) fn prepare_segment_file(dir: &Path, index: u64, preallocate_to: u64) -> Result<File, LogError> {
+    let tmp = temporary_path(dir, index);
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(|e| LogError::io(tmp.display(), e))?;
-    file.write_all(&header_bytes(first_position)).map_err(|e| LogError::io(tmp.display(), e))?;
     zero_fill(&file, SEGMENT_HEADER_LEN, preallocate_to).map_err(|e| LogError::io(tmp.display(), e))?;
+    file.sync_all().map_err(|e| LogError::io(tmp.display(), e))?;
+    Ok(file)
+}
+
+/// The quick half: write the header, sync, and rename the prepared file into place.
+pub(crate) fn finish_segment(dir: &Path, index: u64, file: File, first_position: u64) -> Result<Segment, LogError> {
+    let tmp = temporary_path(dir, index);
+    let path = segment_path(dir, index);
+    file.write_all_at(&header_bytes(first_position), 0).map_err(|e| LogError::io(tmp.display(), e))?;
     file.sync_all().map_err(|e| LogError::io(tmp.display(), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| LogError::io(path.display(), e))?;
     sync_dir(dir)?;

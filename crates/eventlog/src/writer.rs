@@ -6,7 +6,7 @@
 use crate::codec::{encode_frame, frame_len, FrameFields};
 use crate::error::{AppendError, LogError};
 use crate::index::{encode_location, IndexEntry, SPARSE_STRIDE};
-use crate::segment::{create_segment, Segment, SEGMENT_HEADER_LEN};
+use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::shared::Shared;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent};
 use std::collections::HashMap;
@@ -34,6 +34,9 @@ pub(crate) struct Writer {
     /// Set once a write or sync fails; after that nothing is acknowledged until reopen,
     /// because the page cache may no longer match the disk.
     pub failure: Option<String>,
+    /// The next segment file, being zero-filled in the background so a rollover only has
+    /// to write a header and rename it.
+    pub prepared: Option<std::thread::JoinHandle<Result<std::fs::File, LogError>>>,
 }
 
 /// An event accepted into the current group but not yet durable.
@@ -69,6 +72,7 @@ fn now_micros() -> i64 {
 
 impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        self.prepare_next();
         let mut commands = Vec::new();
         let mut close_waiters = Vec::new();
         'outer: while let Some(first) = rx.blocking_recv() {
@@ -137,6 +141,9 @@ impl Writer {
                 }
                 Command::Close { done } => close_waiters.push(done),
             }
+        }
+        if let Some(thread) = self.prepared.take() {
+            let _ = thread.join();
         }
         self.shared.closed.store(true, Ordering::Release);
         self.shared.head_tx.send_modify(|_| {});
@@ -295,14 +302,38 @@ impl Writer {
     }
 
     fn roll(&mut self, first_position: u64) -> Result<(), LogError> {
-        let options = &self.shared.options;
-        let preallocate_to = if options.preallocate { options.segment_size } else { SEGMENT_HEADER_LEN };
-        let segment =
-            Arc::new(create_segment(&self.shared.segment_dir, self.segment.index + 1, first_position, preallocate_to)?);
+        let dir = &self.shared.segment_dir;
+        let index = self.segment.index + 1;
+        let prepared = match self.prepared.take().map(|thread| thread.join()) {
+            Some(Ok(Ok(file))) => file,
+            Some(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "preparing the next segment failed; trying again");
+                crate::segment::prepare_segment_file(dir, index, self.preallocate_to())?
+            }
+            _ => crate::segment::prepare_segment_file(dir, index, self.preallocate_to())?,
+        };
+        let segment = Arc::new(crate::segment::finish_segment(dir, index, prepared, first_position)?);
         self.shared.segments.write().expect("segment list lock poisoned").push(segment.clone());
         self.segment = segment;
         self.write_offset = SEGMENT_HEADER_LEN;
+        self.prepare_next();
         Ok(())
+    }
+
+    fn preallocate_to(&self) -> u64 {
+        let options = &self.shared.options;
+        if options.preallocate { options.segment_size } else { SEGMENT_HEADER_LEN }
+    }
+
+    /// Starts zero-filling the segment after the active one in the background.
+    pub fn prepare_next(&mut self) {
+        let dir = self.shared.segment_dir.clone();
+        let index = self.segment.index + 1;
+        let size = self.preallocate_to();
+        self.prepared = std::thread::Builder::new()
+            .name("anju-eventlog-prepare".into())
+            .spawn(move || crate::segment::prepare_segment_file(&dir, index, size))
+            .ok();
     }
 
     /// Makes a durable group visible: in-memory state, then the head, then the callers.
