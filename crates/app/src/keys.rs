@@ -1,0 +1,420 @@
+//! The key store: one data key per resident, in an append-only file with group-committed
+//! `fdatasync`, so that erasing a resident is deleting their key (crypto-shredding).
+//!
+//! File `keys.log` is a sequence of fixed-size records `[kind][resident id (16)][key (32)]
+//! [crc32c]`; kind 1 stores a key, kind 2 is a tombstone that erases it. One writer
+//! thread batches every waiting request into one write and one `fdatasync` and answers
+//! none before that sync, so a key is durable before any event sealed with it is
+//! appended. Readers use an in-memory map that holds only synced keys. Compaction
+//! rewrites the file with the live keys only, so erased keys leave the disk too.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::oneshot;
+
+/// A resident's pseudonymous id: an HMAC of their phone number with the server secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResidentKeyId(pub [u8; 16]);
+
+impl ResidentKeyId {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(text: &str) -> Option<ResidentKeyId> {
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        for (i, slot) in id.iter_mut().enumerate() {
+            *slot = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(ResidentKeyId(id))
+    }
+}
+
+impl std::fmt::Debug for ResidentKeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResidentKeyId({})", self.to_hex())
+    }
+}
+
+/// A resident's data key; never printed.
+#[derive(Clone, Copy)]
+pub struct DataKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(hidden)")
+    }
+}
+
+const RECORD_LEN: usize = 1 + 16 + 32 + 4;
+const KIND_PUT: u8 = 1;
+const KIND_TOMBSTONE: u8 = 2;
+const FILE_NAME: &str = "keys.log";
+const SECRET_NAME: &str = "secret";
+/// Compact on open once this many records are dead (erased keys and their tombstones).
+const COMPACT_DEAD_RECORDS: usize = 1024;
+/// The most requests one group commit takes.
+const MAX_BATCH: usize = 4096;
+
+/// Why the key store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("key store io failed at {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("key store is closed")]
+    Closed,
+    #[error("operating system randomness failed: {0}")]
+    Random(String),
+}
+
+fn io_error(path: &Path, error: impl std::fmt::Display) -> KeyStoreError {
+    KeyStoreError::Io { path: path.display().to_string(), message: error.to_string() }
+}
+
+/// What compaction or opening found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyStoreStats {
+    pub live_keys: usize,
+    /// Records in the file that compaction would drop.
+    pub dead_records: usize,
+    /// Bytes of a torn last batch cut off on open (a crash during a write).
+    pub truncated_bytes: u64,
+}
+
+enum Request {
+    Ensure { id: ResidentKeyId, reply: oneshot::Sender<Result<DataKey, KeyStoreError>> },
+    Erase { id: ResidentKeyId, reply: oneshot::Sender<Result<bool, KeyStoreError>> },
+    Compact { reply: oneshot::Sender<Result<KeyStoreStats, KeyStoreError>> },
+}
+
+struct Shared {
+    keys: RwLock<HashMap<ResidentKeyId, DataKey>>,
+    secret: [u8; 32],
+}
+
+/// A handle to the open key store; clones share it.
+#[derive(Clone)]
+pub struct KeyStore {
+    shared: Arc<Shared>,
+    tx: Arc<Mutex<Option<std::sync::mpsc::Sender<Request>>>>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl KeyStore {
+    /// Opens (creating if needed) the store in `dir`; `secret` overrides the secret file.
+    pub fn open(dir: &Path, secret: Option<[u8; 32]>) -> Result<(KeyStore, KeyStoreStats), KeyStoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let secret = match secret {
+            Some(secret) => secret,
+            None => load_or_create_secret(dir)?,
+        };
+        let path = dir.join(FILE_NAME);
+        let (keys, mut stats) = load(&path)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+        sync_dir(dir)?;
+        let mut writer = Writer { path, dir: dir.to_path_buf(), file, dead: stats.dead_records };
+        let shared = Arc::new(Shared { keys: RwLock::new(keys), secret });
+        if stats.dead_records >= COMPACT_DEAD_RECORDS {
+            stats = writer.compact(&shared)?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("anju-keystore-writer".into())
+                .spawn(move || writer.run(&shared, rx))
+                .map_err(|e| io_error(dir, e))?
+        };
+        Ok((
+            KeyStore {
+                shared,
+                tx: Arc::new(Mutex::new(Some(tx))),
+                thread: Arc::new(Mutex::new(Some(thread))),
+            },
+            stats,
+        ))
+    }
+
+    /// The resident id of a (normalized) phone number.
+    pub fn resident_id(&self, phone: &str) -> ResidentKeyId {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.shared.secret).expect("hmac takes any key length");
+        mac.update(b"anju resident v1\0");
+        mac.update(phone.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        ResidentKeyId(id)
+    }
+
+    /// An HMAC with the server secret, for fingerprints that must not be guessable.
+    pub fn keyed_hash(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.shared.secret).expect("hmac takes any key length");
+        mac.update(domain);
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The resident's key if it exists and is not erased.
+    pub fn get(&self, id: ResidentKeyId) -> Option<DataKey> {
+        self.shared.keys.read().expect("key map lock poisoned").get(&id).copied()
+    }
+
+    /// The resident's key, creating and durably storing one if needed.
+    pub async fn ensure(&self, id: ResidentKeyId) -> Result<DataKey, KeyStoreError> {
+        if let Some(key) = self.get(id) {
+            return Ok(key);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Ensure { id, reply })?;
+        answer.await.map_err(|_| KeyStoreError::Closed)?
+    }
+
+    /// Writes a tombstone for the resident's key and forgets it; true if there was one.
+    pub async fn erase(&self, id: ResidentKeyId) -> Result<bool, KeyStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Erase { id, reply })?;
+        answer.await.map_err(|_| KeyStoreError::Closed)?
+    }
+
+    /// Rewrites the file without erased keys and tombstones.
+    pub async fn compact(&self) -> Result<KeyStoreStats, KeyStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Compact { reply })?;
+        answer.await.map_err(|_| KeyStoreError::Closed)?
+    }
+
+    fn send(&self, request: Request) -> Result<(), KeyStoreError> {
+        let tx = self.tx.lock().expect("key store sender lock poisoned");
+        tx.as_ref().ok_or(KeyStoreError::Closed)?.send(request).map_err(|_| KeyStoreError::Closed)
+    }
+
+    /// Stops the writer after what is queued; later calls get `Closed`.
+    pub fn close(&self) {
+        self.tx.lock().expect("key store sender lock poisoned").take();
+        let thread = self.thread.lock().expect("key store thread lock poisoned").take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    path: PathBuf,
+    dir: PathBuf,
+    file: File,
+    dead: usize,
+}
+
+/// What one request turns into once its batch is synced.
+enum Outcome {
+    Key(oneshot::Sender<Result<DataKey, KeyStoreError>>, DataKey),
+    Erased(oneshot::Sender<Result<bool, KeyStoreError>>, bool),
+}
+
+impl Writer {
+    fn run(mut self, shared: &Shared, rx: std::sync::mpsc::Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit(shared, batch);
+        }
+        let _ = self.file.sync_data();
+    }
+
+    fn commit(&mut self, shared: &Shared, batch: Vec<Request>) {
+        // The map as it will be after this batch; the shared one changes only after sync.
+        let mut changes: HashMap<ResidentKeyId, Option<DataKey>> = HashMap::new();
+        let mut buffer = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut compactions = Vec::new();
+        let current = |changes: &HashMap<ResidentKeyId, Option<DataKey>>, id: &ResidentKeyId| match changes.get(id) {
+            Some(change) => *change,
+            None => shared.keys.read().expect("key map lock poisoned").get(id).copied(),
+        };
+        for request in batch {
+            match request {
+                Request::Ensure { id, reply } => {
+                    if let Some(key) = current(&changes, &id) {
+                        outcomes.push(Outcome::Key(reply, key));
+                        continue;
+                    }
+                    let mut key = [0u8; 32];
+                    if let Err(e) = getrandom::fill(&mut key) {
+                        let _ = reply.send(Err(KeyStoreError::Random(e.to_string())));
+                        continue;
+                    }
+                    let key = DataKey(key);
+                    encode(&mut buffer, KIND_PUT, id, &key.0);
+                    changes.insert(id, Some(key));
+                    outcomes.push(Outcome::Key(reply, key));
+                }
+                Request::Erase { id, reply } => {
+                    let existed = current(&changes, &id).is_some();
+                    if existed {
+                        encode(&mut buffer, KIND_TOMBSTONE, id, &[0u8; 32]);
+                        changes.insert(id, None);
+                        self.dead += 2;
+                    }
+                    outcomes.push(Outcome::Erased(reply, existed));
+                }
+                Request::Compact { reply } => compactions.push(reply),
+            }
+        }
+        let written = if buffer.is_empty() {
+            Ok(())
+        } else {
+            self.file
+                .write_all(&buffer)
+                .and_then(|()| self.file.sync_data())
+                .map_err(|e| io_error(&self.path, e))
+        };
+        if written.is_ok() {
+            let mut keys = shared.keys.write().expect("key map lock poisoned");
+            for (id, change) in changes {
+                match change {
+                    Some(key) => keys.insert(id, key),
+                    None => keys.remove(&id),
+                };
+            }
+        } else {
+            tracing::error!(path = %self.path.display(), "key store write failed; the batch is refused");
+        }
+        for outcome in outcomes {
+            match (outcome, &written) {
+                (Outcome::Key(reply, key), Ok(())) => drop(reply.send(Ok(key))),
+                (Outcome::Erased(reply, existed), Ok(())) => drop(reply.send(Ok(existed))),
+                (Outcome::Key(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
+                (Outcome::Erased(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
+            }
+        }
+        for reply in compactions {
+            let _ = reply.send(self.compact(shared));
+        }
+    }
+
+    /// Writes the live keys to a new file, syncs it, renames it over the old one and
+    /// syncs the directory, so a crash leaves either the old file or the new one.
+    fn compact(&mut self, shared: &Shared) -> Result<KeyStoreStats, KeyStoreError> {
+        let keys = shared.keys.read().expect("key map lock poisoned").clone();
+        let mut entries: Vec<_> = keys.into_iter().collect();
+        entries.sort_by_key(|(id, _)| *id);
+        let mut buffer = Vec::with_capacity(entries.len() * RECORD_LEN);
+        for (id, key) in &entries {
+            encode(&mut buffer, KIND_PUT, *id, &key.0);
+        }
+        let temporary = self.dir.join("keys.log.compacting");
+        let mut file = File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
+        file.write_all(&buffer).and_then(|()| file.sync_all()).map_err(|e| io_error(&temporary, e))?;
+        std::fs::rename(&temporary, &self.path).map_err(|e| io_error(&self.path, e))?;
+        sync_dir(&self.dir)?;
+        self.file = OpenOptions::new().append(true).open(&self.path).map_err(|e| io_error(&self.path, e))?;
+        self.dead = 0;
+        Ok(KeyStoreStats { live_keys: entries.len(), dead_records: 0, truncated_bytes: 0 })
+    }
+}
+
+fn encode(buffer: &mut Vec<u8>, kind: u8, id: ResidentKeyId, key: &[u8; 32]) {
+    let start = buffer.len();
+    buffer.push(kind);
+    buffer.extend_from_slice(&id.0);
+    buffer.extend_from_slice(key);
+    let crc = crc32c::crc32c(&buffer[start..]);
+    buffer.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Reads the file, stopping at the first torn or damaged record and cutting the file
+/// there: only the last batch can be torn, and none of it was acknowledged.
+fn load(path: &Path) -> Result<(HashMap<ResidentKeyId, DataKey>, KeyStoreStats), KeyStoreError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(path, e)),
+    }
+    let mut keys = HashMap::new();
+    let mut records = 0usize;
+    let mut good = 0usize;
+    for record in bytes.chunks(RECORD_LEN) {
+        if record.len() < RECORD_LEN {
+            break;
+        }
+        let crc = u32::from_le_bytes(record[RECORD_LEN - 4..].try_into().expect("four bytes"));
+        if crc32c::crc32c(&record[..RECORD_LEN - 4]) != crc {
+            break;
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&record[1..17]);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&record[17..49]);
+        match record[0] {
+            KIND_PUT => {
+                keys.insert(ResidentKeyId(id), DataKey(key));
+            }
+            KIND_TOMBSTONE => {
+                keys.remove(&ResidentKeyId(id));
+            }
+            _ => break,
+        }
+        records += 1;
+        good += RECORD_LEN;
+    }
+    let truncated = (bytes.len() - good) as u64;
+    if truncated > 0 {
+        tracing::warn!(path = %path.display(), bytes = truncated, "cutting a torn tail off the key store");
+        let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+        file.set_len(good as u64).and_then(|()| file.sync_all()).map_err(|e| io_error(path, e))?;
+    }
+    let stats = KeyStoreStats { live_keys: keys.len(), dead_records: records - keys.len(), truncated_bytes: truncated };
+    Ok((keys, stats))
+}
+
+fn load_or_create_secret(dir: &Path) -> Result<[u8; 32], KeyStoreError> {
+    let path = dir.join(SECRET_NAME);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mut secret = [0u8; 32];
+            secret.copy_from_slice(&bytes);
+            return Ok(secret);
+        }
+        Ok(_) => return Err(io_error(&path, "the secret file must hold exactly 32 bytes")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&path, e)),
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| KeyStoreError::Random(e.to_string()))?;
+    let temporary = dir.join("secret.new");
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).map_err(|e| io_error(&temporary, e))?;
+    file.write_all(&secret).and_then(|()| file.sync_all()).map_err(|e| io_error(&temporary, e))?;
+    std::fs::rename(&temporary, &path).map_err(|e| io_error(&path, e))?;
+    sync_dir(dir)?;
+    Ok(secret)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+}

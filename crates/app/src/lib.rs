@@ -1,0 +1,29 @@
+//! anju's application layer: joins the pure domain to the event log, the key store and
+//! the read models, for the gRPC handlers in `crates/server` to call.
+//!
+//! - [`Application::open`] / [`Application::close`]: the log, catalogue, calendar, key
+//!   store, projections and the timer scheduler.
+//! - [`Application::submit`]: parse, validate, seal personal data, idempotent append.
+//! - [`Application::execute`] / [`Application::reassign`]: every other command, with
+//!   one re-decide on a version conflict.
+//! - [`Application::erase_resident`] / [`Application::unseal_contact`]: crypto-shredding
+//!   and the authorised view of contact details.
+//! - queries with the access rules (see `queries`).
+//!
+//! See `docs/adr/003-application-layer.md` for the decisions behind it.
+
+mod app;
+mod clock;
+mod error;
+mod input;
+pub mod keys;
+mod queries;
+mod scheduler;
+mod seal;
+
+pub use app::{AppConfig, Application, ErasureReport, Executed, ReassignTarget, SubmitInput, Submitted};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::AppError;
+pub use input::{parse_id_number, parse_idempotency_key, parse_phone};
+pub use queries::*;
+pub use seal::{mask, Contact};
