@@ -216,8 +216,10 @@ pub struct Satisfaction {
     /// Open now and due before `filter.to` (or before the current time when `to` is `None`).
     pub remediations_overdue: u64,
     pub appeals: u64,
-    pub appeals_upheld: u64,
-    pub appeals_rejected: u64,
+    /// Appeals decided with the rating kept.
+    pub appeals_rating_kept: u64,
+    /// Appeals decided with the rating removed (its open remediation is cancelled).
+    pub appeals_rating_removed: u64,
 }
 
 /// Age of an open request in working days since submission

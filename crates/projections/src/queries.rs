@@ -346,8 +346,8 @@ impl ReadModels {
             remediations_open: open,
             remediations_overdue: overdue,
             appeals: self.sum_counts(K_APPEALED, filter)?,
-            appeals_upheld: self.sum_counts(K_APPEAL_UPHELD, filter)?,
-            appeals_rejected: self.sum_counts(K_APPEAL_REJECTED, filter)?,
+            appeals_rating_kept: self.sum_counts(K_APPEAL_UPHELD, filter)?,
+            appeals_rating_removed: self.sum_counts(K_APPEAL_REJECTED, filter)?,
         })
     }
 
