@@ -40,9 +40,12 @@ impl TestApp {
 
     /// Closes and opens the application again on the same directory and clock.
     pub async fn reopen(self) -> TestApp {
-        self.app.close().await.expect("application closes");
-        let app = Application::open(config(self.dir.path()), self.clock.clone()).await.expect("application reopens");
-        TestApp { app, ..self }
+        let TestApp { app, clock, dir } = self;
+        app.close().await.expect("application closes");
+        // The log's directory lock goes with the last handle.
+        drop(app);
+        let app = Application::open(config(dir.path()), clock.clone()).await.expect("application reopens");
+        TestApp { app, clock, dir }
     }
 
     pub fn data_dir(&self) -> PathBuf {
