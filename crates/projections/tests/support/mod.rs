@@ -205,3 +205,76 @@ pub async fn caught_up(projections: &Projections, log: &EventLog) {
 pub fn all() -> MetricsFilter {
     MetricsFilter::default()
 }
+
+/// A deterministic mix of request lives over two sites, `n` requests, ten kinds of path:
+/// open, accepted, fulfilled and closed with a rating, withdrawn, refused, paused and
+/// resumed, bad rating with an appeal, deemed acceptance and supervision timers,
+/// approval by a supervisor, denial.
+pub async fn mixed_workload(world: &World, from: usize, to: usize) {
+    for i in from..to {
+        let id = rid(10_000 + i as u128);
+        let (site, cw, sup) = if i % 3 == 2 { (site_b(), caseworker_b(), supervisor_b()) } else { (site_a(), caseworker(), supervisor()) };
+        let t0 = Timestamp(march(2 + (i % 7) as u32, 9).0 + (i as i64 % 50) * 60_000);
+        let h = |hours: i64| Timestamp(t0.0 + hours * 3_600_000);
+        let n = (i % 250) as u8;
+        let path = i % 10;
+        let service = if path >= 8 { "MZ-LINSHI" } else if i % 4 == 3 { "SQ-SHESHI" } else { "SQ-WEIXIU" };
+        world.run(id, resident(), t0, submission(service, site.clone(), n)).await;
+        match path {
+            0 => {}
+            3 => {
+                world.run(id, resident(), h(1), Action::Withdraw { reason: Some("不需要了".into()) }).await;
+            }
+            4 => {
+                world.run(id, cw.clone(), h(1), Action::Claim).await;
+                world.run(id, cw.clone(), h(2), Action::Refuse { reason: "不符合 not eligible".into() }).await;
+            }
+            7 => {
+                world.fire_due(id, h(24 * 10)).await;
+                world.fire_due(id, h(24 * 20)).await;
+                world.fire_due(id, h(24 * 30)).await;
+            }
+            _ => {
+                world.run(id, cw.clone(), h(1), Action::Claim).await;
+                world.run(id, cw.clone(), h(2), Action::Accept).await;
+                if path == 1 {
+                    continue;
+                }
+                if path == 5 {
+                    world.run(id, cw.clone(), h(3), Action::RequestInfo { missing: vec!["照片 photo".into()] }).await;
+                    world.run(id, resident(), h(30), Action::ProvideInfo { note: None }).await;
+                    continue;
+                }
+                world.run(id, cw.clone(), h(20), Action::Review { opinion: "ok".into() }).await;
+                if path == 9 {
+                    world.run(id, sup.clone(), h(40), Action::Deny { reason: "no".into() }).await;
+                    continue;
+                }
+                if path == 8 {
+                    world.run(id, sup.clone(), h(40), Action::Approve { level: 1 }).await;
+                }
+                world.fire_due(id, h(24 * 4)).await;
+                world.run(id, cw.clone(), h(50), Action::StartFulfilment).await;
+                let steps: &[&str] = match service {
+                    "MZ-LINSHI" => &["verify", "pay"],
+                    "SQ-SHESHI" => &["handle", "reply"],
+                    _ => &["inspect", "repair", "check"],
+                };
+                for step in steps {
+                    world.run(id, cw.clone(), h(60 + (i as i64 % 90)), Action::CompleteStep { step: step.to_string() }).await;
+                }
+                let grade = Grade::ALL[i % 5];
+                world.run(id, resident(), h(200), Action::Rate { grade, comment: None }).await;
+                if path == 6 && grade.is_bad() {
+                    world.run(id, cw.clone(), h(210), Action::AppealRating { reason: "r".into() }).await;
+                    world.run(id, manager(), h(220), Action::DecideAppeal { uphold: i % 2 == 0 }).await;
+                } else if grade.is_bad() {
+                    world.run(id, cw.clone(), h(230), Action::ResolveRemediation { summary: "done".into() }).await;
+                }
+                if path == 2 {
+                    world.run(id, cw.clone(), h(240), Action::Close).await;
+                }
+            }
+        }
+    }
+}
