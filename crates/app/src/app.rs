@@ -6,17 +6,30 @@ use crate::input::{parse_id_number, parse_idempotency_key, parse_phone, typed_an
 use crate::keys::{KeyStore, KeyStoreError};
 use crate::seal::{self, Contact};
 use anju_domain::{
-    decide, validate_form, Action, Actor, ActorId, Answer, Applicant, Calendar, Category, Catalogue, Command,
-    Context, Event, FieldViolation, FormAnswers, Problem, RequestId, RequestState, Role, Scope, ServiceCode,
-    ServiceDefinition, SiteId, Submission, TimerKind, Timestamp, TrackingCode, ValidatedForm,
+    decide, validate_form, Action, Actor, ActorId, Answer, Applicant, Calendar, Catalogue,
+    Category, Command, Context, Event, FieldViolation, FormAnswers, Problem, RequestId,
+    RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Submission, TimerKind,
+    Timestamp, TrackingCode, ValidatedForm,
 };
-use anju_eventlog::{AppendError, Direction, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent};
+use anju_eventlog::{
+    AppendError, Direction, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
+};
 use anju_projections::Projections;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The server secret residents' ids are derived with; `Debug` never shows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ResidentSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for ResidentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResidentSecret(hidden)")
+    }
+}
 
 /// Where the application keeps its data and how it behaves.
 #[derive(Debug, Clone)]
@@ -34,7 +47,7 @@ pub struct AppConfig {
     pub timer_batch: usize,
     /// The server secret residents' ids are derived with; `None` reads (or creates)
     /// `data_dir/keys/secret`.
-    pub resident_secret: Option<[u8; 32]>,
+    pub resident_secret: Option<ResidentSecret>,
     /// The longest a query waits for `min_position` when the caller gives no timeout.
     pub query_timeout: Duration,
 }
@@ -164,9 +177,13 @@ fn append_error(error: AppendError) -> AppError {
         AppendError::WrongExpectedVersion { .. } | AppendError::PartiallyDuplicate { .. } => {
             AppError::Conflict("the request changed while this command was decided".into())
         }
-        AppendError::Invalid(message) => AppError::Unavailable(format!("the log refused the append: {message}")),
+        AppendError::Invalid(message) => {
+            AppError::Unavailable(format!("the log refused the append: {message}"))
+        }
         AppendError::Closed => AppError::Unavailable("the event log is closed".into()),
-        AppendError::Io(message) => AppError::Unavailable(format!("the event log failed: {message}")),
+        AppendError::Io(message) => {
+            AppError::Unavailable(format!("the event log failed: {message}"))
+        }
     }
 }
 
@@ -177,34 +194,49 @@ impl Application {
         let catalogue = match &config.catalogue_file {
             None => Catalogue::shipped(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| AppError::Unavailable(format!("cannot read catalogue {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    AppError::Unavailable(format!("cannot read catalogue {}: {e}", path.display()))
+                })?;
                 Catalogue::from_toml_str(&text).map_err(|e| AppError::Unavailable(e.to_string()))?
             }
         };
         let calendar = match &config.calendar_file {
             None => Calendar::china_2026(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| AppError::Unavailable(format!("cannot read calendar {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    AppError::Unavailable(format!("cannot read calendar {}: {e}", path.display()))
+                })?;
                 Calendar::from_toml_str(&text).map_err(|e| AppError::Unavailable(e.to_string()))?
             }
         };
         let keys_dir = config.data_dir.join("keys");
-        let secret = config.resident_secret;
+        let secret = config.resident_secret.map(|s| s.0);
         let (keys, stats) = tokio::task::spawn_blocking(move || KeyStore::open(&keys_dir, secret))
             .await
             .map_err(|e| AppError::unavailable(format!("opening the key store panicked: {e}")))?
             .map_err(unavailable_keys)?;
-        tracing::info!(live_keys = stats.live_keys, dead_records = stats.dead_records, "key store open");
-        let log = EventLog::open(config.data_dir.join("log"), config.log_options.clone()).await?;
+        tracing::info!(
+            live_keys = stats.live_keys,
+            dead_records = stats.dead_records,
+            "key store open"
+        );
+        let log =
+            match EventLog::open(config.data_dir.join("log"), config.log_options.clone()).await {
+                Ok(log) => log,
+                Err(e) => {
+                    keys.close();
+                    return Err(e.into());
+                }
+            };
         let calendar = Arc::new(calendar);
         let projections = match Projections::start(log.clone(), calendar.clone()).await {
             Ok(projections) => projections,
             Err(e) => {
                 keys.close();
                 let _ = log.close().await;
-                return Err(AppError::unavailable(format!("starting the projections failed: {e}")));
+                return Err(AppError::unavailable(format!(
+                    "starting the projections failed: {e}"
+                )));
             }
         };
         let application = Application {
@@ -220,13 +252,22 @@ impl Application {
             }),
         };
         let handle = crate::scheduler::start(application.clone());
-        *application.inner.scheduler.lock().expect("scheduler lock poisoned") = Some(handle);
+        *application
+            .inner
+            .scheduler
+            .lock()
+            .expect("scheduler lock poisoned") = Some(handle);
         Ok(application)
     }
 
     /// Stops the scheduler, the projections, the key store and the log, flushing each.
     pub async fn close(&self) -> Result<(), AppError> {
-        let handle = self.inner.scheduler.lock().expect("scheduler lock poisoned").take();
+        let handle = self
+            .inner
+            .scheduler
+            .lock()
+            .expect("scheduler lock poisoned")
+            .take();
         if let Some(handle) = handle {
             handle.stop().await;
         }
@@ -257,7 +298,10 @@ impl Application {
     }
 
     fn context(&self) -> Context<'_> {
-        Context { catalogue: &self.inner.catalogue, calendar: &self.inner.calendar }
+        Context {
+            catalogue: &self.inner.catalogue,
+            calendar: &self.inner.calendar,
+        }
     }
 
     /// The request id a submission gets: a UUID v8 over (submitting account, idempotency
@@ -278,7 +322,10 @@ impl Application {
     pub async fn submit(&self, input: SubmitInput) -> Result<Submitted, AppError> {
         let actor = input.actor.clone();
         if !matches!(actor.role, Role::Resident | Role::Kiosk) {
-            return Err(AppError::Forbidden(format!("a {} cannot submit requests", actor.role)));
+            return Err(AppError::Forbidden(format!(
+                "a {} cannot submit requests",
+                actor.role
+            )));
         }
         let parsed = self.parse_submission(&input)?;
         let now = self.inner.clock.now();
@@ -292,45 +339,84 @@ impl Application {
             "pending".into(),
             parsed.form.clone().seal_sensitive(|_, _| "pending".into()),
         );
-        decide(&RequestState::default(), &Command::new(actor.clone(), now, request_id, Action::Submit(placeholder)), &self.context())?;
+        decide(
+            &RequestState::default(),
+            &Command::new(actor.clone(), now, request_id, Action::Submit(placeholder)),
+            &self.context(),
+        )?;
         if self.inner.log.stream_version(&stream).is_some() {
             return self.replay(request_id, &actor, &parsed).await;
         }
         let resident = self.inner.keys.resident_id(&parsed.contact.phone);
-        let key = self.inner.keys.ensure(resident).await.map_err(unavailable_keys)?;
+        let key = self
+            .inner
+            .keys
+            .ensure(resident)
+            .await
+            .map_err(unavailable_keys)?;
         let contact_json = serde_json::to_vec(&parsed.contact).map_err(AppError::unavailable)?;
-        let sealed_contact = seal::seal(resident, &key, &seal::context(request_id, "contact"), &contact_json)
-            .map_err(AppError::Unavailable)?;
+        let sealed_contact = seal::seal(
+            resident,
+            &key,
+            &seal::context(request_id, "contact"),
+            &contact_json,
+        )
+        .map_err(AppError::Unavailable)?;
         let mut seal_error = None;
         let answers = parsed.form.clone().seal_sensitive(|field, answer| {
             let clear = serde_json::to_vec(answer).unwrap_or_default();
-            seal::seal(resident, &key, &seal::context(request_id, &format!("answers.{field}")), &clear)
-                .unwrap_or_else(|e| {
-                    seal_error = Some(e);
-                    String::new()
-                })
+            seal::seal(
+                resident,
+                &key,
+                &seal::context(request_id, &format!("answers.{field}")),
+                &clear,
+            )
+            .unwrap_or_else(|e| {
+                seal_error = Some(e);
+                String::new()
+            })
         });
         if let Some(e) = seal_error {
             return Err(AppError::Unavailable(e));
         }
         let mut random = [0u8; 8];
-        getrandom::fill(&mut random).map_err(|e| AppError::unavailable(format!("operating system randomness failed: {e}")))?;
+        getrandom::fill(&mut random).map_err(|e| {
+            AppError::unavailable(format!("operating system randomness failed: {e}"))
+        })?;
         let tracking_code = TrackingCode::from_random_bytes(random);
         let submission = self.submission(&parsed, tracking_code.clone(), sealed_contact, answers);
         let command = Command::new(actor.clone(), now, request_id, Action::Submit(submission));
         let events = decide(&RequestState::default(), &command, &self.context())?;
         let new_events = new_events(request_id, 0, &actor, &events);
-        match self.inner.log.append(&stream, ExpectedVersion::NoStream, new_events).await {
+        match self
+            .inner
+            .log
+            .append(&stream, ExpectedVersion::NoStream, new_events)
+            .await
+        {
             Ok(result) => {
                 tracing::info!(%request_id, service = %parsed.definition.code, site = %parsed.site, "request submitted");
-                Ok(Submitted { request_id, tracking_code, position: result.last_position, created: true })
+                Ok(Submitted {
+                    request_id,
+                    tracking_code,
+                    position: result.last_position,
+                    created: true,
+                })
             }
-            Err(AppendError::WrongExpectedVersion { .. }) => self.replay(request_id, &actor, &parsed).await,
+            Err(AppendError::WrongExpectedVersion { .. }) => {
+                self.replay(request_id, &actor, &parsed).await
+            }
             Err(e) => Err(append_error(e)),
         }
     }
 
-    fn submission(&self, parsed: &ParsedSubmission, tracking_code: TrackingCode, sealed_contact: String, answers: FormAnswers) -> Submission {
+    fn submission(
+        &self,
+        parsed: &ParsedSubmission,
+        tracking_code: TrackingCode,
+        sealed_contact: String,
+        answers: FormAnswers,
+    ) -> Submission {
         let phone = &parsed.contact.phone;
         Submission {
             tracking_code,
@@ -362,7 +448,12 @@ impl Application {
         if site.is_empty() {
             push(Err(FieldViolation::new("site", Problem::Missing)));
         } else if site.chars().count() > 64 || site.chars().any(char::is_control) {
-            push(Err(FieldViolation::new("site", Problem::Other { message: "must be at most 64 printable characters".into() })));
+            push(Err(FieldViolation::new(
+                "site",
+                Problem::Other {
+                    message: "must be at most 64 printable characters".into(),
+                },
+            )));
         }
         let mut phone = String::new();
         push(parse_phone("applicant.phone", &input.phone).map(|p| phone = p));
@@ -373,18 +464,35 @@ impl Application {
         let display_name = input.applicant_name.trim().to_string();
         let name_length = display_name.chars().count();
         if name_length == 0 {
-            push(Err(FieldViolation::new("applicant.display_name", Problem::Missing)));
+            push(Err(FieldViolation::new(
+                "applicant.display_name",
+                Problem::Missing,
+            )));
         } else if name_length > 40 {
-            push(Err(FieldViolation::new("applicant.display_name", Problem::TooLong { max_length: 40, length: name_length as u32 })));
+            push(Err(FieldViolation::new(
+                "applicant.display_name",
+                Problem::TooLong {
+                    max_length: 40,
+                    length: name_length as u32,
+                },
+            )));
         }
-        let on_behalf_of = input.on_behalf_of.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(ActorId::new);
+        let on_behalf_of = input
+            .on_behalf_of
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(ActorId::new);
         let resident_id = match input.actor.role {
             Role::Kiosk => match &on_behalf_of {
                 Some(resident) => resident.clone(),
                 None => {
                     push(Err(FieldViolation::new(
                         "on_behalf_of",
-                        Problem::Other { message: "kiosk submissions must name the resident they are made for".into() },
+                        Problem::Other {
+                            message: "kiosk submissions must name the resident they are made for"
+                                .into(),
+                        },
                     )));
                     ActorId::new("")
                 }
@@ -393,7 +501,9 @@ impl Application {
                 if on_behalf_of.is_some() {
                     push(Err(FieldViolation::new(
                         "on_behalf_of",
-                        Problem::Other { message: "only kiosk staff submit on a resident's behalf".into() },
+                        Problem::Other {
+                            message: "only kiosk staff submit on a resident's behalf".into(),
+                        },
                     )));
                 }
                 input.actor.id.clone()
@@ -401,7 +511,12 @@ impl Application {
         };
         let definition = match ServiceCode::parse(input.service_code.trim()) {
             Err(e) => {
-                push(Err(FieldViolation::new("service_code", Problem::Other { message: e.to_string() })));
+                push(Err(FieldViolation::new(
+                    "service_code",
+                    Problem::Other {
+                        message: e.to_string(),
+                    },
+                )));
                 None
             }
             Ok(code) => {
@@ -411,10 +526,15 @@ impl Application {
                 };
                 if found.is_none() {
                     let message = match input.definition_version {
-                        Some(version) if self.inner.catalogue.get(&code).is_some() => format!("service {code} has no version {version}"),
+                        Some(version) if self.inner.catalogue.get(&code).is_some() => {
+                            format!("service {code} has no version {version}")
+                        }
                         _ => format!("no service {code} in the catalogue"),
                     };
-                    push(Err(FieldViolation::new("service_code", Problem::Other { message })));
+                    push(Err(FieldViolation::new(
+                        "service_code",
+                        Problem::Other { message },
+                    )));
                 }
                 found.cloned()
             }
@@ -462,26 +582,61 @@ impl Application {
 
     /// Answers a retried submission with the original request, or refuses it when the
     /// key was used for different content.
-    async fn replay(&self, request_id: RequestId, actor: &Actor, parsed: &ParsedSubmission) -> Result<Submitted, AppError> {
+    async fn replay(
+        &self,
+        request_id: RequestId,
+        actor: &Actor,
+        parsed: &ParsedSubmission,
+    ) -> Result<Submitted, AppError> {
         let stream = request_id.stream_name();
-        let events = self.inner.log.read_stream(&stream, 0, Direction::Forwards, 1).await?;
-        let recorded = events.first().ok_or_else(|| AppError::unavailable("the request stream is empty"))?;
-        let event = Event::from_json(&recorded.event_type, recorded.schema_version, &recorded.payload)
-            .map_err(|e| AppError::unavailable(format!("cannot read {stream}: {e}")))?;
-        let Event::RequestSubmitted { tracking_code, site, service_code, terms, answers, applicant, submitted_by, on_behalf_of, .. } = event
+        let events = self
+            .inner
+            .log
+            .read_stream(&stream, 0, Direction::Forwards, 1)
+            .await?;
+        let recorded = events
+            .first()
+            .ok_or_else(|| AppError::unavailable("the request stream is empty"))?;
+        let event = Event::from_json(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )
+        .map_err(|e| AppError::unavailable(format!("cannot read {stream}: {e}")))?;
+        let Event::RequestSubmitted {
+            tracking_code,
+            site,
+            service_code,
+            terms,
+            answers,
+            applicant,
+            submitted_by,
+            on_behalf_of,
+            ..
+        } = event
         else {
             return Err(AppError::IdempotencyMismatch);
         };
         let keys = &self.inner.keys;
-        let contact = seal::unseal(keys, &seal::context(request_id, "contact"), &applicant.sealed_contact)
-            .and_then(|clear| serde_json::from_slice::<Contact>(&clear).ok());
+        let contact = seal::unseal(
+            keys,
+            &seal::context(request_id, "contact"),
+            &applicant.sealed_contact,
+        )
+        .and_then(|clear| serde_json::from_slice::<Contact>(&clear).ok());
         let same_answers = answers.len() == parsed.form.answers().len()
             && answers.iter().all(|(name, stored)| {
-                let Some(given) = parsed.form.answers().get(name) else { return false };
+                let Some(given) = parsed.form.answers().get(name) else {
+                    return false;
+                };
                 match stored {
-                    Answer::Sealed { sealed } => seal::unseal(keys, &seal::context(request_id, &format!("answers.{name}")), sealed)
-                        .and_then(|clear| serde_json::from_slice::<Answer>(&clear).ok())
-                        .is_some_and(|clear| clear == *given),
+                    Answer::Sealed { sealed } => seal::unseal(
+                        keys,
+                        &seal::context(request_id, &format!("answers.{name}")),
+                        sealed,
+                    )
+                    .and_then(|clear| serde_json::from_slice::<Answer>(&clear).ok())
+                    .is_some_and(|clear| clear == *given),
                     clear => clear == given,
                 }
             });
@@ -497,22 +652,43 @@ impl Application {
         if !same {
             return Err(AppError::IdempotencyMismatch);
         }
-        Ok(Submitted { request_id, tracking_code, position: recorded.position, created: false })
+        Ok(Submitted {
+            request_id,
+            tracking_code,
+            position: recorded.position,
+            created: false,
+        })
     }
 
     /// Reads and folds a request's stream: its state, the version of its last event and
     /// that event's log position.
-    pub(crate) async fn load(&self, request_id: RequestId) -> Result<(RequestState, Option<(u64, u64)>), AppError> {
+    pub(crate) async fn load(
+        &self,
+        request_id: RequestId,
+    ) -> Result<(RequestState, Option<(u64, u64)>), AppError> {
         let stream = request_id.stream_name();
         let mut state = RequestState::default();
         let mut last = None;
         let mut from = 0;
         loop {
-            let batch = self.inner.log.read_stream(&stream, from, Direction::Forwards, 1024).await?;
+            let batch = self
+                .inner
+                .log
+                .read_stream(&stream, from, Direction::Forwards, 1024)
+                .await?;
             let count = batch.len();
             for recorded in batch {
-                let event = Event::from_json(&recorded.event_type, recorded.schema_version, &recorded.payload)
-                    .map_err(|e| AppError::unavailable(format!("cannot read {stream}@{}: {e}", recorded.stream_version)))?;
+                let event = Event::from_json(
+                    &recorded.event_type,
+                    recorded.schema_version,
+                    &recorded.payload,
+                )
+                .map_err(|e| {
+                    AppError::unavailable(format!(
+                        "cannot read {stream}@{}: {e}",
+                        recorded.stream_version
+                    ))
+                })?;
                 state = anju_domain::evolve(state, &event);
                 last = Some((recorded.stream_version, recorded.position));
                 from = recorded.stream_version + 1;
@@ -526,36 +702,71 @@ impl Application {
     /// Runs any command but `Submit` and `Reassign` (use [`Application::submit`] and
     /// [`Application::reassign`]). On a version conflict the request is re-read and the
     /// command decided once more; if it is then refused, that refusal is the answer.
-    pub async fn execute(&self, request_id: RequestId, actor: Actor, action: Action) -> Result<Executed, AppError> {
+    pub async fn execute(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        action: Action,
+    ) -> Result<Executed, AppError> {
         match action {
             Action::Submit(_) => Err(AppError::invalid("action", "use submit for new requests")),
-            Action::Reassign { .. } => Err(AppError::invalid("action", "use reassign, which checks the new assignee")),
+            Action::Reassign { .. } => Err(AppError::invalid(
+                "action",
+                "use reassign, which checks the new assignee",
+            )),
             action => self.run(request_id, actor, action, None).await,
         }
     }
 
     /// Reassigns a request to a caseworker, who must serve its site and category.
-    pub async fn reassign(&self, request_id: RequestId, actor: Actor, target: ReassignTarget) -> Result<Executed, AppError> {
-        let action = Action::Reassign { to: target.id.clone() };
+    pub async fn reassign(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        target: ReassignTarget,
+    ) -> Result<Executed, AppError> {
+        let action = Action::Reassign {
+            to: target.id.clone(),
+        };
         self.run(request_id, actor, action, Some(target)).await
     }
 
     /// Fires one timer as the scheduler; no events when it is not due or already fired.
-    pub async fn fire_timer(&self, request_id: RequestId, kind: TimerKind, due_at: Timestamp) -> Result<Executed, AppError> {
-        let executed = self.run(request_id, Actor::system(), Action::FireTimer { kind, due_at }, None).await?;
+    pub async fn fire_timer(
+        &self,
+        request_id: RequestId,
+        kind: TimerKind,
+        due_at: Timestamp,
+    ) -> Result<Executed, AppError> {
+        let executed = self
+            .run(
+                request_id,
+                Actor::system(),
+                Action::FireTimer { kind, due_at },
+                None,
+            )
+            .await?;
         if !executed.events.is_empty() {
             tracing::info!(%request_id, kind = kind.as_str(), "timer fired");
         }
         Ok(executed)
     }
 
-    async fn run(&self, request_id: RequestId, actor: Actor, action: Action, target: Option<ReassignTarget>) -> Result<Executed, AppError> {
+    async fn run(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        action: Action,
+        target: Option<ReassignTarget>,
+    ) -> Result<Executed, AppError> {
         let now = self.inner.clock.now();
         let stream = request_id.stream_name();
         let command = Command::new(actor, now, request_id, action);
         for attempt in 0..2 {
             let (state, last) = self.load(request_id).await?;
-            let Some(request) = state.request() else { return Err(AppError::NotFound) };
+            let Some(request) = state.request() else {
+                return Err(AppError::NotFound);
+            };
             let (version, position) = last.expect("an existing request has events");
             if let Some(target) = &target {
                 anju_domain::authorize(&state, &command)?;
@@ -579,26 +790,53 @@ impl Application {
                 return Ok(Executed { position, events });
             }
             let new = new_events(request_id, version + 1, &command.actor, &events);
-            match self.inner.log.append(&stream, ExpectedVersion::Exact(version), new).await {
-                Ok(result) => return Ok(Executed { position: result.last_position, events }),
+            match self
+                .inner
+                .log
+                .append(&stream, ExpectedVersion::Exact(version), new)
+                .await
+            {
+                Ok(result) => {
+                    return Ok(Executed {
+                        position: result.last_position,
+                        events,
+                    })
+                }
                 Err(AppendError::WrongExpectedVersion { .. }) if attempt == 0 => continue,
                 Err(e) => return Err(append_error(e)),
             }
         }
-        Err(AppError::Conflict("the request kept changing while this command was decided; try again".into()))
+        Err(AppError::Conflict(
+            "the request kept changing while this command was decided; try again".into(),
+        ))
     }
 
     /// Erases a resident (admin only): their key is tombstoned, so every contact and
     /// sensitive answer sealed with it becomes unreadable; the log is left as it is.
-    pub async fn erase_resident(&self, actor: &Actor, phone: &str) -> Result<ErasureReport, AppError> {
+    pub async fn erase_resident(
+        &self,
+        actor: &Actor,
+        phone: &str,
+    ) -> Result<ErasureReport, AppError> {
         if actor.role != Role::Admin {
-            return Err(AppError::Forbidden(format!("a {} cannot erase residents", actor.role)));
+            return Err(AppError::Forbidden(format!(
+                "a {} cannot erase residents",
+                actor.role
+            )));
         }
         let phone = parse_phone("phone", phone).map_err(|v| AppError::Invalid(vec![v]))?;
         let resident = self.inner.keys.resident_id(&phone);
-        let key_erased = self.inner.keys.erase(resident).await.map_err(unavailable_keys)?;
+        let key_erased = self
+            .inner
+            .keys
+            .erase(resident)
+            .await
+            .map_err(unavailable_keys)?;
         tracing::info!(resident = %resident.to_hex(), key_erased, by = %actor.id, "resident erased");
-        Ok(ErasureReport { resident_key_id: resident.to_hex(), key_erased })
+        Ok(ErasureReport {
+            resident_key_id: resident.to_hex(),
+            key_erased,
+        })
     }
 
     /// Rewrites the key store without erased keys (also done on open when worthwhile).
@@ -609,23 +847,39 @@ impl Application {
     /// The applicant's contact details in clear, for staff who may handle the request
     /// (admin; supervisor of its site; caseworker of its site and category). `None`
     /// when the resident was erased. Each unsealing is logged without the data.
-    pub async fn unseal_contact(&self, actor: &Actor, request_id: RequestId) -> Result<Option<Contact>, AppError> {
+    pub async fn unseal_contact(
+        &self,
+        actor: &Actor,
+        request_id: RequestId,
+    ) -> Result<Option<Contact>, AppError> {
         let request = self.staff_request(actor, request_id).await?;
-        let contact = seal::unseal(&self.inner.keys, &seal::context(request_id, "contact"), &request.applicant.sealed_contact)
-            .and_then(|clear| serde_json::from_slice::<Contact>(&clear).ok());
+        let contact = seal::unseal(
+            &self.inner.keys,
+            &seal::context(request_id, "contact"),
+            &request.applicant.sealed_contact,
+        )
+        .and_then(|clear| serde_json::from_slice::<Contact>(&clear).ok());
         tracing::info!(%request_id, by = %actor.id, readable = contact.is_some(), "contact unsealed");
         Ok(contact)
     }
 
     /// The sensitive answers of a request in clear, under the same rules as
     /// [`Application::unseal_contact`]; an erased resident's answers are left out.
-    pub async fn unseal_answers(&self, actor: &Actor, request_id: RequestId) -> Result<FormAnswers, AppError> {
+    pub async fn unseal_answers(
+        &self,
+        actor: &Actor,
+        request_id: RequestId,
+    ) -> Result<FormAnswers, AppError> {
         let request = self.staff_request(actor, request_id).await?;
         let mut clear = FormAnswers::new();
         for (name, answer) in &request.answers {
             if let Answer::Sealed { sealed } = answer {
-                let opened = seal::unseal(&self.inner.keys, &seal::context(request_id, &format!("answers.{name}")), sealed)
-                    .and_then(|bytes| serde_json::from_slice::<Answer>(&bytes).ok());
+                let opened = seal::unseal(
+                    &self.inner.keys,
+                    &seal::context(request_id, &format!("answers.{name}")),
+                    sealed,
+                )
+                .and_then(|bytes| serde_json::from_slice::<Answer>(&bytes).ok());
                 if let Some(opened) = opened {
                     clear.insert(name.clone(), opened);
                 }
@@ -636,17 +890,26 @@ impl Application {
     }
 
     /// The request, if this staff member may see its personal data; NotFound otherwise.
-    async fn staff_request(&self, actor: &Actor, request_id: RequestId) -> Result<anju_domain::state::Request, AppError> {
+    async fn staff_request(
+        &self,
+        actor: &Actor,
+        request_id: RequestId,
+    ) -> Result<anju_domain::state::Request, AppError> {
         let (state, _) = self.load(request_id).await?;
         let request = state.request().ok_or(AppError::NotFound)?;
         let allowed = match actor.role {
             Role::Admin => true,
             Role::Supervisor => actor.sites.contains(&request.site),
-            Role::Caseworker => actor.sites.contains(&request.site) && actor.categories.contains(&request.category),
+            Role::Caseworker => {
+                actor.sites.contains(&request.site) && actor.categories.contains(&request.category)
+            }
             _ => false,
         };
         if !allowed {
-            return Err(AppError::Forbidden(format!("a {} may not read contact details of this request", actor.role)));
+            return Err(AppError::Forbidden(format!(
+                "a {} may not read contact details of this request",
+                actor.role
+            )));
         }
         Ok(request.clone())
     }
@@ -661,7 +924,12 @@ impl Application {
 /// and bytes hashed from (request, stream version, actor, payload): a retried append of
 /// the same decision carries the same ids, so the log's dedupe answers it, while two
 /// different decisions at the same instant (two caseworkers claiming) never share an id.
-fn new_events(request_id: RequestId, first_version: u64, actor: &Actor, events: &[Event]) -> Vec<NewEvent> {
+fn new_events(
+    request_id: RequestId,
+    first_version: u64,
+    actor: &Actor,
+    events: &[Event],
+) -> Vec<NewEvent> {
     events
         .iter()
         .enumerate()
@@ -683,7 +951,11 @@ fn new_events(request_id: RequestId, first_version: u64, actor: &Actor, events: 
                 event_id: uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid(),
                 event_type: event.event_type().to_string(),
                 schema_version: event.schema_version(),
-                metadata: Metadata { correlation_id: Some(request_id.0), causation_id: None, actor: actor.id.0.clone() },
+                metadata: Metadata {
+                    correlation_id: Some(request_id.0),
+                    causation_id: None,
+                    actor: actor.id.0.clone(),
+                },
                 payload,
             }
         })

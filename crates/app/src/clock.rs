@@ -30,7 +30,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock { millis: AtomicI64::new(start.0) }
+        ManualClock {
+            millis: AtomicI64::new(start.0),
+        }
     }
 
     pub fn set(&self, now: Timestamp) {
@@ -38,7 +40,8 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        self.millis.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.millis
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 }
 

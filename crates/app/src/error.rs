@@ -17,7 +17,10 @@ pub enum AppError {
     Forbidden(String),
     /// FAILED_PRECONDITION: the command does not apply in the request's status.
     #[error("cannot {command} a request that is {current}")]
-    WrongState { current: Status, command: &'static str },
+    WrongState {
+        current: Status,
+        command: &'static str,
+    },
     /// FAILED_PRECONDITION: something must happen first.
     #[error("{0}")]
     Precondition(String),
@@ -36,7 +39,11 @@ pub enum AppError {
 }
 
 fn join(violations: &[FieldViolation]) -> String {
-    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl AppError {
@@ -47,7 +54,9 @@ impl AppError {
     pub(crate) fn invalid(field: &str, message: impl Into<String>) -> AppError {
         AppError::Invalid(vec![FieldViolation::new(
             field,
-            anju_domain::Problem::Other { message: message.into() },
+            anju_domain::Problem::Other {
+                message: message.into(),
+            },
         )])
     }
 }
@@ -56,7 +65,9 @@ impl From<DomainError> for AppError {
     fn from(error: DomainError) -> AppError {
         match error {
             DomainError::Invalid(violations) => AppError::Invalid(violations),
-            DomainError::WrongState { current, command } => AppError::WrongState { current, command },
+            DomainError::WrongState { current, command } => {
+                AppError::WrongState { current, command }
+            }
             DomainError::Precondition { reason } => AppError::Precondition(reason),
             DomainError::Forbidden { reason } => AppError::Forbidden(reason),
             DomainError::NotFound => AppError::NotFound,

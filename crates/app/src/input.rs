@@ -5,7 +5,12 @@ use anju_domain::{Answer, FieldKind, FieldViolation, FormAnswers, Problem, Servi
 use std::collections::BTreeMap;
 
 fn other(field: &str, message: &str) -> FieldViolation {
-    FieldViolation::new(field, Problem::Other { message: message.to_string() })
+    FieldViolation::new(
+        field,
+        Problem::Other {
+            message: message.to_string(),
+        },
+    )
 }
 
 /// An idempotency key: 8 to 128 printable ASCII characters.
@@ -15,13 +20,28 @@ pub fn parse_idempotency_key(text: &str) -> Result<String, FieldViolation> {
         return Err(FieldViolation::new("idempotency_key", Problem::Missing));
     }
     if length < 8 {
-        return Err(FieldViolation::new("idempotency_key", Problem::TooShort { min_length: 8, length: length as u32 }));
+        return Err(FieldViolation::new(
+            "idempotency_key",
+            Problem::TooShort {
+                min_length: 8,
+                length: length as u32,
+            },
+        ));
     }
     if length > 128 {
-        return Err(FieldViolation::new("idempotency_key", Problem::TooLong { max_length: 128, length: length as u32 }));
+        return Err(FieldViolation::new(
+            "idempotency_key",
+            Problem::TooLong {
+                max_length: 128,
+                length: length as u32,
+            },
+        ));
     }
     if !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(other("idempotency_key", "must be printable ascii without spaces"));
+        return Err(other(
+            "idempotency_key",
+            "must be printable ascii without spaces",
+        ));
     }
     Ok(text.to_string())
 }
@@ -33,10 +53,20 @@ pub fn parse_phone(field: &str, text: &str) -> Result<String, FieldViolation> {
     if digits.is_empty() {
         return Err(FieldViolation::new(field, Problem::Missing));
     }
-    let digits = digits.strip_prefix("+86").or_else(|| digits.strip_prefix("86").filter(|d| d.len() == 11)).unwrap_or(&digits);
+    let digits = digits
+        .strip_prefix("+86")
+        .or_else(|| digits.strip_prefix("86").filter(|d| d.len() == 11))
+        .unwrap_or(&digits);
     let bytes = digits.as_bytes();
-    if bytes.len() != 11 || !bytes.iter().all(u8::is_ascii_digit) || bytes[0] != b'1' || bytes[1] < b'3' {
-        return Err(other(field, "must be an 11-digit mainland mobile number starting with 13 to 19"));
+    if bytes.len() != 11
+        || !bytes.iter().all(u8::is_ascii_digit)
+        || bytes[0] != b'1'
+        || bytes[1] < b'3'
+    {
+        return Err(other(
+            field,
+            "must be an 11-digit mainland mobile number starting with 13 to 19",
+        ));
     }
     Ok(digits.to_string())
 }
@@ -46,14 +76,27 @@ pub fn parse_phone(field: &str, text: &str) -> Result<String, FieldViolation> {
 pub fn parse_id_number(field: &str, text: &str) -> Result<String, FieldViolation> {
     let id: String = text.trim().to_ascii_uppercase();
     let bytes = id.as_bytes();
-    if bytes.len() != 18 || !bytes[..17].iter().all(u8::is_ascii_digit) || !(bytes[17].is_ascii_digit() || bytes[17] == b'X') {
-        return Err(other(field, "must be 18 characters: 17 digits and a digit or X"));
+    if bytes.len() != 18
+        || !bytes[..17].iter().all(u8::is_ascii_digit)
+        || !(bytes[17].is_ascii_digit() || bytes[17] == b'X')
+    {
+        return Err(other(
+            field,
+            "must be 18 characters: 17 digits and a digit or X",
+        ));
     }
     const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     const CHECK: &[u8; 11] = b"10X98765432";
-    let sum: u32 = bytes[..17].iter().zip(WEIGHTS).map(|(b, w)| u32::from(b - b'0') * w).sum();
+    let sum: u32 = bytes[..17]
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
     if CHECK[(sum % 11) as usize] != bytes[17] {
-        return Err(other(field, "check character does not match; the number is mistyped"));
+        return Err(other(
+            field,
+            "check character does not match; the number is mistyped",
+        ));
     }
     let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
     if anju_domain::CivilDate::parse(&birth).is_none_or(|d| d.year < 1900) {
@@ -84,15 +127,27 @@ pub fn typed_answers(
             }
         };
         let answer = match field.kind {
-            FieldKind::MultipleChoice => Ok(Answer::Choices(values.iter().map(|v| v.trim().to_string()).collect())),
+            FieldKind::MultipleChoice => Ok(Answer::Choices(
+                values.iter().map(|v| v.trim().to_string()).collect(),
+            )),
             FieldKind::Number => single().and_then(|v| {
                 let v = v.trim();
                 if v.is_empty() {
                     Ok(Answer::Text(String::new()))
                 } else {
-                    v.parse::<f64>().ok().filter(|n| n.is_finite()).map(Answer::Number).ok_or_else(|| {
-                        FieldViolation::new(name, Problem::WrongType { expected: "number".into(), got: "text".into() })
-                    })
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite())
+                        .map(Answer::Number)
+                        .ok_or_else(|| {
+                            FieldViolation::new(
+                                name,
+                                Problem::WrongType {
+                                    expected: "number".into(),
+                                    got: "text".into(),
+                                },
+                            )
+                        })
                 }
             }),
             _ => single().map(|v| Answer::Text(v.to_string())),
@@ -126,8 +181,14 @@ mod tests {
 
     #[test]
     fn phones_are_normalized() {
-        assert_eq!(parse_phone("phone", "+86 138-0013-8000").unwrap(), "13800138000");
-        assert_eq!(parse_phone("phone", "8613800138000").unwrap(), "13800138000");
+        assert_eq!(
+            parse_phone("phone", "+86 138-0013-8000").unwrap(),
+            "13800138000"
+        );
+        assert_eq!(
+            parse_phone("phone", "8613800138000").unwrap(),
+            "13800138000"
+        );
         assert!(parse_phone("phone", "12800138000").is_err());
         assert!(parse_phone("phone", "1380013800").is_err());
     }

@@ -76,7 +76,10 @@ pub enum KeyStoreError {
 }
 
 fn io_error(path: &Path, error: impl std::fmt::Display) -> KeyStoreError {
-    KeyStoreError::Io { path: path.display().to_string(), message: error.to_string() }
+    KeyStoreError::Io {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    }
 }
 
 /// What compaction or opening found.
@@ -90,9 +93,17 @@ pub struct KeyStoreStats {
 }
 
 enum Request {
-    Ensure { id: ResidentKeyId, reply: oneshot::Sender<Result<DataKey, KeyStoreError>> },
-    Erase { id: ResidentKeyId, reply: oneshot::Sender<Result<bool, KeyStoreError>> },
-    Compact { reply: oneshot::Sender<Result<KeyStoreStats, KeyStoreError>> },
+    Ensure {
+        id: ResidentKeyId,
+        reply: oneshot::Sender<Result<DataKey, KeyStoreError>>,
+    },
+    Erase {
+        id: ResidentKeyId,
+        reply: oneshot::Sender<Result<bool, KeyStoreError>>,
+    },
+    Compact {
+        reply: oneshot::Sender<Result<KeyStoreStats, KeyStoreError>>,
+    },
 }
 
 struct Shared {
@@ -110,7 +121,10 @@ pub struct KeyStore {
 
 impl KeyStore {
     /// Opens (creating if needed) the store in `dir`; `secret` overrides the secret file.
-    pub fn open(dir: &Path, secret: Option<[u8; 32]>) -> Result<(KeyStore, KeyStoreStats), KeyStoreError> {
+    pub fn open(
+        dir: &Path,
+        secret: Option<[u8; 32]>,
+    ) -> Result<(KeyStore, KeyStoreStats), KeyStoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let secret = match secret {
             Some(secret) => secret,
@@ -118,10 +132,22 @@ impl KeyStore {
         };
         let path = dir.join(FILE_NAME);
         let (keys, mut stats) = load(&path)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
         sync_dir(dir)?;
-        let mut writer = Writer { path, dir: dir.to_path_buf(), file, dead: stats.dead_records };
-        let shared = Arc::new(Shared { keys: RwLock::new(keys), secret });
+        let mut writer = Writer {
+            path,
+            dir: dir.to_path_buf(),
+            file,
+            dead: stats.dead_records,
+        };
+        let shared = Arc::new(Shared {
+            keys: RwLock::new(keys),
+            secret,
+        });
         if stats.dead_records >= COMPACT_DEAD_RECORDS {
             stats = writer.compact(&shared)?;
         }
@@ -145,7 +171,8 @@ impl KeyStore {
 
     /// The resident id of a (normalized) phone number.
     pub fn resident_id(&self, phone: &str) -> ResidentKeyId {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.shared.secret).expect("hmac takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.shared.secret)
+            .expect("hmac takes any key length");
         mac.update(b"anju resident v1\0");
         mac.update(phone.as_bytes());
         let digest = mac.finalize().into_bytes();
@@ -156,7 +183,8 @@ impl KeyStore {
 
     /// An HMAC with the server secret, for fingerprints that must not be guessable.
     pub fn keyed_hash(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.shared.secret).expect("hmac takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.shared.secret)
+            .expect("hmac takes any key length");
         mac.update(domain);
         for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
@@ -167,7 +195,12 @@ impl KeyStore {
 
     /// The resident's key if it exists and is not erased.
     pub fn get(&self, id: ResidentKeyId) -> Option<DataKey> {
-        self.shared.keys.read().expect("key map lock poisoned").get(&id).copied()
+        self.shared
+            .keys
+            .read()
+            .expect("key map lock poisoned")
+            .get(&id)
+            .copied()
     }
 
     /// The resident's key, creating and durably storing one if needed.
@@ -196,13 +229,23 @@ impl KeyStore {
 
     fn send(&self, request: Request) -> Result<(), KeyStoreError> {
         let tx = self.tx.lock().expect("key store sender lock poisoned");
-        tx.as_ref().ok_or(KeyStoreError::Closed)?.send(request).map_err(|_| KeyStoreError::Closed)
+        tx.as_ref()
+            .ok_or(KeyStoreError::Closed)?
+            .send(request)
+            .map_err(|_| KeyStoreError::Closed)
     }
 
     /// Stops the writer after what is queued; later calls get `Closed`.
     pub fn close(&self) {
-        self.tx.lock().expect("key store sender lock poisoned").take();
-        let thread = self.thread.lock().expect("key store thread lock poisoned").take();
+        self.tx
+            .lock()
+            .expect("key store sender lock poisoned")
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .expect("key store thread lock poisoned")
+            .take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
@@ -243,10 +286,18 @@ impl Writer {
         let mut buffer = Vec::new();
         let mut outcomes = Vec::new();
         let mut compactions = Vec::new();
-        let current = |changes: &HashMap<ResidentKeyId, Option<DataKey>>, id: &ResidentKeyId| match changes.get(id) {
-            Some(change) => *change,
-            None => shared.keys.read().expect("key map lock poisoned").get(id).copied(),
-        };
+        let current =
+            |changes: &HashMap<ResidentKeyId, Option<DataKey>>, id: &ResidentKeyId| match changes
+                .get(id)
+            {
+                Some(change) => *change,
+                None => shared
+                    .keys
+                    .read()
+                    .expect("key map lock poisoned")
+                    .get(id)
+                    .copied(),
+            };
         for request in batch {
             match request {
                 Request::Ensure { id, reply } => {
@@ -320,12 +371,21 @@ impl Writer {
         }
         let temporary = self.dir.join("keys.log.compacting");
         let mut file = File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
-        file.write_all(&buffer).and_then(|()| file.sync_all()).map_err(|e| io_error(&temporary, e))?;
+        file.write_all(&buffer)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&temporary, e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| io_error(&self.path, e))?;
         sync_dir(&self.dir)?;
-        self.file = OpenOptions::new().append(true).open(&self.path).map_err(|e| io_error(&self.path, e))?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| io_error(&self.path, e))?;
         self.dead = 0;
-        Ok(KeyStoreStats { live_keys: entries.len(), dead_records: 0, truncated_bytes: 0 })
+        Ok(KeyStoreStats {
+            live_keys: entries.len(),
+            dead_records: 0,
+            truncated_bytes: 0,
+        })
     }
 }
 
@@ -344,7 +404,8 @@ fn load(path: &Path) -> Result<(HashMap<ResidentKeyId, DataKey>, KeyStoreStats),
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut file) => {
-            file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+            file.read_to_end(&mut bytes)
+                .map_err(|e| io_error(path, e))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(path, e)),
@@ -379,10 +440,19 @@ fn load(path: &Path) -> Result<(HashMap<ResidentKeyId, DataKey>, KeyStoreStats),
     let truncated = (bytes.len() - good) as u64;
     if truncated > 0 {
         tracing::warn!(path = %path.display(), bytes = truncated, "cutting a torn tail off the key store");
-        let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
-        file.set_len(good as u64).and_then(|()| file.sync_all()).map_err(|e| io_error(path, e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        file.set_len(good as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(path, e))?;
     }
-    let stats = KeyStoreStats { live_keys: keys.len(), dead_records: records - keys.len(), truncated_bytes: truncated };
+    let stats = KeyStoreStats {
+        live_keys: keys.len(),
+        dead_records: records - keys.len(),
+        truncated_bytes: truncated,
+    };
     Ok((keys, stats))
 }
 
@@ -394,7 +464,12 @@ fn load_or_create_secret(dir: &Path) -> Result<[u8; 32], KeyStoreError> {
             secret.copy_from_slice(&bytes);
             return Ok(secret);
         }
-        Ok(_) => return Err(io_error(&path, "the secret file must hold exactly 32 bytes")),
+        Ok(_) => {
+            return Err(io_error(
+                &path,
+                "the secret file must hold exactly 32 bytes",
+            ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(&path, e)),
     }
@@ -408,13 +483,128 @@ fn load_or_create_secret(dir: &Path) -> Result<[u8; 32], KeyStoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&temporary).map_err(|e| io_error(&temporary, e))?;
-    file.write_all(&secret).and_then(|()| file.sync_all()).map_err(|e| io_error(&temporary, e))?;
+    let mut file = options
+        .open(&temporary)
+        .map_err(|e| io_error(&temporary, e))?;
+    file.write_all(&secret)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&temporary, e))?;
     std::fs::rename(&temporary, &path).map_err(|e| io_error(&path, e))?;
     sync_dir(dir)?;
     Ok(secret)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn concurrent_first_uses_of_one_resident_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = KeyStore::open(dir.path(), None).unwrap();
+        let id = store.resident_id("13912345678");
+        let keys = runtime().block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let store = store.clone();
+                tasks.spawn(async move { store.ensure(id).await.unwrap() });
+            }
+            tasks.join_all().await
+        });
+        assert!(keys.windows(2).all(|w| w[0].0 == w[1].0));
+        store.close();
+        let length = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
+        assert_eq!(length, RECORD_LEN as u64, "one record written");
+    }
+
+    #[test]
+    fn keys_tombstones_and_a_torn_tail_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = KeyStore::open(dir.path(), None).unwrap();
+        let (a, b) = (
+            store.resident_id("13900000001"),
+            store.resident_id("13900000002"),
+        );
+        assert_ne!(a, b);
+        let rt = runtime();
+        let key_a = rt.block_on(store.ensure(a)).unwrap();
+        rt.block_on(store.ensure(b)).unwrap();
+        assert!(rt.block_on(store.erase(b)).unwrap());
+        store.close();
+        // A crash in the middle of the next batch leaves half a record.
+        let path = dir.path().join(FILE_NAME);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[KIND_PUT, 1, 2, 3]).unwrap();
+        drop(file);
+
+        let (store, stats) = KeyStore::open(dir.path(), None).unwrap();
+        assert_eq!(
+            stats,
+            KeyStoreStats {
+                live_keys: 1,
+                dead_records: 2,
+                truncated_bytes: 4
+            }
+        );
+        assert_eq!(store.resident_id("13900000001"), a, "the secret persists");
+        assert_eq!(store.get(a).map(|k| k.0), Some(key_a.0));
+        assert!(store.get(b).is_none());
+        let stats = rt.block_on(store.compact()).unwrap();
+        assert_eq!(stats.live_keys, 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD_LEN as u64);
+        store.close();
+        assert!(
+            matches!(rt.block_on(store.ensure(a)), Ok(_)),
+            "a cached key needs no writer"
+        );
+        assert!(matches!(
+            rt.block_on(store.erase(a)),
+            Err(KeyStoreError::Closed)
+        ));
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = KeyStore::open(dir.path(), None).unwrap();
+        let id = store.resident_id("13912345678");
+        let rt = runtime();
+        let key = rt.block_on(store.ensure(id)).unwrap();
+        let sealed = crate::seal::seal(id, &key, b"anju:r1:contact", b"secret text").unwrap();
+        assert_eq!(
+            crate::seal::unseal(&store, b"anju:r1:contact", &sealed).as_deref(),
+            Some(&b"secret text"[..])
+        );
+        assert_eq!(
+            crate::seal::unseal(&store, b"anju:r2:contact", &sealed),
+            None,
+            "bound to its context"
+        );
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            crate::seal::unseal(&store, b"anju:r1:contact", &tampered),
+            None
+        );
+        assert!(rt.block_on(store.erase(id)).unwrap());
+        assert_eq!(
+            crate::seal::unseal(&store, b"anju:r1:contact", &sealed),
+            None,
+            "shredded"
+        );
+        store.close();
+    }
 }

@@ -21,7 +21,10 @@ mod queries;
 mod scheduler;
 mod seal;
 
-pub use app::{AppConfig, Application, ErasureReport, Executed, ReassignTarget, SubmitInput, Submitted};
+pub use app::{
+    AppConfig, Application, ErasureReport, Executed, ReassignTarget, ResidentSecret, SubmitInput,
+    Submitted,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AppError;
 pub use input::{parse_id_number, parse_idempotency_key, parse_phone};

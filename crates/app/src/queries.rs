@@ -17,10 +17,13 @@
 
 use crate::app::Application;
 use crate::error::AppError;
-use anju_domain::{Actor, Category, Grade, Request, RequestId, Role, Scope, ServiceCode, SiteId, Status, Timestamp, TrackingCode};
+use anju_domain::{
+    Actor, Category, Grade, Request, RequestId, Role, Scope, ServiceCode, SiteId, Status,
+    Timestamp, TrackingCode,
+};
 pub use anju_projections::{
-    Backlog, Bucket, LeadTimes, MetricsFilter, QueueItem, QueuePage, QueueQuery, Satisfaction, SlaReport, ThroughputBucket,
-    TimelineEntry,
+    Backlog, Bucket, LeadTimes, MetricsFilter, QueueItem, QueuePage, QueueQuery, Satisfaction,
+    SlaReport, ThroughputBucket, TimelineEntry,
 };
 use std::time::Duration;
 
@@ -104,13 +107,22 @@ fn projection_error(error: impl std::fmt::Display) -> AppError {
 
 impl Application {
     /// Waits until the read models have applied `min_position` (if given).
-    pub async fn wait_for(&self, min_position: Option<u64>, timeout: Option<Duration>) -> Result<(), AppError> {
-        let Some(wanted) = min_position else { return Ok(()) };
+    pub async fn wait_for(
+        &self,
+        min_position: Option<u64>,
+        timeout: Option<Duration>,
+    ) -> Result<(), AppError> {
+        let Some(wanted) = min_position else {
+            return Ok(());
+        };
         let timeout = timeout.unwrap_or(self.inner.config.query_timeout);
         let projections = &self.inner.projections;
         match projections.wait_for(wanted, timeout).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(AppError::NotReached { wanted, reached: projections.position() }),
+            Err(_) => Err(AppError::NotReached {
+                wanted,
+                reached: projections.position(),
+            }),
         }
     }
 
@@ -121,19 +133,25 @@ impl Application {
         phone_last4: &str,
         min_position: Option<u64>,
     ) -> Result<ResidentStatus, AppError> {
-        let code = TrackingCode::parse(tracking_code).map_err(|e| AppError::invalid("tracking_code", e.to_string()))?;
+        let code = TrackingCode::parse(tracking_code)
+            .map_err(|e| AppError::invalid("tracking_code", e.to_string()))?;
         if phone_last4.len() != 4 || !phone_last4.bytes().all(|b| b.is_ascii_digit()) {
             return Err(AppError::invalid("phone_last4", "must be exactly 4 digits"));
         }
         self.wait_for(min_position, None).await?;
         let projections = &self.inner.projections;
-        let Some(request_id) = projections.request_id_by_tracking(&code).map_err(projection_error)? else {
+        let Some(request_id) = projections
+            .request_id_by_tracking(&code)
+            .map_err(projection_error)?
+        else {
             return Err(AppError::NotFound);
         };
         let Some(view) = projections.request(&request_id).map_err(projection_error)? else {
             return Err(AppError::NotFound);
         };
-        let Some(request) = view.state.request() else { return Err(AppError::NotFound) };
+        let Some(request) = view.state.request() else {
+            return Err(AppError::NotFound);
+        };
         if !request.matches_lookup(&code, phone_last4) {
             return Err(AppError::NotFound);
         }
@@ -145,7 +163,9 @@ impl Application {
             .collect();
         let deadline = match request.status {
             Status::Submitted => request.intake_deadline,
-            status if status.is_in_processing() => request.deadlines.as_ref().and_then(|d| d.promised),
+            status if status.is_in_processing() => {
+                request.deadlines.as_ref().and_then(|d| d.promised)
+            }
             _ => None,
         };
         Ok(ResidentStatus {
@@ -162,7 +182,11 @@ impl Application {
                 _ => Vec::new(),
             },
             outcome_reason: request.outcome_reason.clone(),
-            rating: request.rating.as_ref().filter(|r| !r.removed).map(|r| r.grade),
+            rating: request
+                .rating
+                .as_ref()
+                .filter(|r| !r.removed)
+                .map(|r| r.grade),
             can_withdraw: matches!(
                 request.status,
                 Status::Submitted | Status::AwaitingInfo | Status::Accepted | Status::Reviewed
@@ -182,23 +206,32 @@ impl Application {
         min_position: Option<u64>,
     ) -> Result<RequestDetail, AppError> {
         if actor.role == Role::System {
-            return Err(AppError::Forbidden("the system actor reads no request details".into()));
+            return Err(AppError::Forbidden(
+                "the system actor reads no request details".into(),
+            ));
         }
         self.wait_for(min_position, None).await?;
         let projections = &self.inner.projections;
-        let view = projections.request(&request_id).map_err(projection_error)?.ok_or(AppError::NotFound)?;
+        let view = projections
+            .request(&request_id)
+            .map_err(projection_error)?
+            .ok_or(AppError::NotFound)?;
         let request = view.state.request().ok_or(AppError::NotFound)?;
         let visible = match actor.role {
             Role::Admin => true,
             Role::Resident => request.applicant.resident_id == actor.id,
-            Role::Caseworker => actor.sites.contains(&request.site) && actor.categories.contains(&request.category),
+            Role::Caseworker => {
+                actor.sites.contains(&request.site) && actor.categories.contains(&request.category)
+            }
             Role::Kiosk | Role::Supervisor | Role::Manager => actor.sites.contains(&request.site),
             Role::System => false,
         };
         if !visible {
             return Err(AppError::NotFound);
         }
-        let mut timeline = projections.timeline(&request_id).map_err(projection_error)?;
+        let mut timeline = projections
+            .timeline(&request_id)
+            .map_err(projection_error)?;
         if actor.role == Role::Resident {
             timeline.retain(|entry| entry.event_type != "NoteAdded");
         }
@@ -212,20 +245,37 @@ impl Application {
     }
 
     /// A work queue, limited to what the caller may work on.
-    pub async fn queue(&self, actor: &Actor, filter: QueueFilter, min_position: Option<u64>) -> Result<QueuePage, AppError> {
-        if !matches!(actor.role, Role::Caseworker | Role::Supervisor | Role::Manager | Role::Admin) {
-            return Err(AppError::Forbidden(format!("a {} has no queue", actor.role)));
+    pub async fn queue(
+        &self,
+        actor: &Actor,
+        filter: QueueFilter,
+        min_position: Option<u64>,
+    ) -> Result<QueuePage, AppError> {
+        if !matches!(
+            actor.role,
+            Role::Caseworker | Role::Supervisor | Role::Manager | Role::Admin
+        ) {
+            return Err(AppError::Forbidden(format!(
+                "a {} has no queue",
+                actor.role
+            )));
         }
         let sites = match &filter.site {
             Some(site) if !actor.sites.contains(site) => {
-                return Err(AppError::Forbidden(format!("{} {} does not serve site {site}", actor.role, actor.id)));
+                return Err(AppError::Forbidden(format!(
+                    "{} {} does not serve site {site}",
+                    actor.role, actor.id
+                )));
             }
             Some(site) => Scope::only([site.clone()]),
             None => actor.sites.clone(),
         };
         if let Some(category) = filter.category {
             if !actor.categories.contains(&category) {
-                return Err(AppError::Forbidden(format!("{} {} does not handle category {category}", actor.role, actor.id)));
+                return Err(AppError::Forbidden(format!(
+                    "{} {} does not handle category {category}",
+                    actor.role, actor.id
+                )));
             }
         }
         // A caseworker of exactly one category asks for it; one of several gets the
@@ -245,20 +295,37 @@ impl Application {
             page_size: filter.page_size,
             page_token: filter.page_token,
         };
-        let mut page = self.inner.projections.queue(&query).map_err(projection_error)?;
-        page.items.retain(|item| actor.sites.contains(&item.site) && actor.categories.contains(&item.category));
+        let mut page = self
+            .inner
+            .projections
+            .queue(&query)
+            .map_err(projection_error)?;
+        page.items.retain(|item| {
+            actor.sites.contains(&item.site) && actor.categories.contains(&item.category)
+        });
         Ok(page)
     }
 
     /// Manager figures for the caller's sites.
-    pub async fn metrics(&self, actor: &Actor, query: MetricsQuery, min_position: Option<u64>) -> Result<Metrics, AppError> {
+    pub async fn metrics(
+        &self,
+        actor: &Actor,
+        query: MetricsQuery,
+        min_position: Option<u64>,
+    ) -> Result<Metrics, AppError> {
         if !matches!(actor.role, Role::Manager | Role::Admin) {
-            return Err(AppError::Forbidden(format!("a {} cannot read metrics", actor.role)));
+            return Err(AppError::Forbidden(format!(
+                "a {} cannot read metrics",
+                actor.role
+            )));
         }
         let sites = match (&actor.sites, query.sites) {
             (_, Some(sites)) => {
                 if let Some(outside) = sites.iter().find(|s| !actor.sites.contains(s)) {
-                    return Err(AppError::Forbidden(format!("{} {} does not oversee site {outside}", actor.role, actor.id)));
+                    return Err(AppError::Forbidden(format!(
+                        "{} {} does not oversee site {outside}",
+                        actor.role, actor.id
+                    )));
                 }
                 Some(sites)
             }
@@ -266,15 +333,26 @@ impl Application {
             (Scope::Only(set), None) => Some(set.iter().cloned().collect()),
         };
         self.wait_for(min_position, None).await?;
-        let filter = MetricsFilter { sites, category: query.category, from: query.from, to: query.to };
+        let filter = MetricsFilter {
+            sites,
+            category: query.category,
+            from: query.from,
+            to: query.to,
+        };
         let projections = &self.inner.projections;
         let now = self.now();
         Ok(Metrics {
-            throughput: projections.throughput(&filter, query.bucket).map_err(projection_error)?,
+            throughput: projections
+                .throughput(&filter, query.bucket)
+                .map_err(projection_error)?,
             lead_times: projections.lead_times(&filter).map_err(projection_error)?,
             sla: projections.sla_report(&filter).map_err(projection_error)?,
-            satisfaction: projections.satisfaction(&filter).map_err(projection_error)?,
-            backlog: projections.backlog(&filter, now).map_err(projection_error)?,
+            satisfaction: projections
+                .satisfaction(&filter)
+                .map_err(projection_error)?,
+            backlog: projections
+                .backlog(&filter, now)
+                .map_err(projection_error)?,
         })
     }
 }

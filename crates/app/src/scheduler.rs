@@ -59,11 +59,9 @@ impl Application {
         let mut fired = 0;
         for _ in 0..MAX_PASSES_PER_ROUND {
             let now = self.now();
-            let due = self
-                .inner
-                .projections
-                .due_timers(now, batch)
-                .map_err(|e| AppError::unavailable(format!("reading the timer index failed: {e}")))?;
+            let due = self.inner.projections.due_timers(now, batch).map_err(|e| {
+                AppError::unavailable(format!("reading the timer index failed: {e}"))
+            })?;
             let full = due.len() >= batch;
             let mut last_position = None;
             for (request_id, timer) in due {
@@ -74,12 +72,20 @@ impl Application {
                     }
                     Ok(_) => {}
                     Err(AppError::Unavailable(e)) => return Err(AppError::Unavailable(e)),
-                    Err(e) => tracing::warn!(%request_id, kind = timer.kind.as_str(), error = %e, "timer not fired"),
+                    Err(e) => {
+                        tracing::warn!(%request_id, kind = timer.kind.as_str(), error = %e, "timer not fired")
+                    }
                 }
             }
-            let Some(position) = last_position.filter(|_| full) else { break };
+            let Some(position) = last_position.filter(|_| full) else {
+                break;
+            };
             // A full batch: let the index take in what was fired before asking again.
-            let _ = self.inner.projections.wait_for(position, Duration::from_secs(2)).await;
+            let _ = self
+                .inner
+                .projections
+                .wait_for(position, Duration::from_secs(2))
+                .await;
         }
         Ok(fired)
     }

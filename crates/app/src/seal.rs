@@ -34,7 +34,10 @@ impl Contact {
 /// Masks all but the last four characters.
 pub fn mask(text: &str) -> String {
     let count = text.chars().count();
-    text.chars().enumerate().map(|(i, c)| if i + 4 >= count { c } else { '*' }).collect()
+    text.chars()
+        .enumerate()
+        .map(|(i, c)| if i + 4 >= count { c } else { '*' })
+        .collect()
 }
 
 impl std::fmt::Debug for Contact {
@@ -52,16 +55,31 @@ pub(crate) fn context(request_id: RequestId, field: &str) -> Vec<u8> {
 }
 
 /// Encrypts `clear` with a fresh random nonce.
-pub(crate) fn seal(id: ResidentKeyId, key: &DataKey, context: &[u8], clear: &[u8]) -> Result<String, String> {
+pub(crate) fn seal(
+    id: ResidentKeyId,
+    key: &DataKey,
+    context: &[u8],
+    clear: &[u8],
+) -> Result<String, String> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|e| format!("operating system randomness failed: {e}"))?;
     let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: clear, aad: context })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: clear,
+                aad: context,
+            },
+        )
         .map_err(|_| "sealing failed".to_string())?;
     let mut body = nonce.to_vec();
     body.extend_from_slice(&ciphertext);
-    Ok(format!("{PREFIX}.{}.{}", id.to_hex(), URL_SAFE_NO_PAD.encode(body)))
+    Ok(format!(
+        "{PREFIX}.{}.{}",
+        id.to_hex(),
+        URL_SAFE_NO_PAD.encode(body)
+    ))
 }
 
 /// The resident key id a sealed value names, if it is well formed.
@@ -76,7 +94,9 @@ pub(crate) fn sealed_key_id(sealed: &str) -> Option<ResidentKeyId> {
 /// Decrypts a sealed value; `None` when the key is erased or the value does not open.
 pub(crate) fn unseal(keys: &KeyStore, context: &[u8], sealed: &str) -> Option<Vec<u8>> {
     let mut parts = sealed.split('.');
-    let (Some(PREFIX), Some(id), Some(body), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(PREFIX), Some(id), Some(body), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return None;
     };
     let key = keys.get(ResidentKeyId::from_hex(id)?)?;
@@ -85,5 +105,13 @@ pub(crate) fn unseal(keys: &KeyStore, context: &[u8], sealed: &str) -> Option<Ve
         return None;
     }
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
-    cipher.decrypt(Nonce::from_slice(&body[..12]), Payload { msg: &body[12..], aad: context }).ok()
+    cipher
+        .decrypt(
+            Nonce::from_slice(&body[..12]),
+            Payload {
+                msg: &body[12..],
+                aad: context,
+            },
+        )
+        .ok()
 }

@@ -3,7 +3,8 @@
 
 use anju_app::{AppConfig, Application, ManualClock, SubmitInput, Submitted};
 use anju_domain::{
-    Action, Actor, Category, Event, FieldKind, RequestId, Scope, ServiceCode, ServiceDefinition, SiteId, Timestamp,
+    Action, Actor, Category, Event, FieldKind, RequestId, Scope, ServiceCode, ServiceDefinition,
+    SiteId, Timestamp,
 };
 use anju_eventlog::Direction;
 use std::collections::BTreeMap;
@@ -34,7 +35,9 @@ impl TestApp {
         init_logging();
         let dir = tempfile::tempdir().expect("temporary directory");
         let clock = Arc::new(ManualClock::new(start_time()));
-        let app = Application::open(config(dir.path()), clock.clone()).await.expect("application opens");
+        let app = Application::open(config(dir.path()), clock.clone())
+            .await
+            .expect("application opens");
         TestApp { app, clock, dir }
     }
 
@@ -44,7 +47,9 @@ impl TestApp {
         app.close().await.expect("application closes");
         // The log's directory lock goes with the last handle.
         drop(app);
-        let app = Application::open(config(dir.path()), clock.clone()).await.expect("application reopens");
+        let app = Application::open(config(dir.path()), clock.clone())
+            .await
+            .expect("application reopens");
         TestApp { app, clock, dir }
     }
 
@@ -60,12 +65,19 @@ impl TestApp {
             .await
             .expect("stream reads")
             .into_iter()
-            .map(|r| Event::from_json(&r.event_type, r.schema_version, &r.payload).expect("event decodes"))
+            .map(|r| {
+                Event::from_json(&r.event_type, r.schema_version, &r.payload)
+                    .expect("event decodes")
+            })
             .collect()
     }
 
     pub async fn count_events(&self, request_id: RequestId, event_type: &str) -> usize {
-        self.events(request_id).await.iter().filter(|e| e.event_type() == event_type).count()
+        self.events(request_id)
+            .await
+            .iter()
+            .filter(|e| e.event_type() == event_type)
+            .count()
     }
 
     /// Waits until the stream holds at least `count` events of `event_type`.
@@ -75,12 +87,20 @@ impl TestApp {
             if self.count_events(request_id, event_type).await >= count {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "{event_type} did not appear on {request_id}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{event_type} did not appear on {request_id}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    pub async fn run(&self, request_id: RequestId, actor: &Actor, action: Action) -> anju_app::Executed {
+    pub async fn run(
+        &self,
+        request_id: RequestId,
+        actor: &Actor,
+        action: Action,
+    ) -> anju_app::Executed {
         let name = action.name();
         self.app
             .execute(request_id, actor.clone(), action)
@@ -125,13 +145,22 @@ pub fn valid_answers(definition: &ServiceDefinition) -> BTreeMap<String, Vec<Str
     let mut answers = BTreeMap::new();
     for field in &definition.fields {
         let value = match field.kind {
-            FieldKind::Number => vec![field.min.unwrap_or(1.0).max(1.0).min(field.max.unwrap_or(f64::MAX)).to_string()],
+            FieldKind::Number => vec![field
+                .min
+                .unwrap_or(1.0)
+                .max(1.0)
+                .min(field.max.unwrap_or(f64::MAX))
+                .to_string()],
             FieldKind::Date => vec!["2020-05-01".to_string()],
             FieldKind::SingleChoice | FieldKind::MultipleChoice => vec![field.options[0].clone()],
             FieldKind::String if field.name.contains("id_number") => vec![ID_NUMBER.to_string()],
             FieldKind::String => {
                 let min = field.min_length.unwrap_or(1).max(1) as usize;
-                vec!["安置区测试内容".chars().cycle().take(min.max(4).min(field.max_length.unwrap_or(64) as usize)).collect()]
+                vec!["安置区测试内容"
+                    .chars()
+                    .cycle()
+                    .take(min.max(4).min(field.max_length.unwrap_or(64) as usize))
+                    .collect()]
             }
         };
         answers.insert(field.name.clone(), value);
@@ -142,7 +171,10 @@ pub fn valid_answers(definition: &ServiceDefinition) -> BTreeMap<String, Vec<Str
 /// A valid submission by `resident()` for the current version of `service_code`.
 pub fn submission(app: &Application, service_code: &str, key: &str) -> SubmitInput {
     let code = ServiceCode::parse(service_code).expect("service code");
-    let definition = app.catalogue().get(&code).expect("service in the shipped catalogue");
+    let definition = app
+        .catalogue()
+        .get(&code)
+        .expect("service in the shipped catalogue");
     SubmitInput {
         actor: resident(),
         idempotency_key: key.to_string(),
@@ -179,7 +211,9 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Every log line any test in this binary wrote.
 pub fn captured_logs() -> Vec<u8> {
-    LOGS.get().map(|l| l.lock().expect("log buffer").clone()).unwrap_or_default()
+    LOGS.get()
+        .map(|l| l.lock().expect("log buffer").clone())
+        .unwrap_or_default()
 }
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -198,7 +232,9 @@ impl Write for Capture {
 }
 
 fn init_logging() {
-    let buffer = LOGS.get_or_init(|| Arc::new(Mutex::new(Vec::new()))).clone();
+    let buffer = LOGS
+        .get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+        .clone();
     let writer = move || Capture(buffer.clone());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info,anju_app=trace"))
