@@ -390,3 +390,49 @@ async fn calls_over_the_concurrency_limit_are_shed_with_resource_exhausted() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_stop_lets_the_call_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    // Start a gRPC-Web health check and send only part of its body, so the call is
+    // in flight when the stop comes.
+    let message = HealthCheckRequest {
+        service: String::new(),
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let head = format!(
+        "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: localhost\r\n\
+         content-type: application/grpc-web+proto\r\ncontent-length: {}\r\n\r\n",
+        frame.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.grpc_addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&frame[..2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the stop must wait for the call in flight"
+    );
+
+    stream.write_all(&frame[2..]).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the call is answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("grpc-status:0"), "{text}");
+    let finished = tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the stop completes after the call")
+        .unwrap();
+    assert!(finished.is_ok(), "{finished:?}");
+}
