@@ -8,8 +8,8 @@ use crate::seal::{self, Contact};
 use anju_domain::{
     decide, validate_form, Action, Actor, ActorId, Answer, Applicant, Calendar, Catalogue,
     Category, Command, Context, Event, FieldViolation, FormAnswers, Problem, RequestId,
-    RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Submission, TimerKind,
-    Timestamp, TrackingCode, ValidatedForm,
+    RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Status, Submission,
+    TimerKind, Timestamp, TrackingCode, ValidatedForm,
 };
 use anju_eventlog::{
     AppendError, Direction, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
@@ -109,6 +109,9 @@ pub struct Submitted {
     pub position: u64,
     /// False when this answers a retry of an earlier submission with the same key.
     pub created: bool,
+    pub submitted_at: Timestamp,
+    /// When the request counts as accepted if nobody acts (5 working days).
+    pub intake_deadline: Timestamp,
 }
 
 /// What `execute` answers.
@@ -118,6 +121,10 @@ pub struct Executed {
     /// command changed nothing.
     pub position: u64,
     pub events: Vec<Event>,
+    /// The request's status after the command.
+    pub status: Status,
+    /// The stream version of the request's last event after the command.
+    pub version: u64,
 }
 
 /// The caseworker a request is reassigned to, with the scope the caller's directory
@@ -401,6 +408,8 @@ impl Application {
                     tracking_code,
                     position: result.last_position,
                     created: true,
+                    submitted_at: now,
+                    intake_deadline: submitted_intake_deadline(&events).unwrap_or(now),
                 })
             }
             Err(AppendError::WrongExpectedVersion { .. }) => {
@@ -612,6 +621,8 @@ impl Application {
             applicant,
             submitted_by,
             on_behalf_of,
+            at,
+            intake_deadline,
             ..
         } = event
         else {
@@ -657,6 +668,8 @@ impl Application {
             tracking_code,
             position: recorded.position,
             created: false,
+            submitted_at: at,
+            intake_deadline,
         })
     }
 
@@ -787,7 +800,12 @@ impl Application {
             }
             let events = decide(&state, &command, &self.context())?;
             if events.is_empty() {
-                return Ok(Executed { position, events });
+                return Ok(Executed {
+                    position,
+                    status: request.status,
+                    version,
+                    events,
+                });
             }
             let new = new_events(request_id, version + 1, &command.actor, &events);
             match self
@@ -797,10 +815,13 @@ impl Application {
                 .await
             {
                 Ok(result) => {
+                    let after = events.iter().fold(state.clone(), anju_domain::evolve);
                     return Ok(Executed {
                         position: result.last_position,
+                        status: after.status().unwrap_or(request.status),
+                        version: result.stream_version,
                         events,
-                    })
+                    });
                 }
                 Err(AppendError::WrongExpectedVersion { .. }) if attempt == 0 => continue,
                 Err(e) => return Err(append_error(e)),
@@ -837,6 +858,16 @@ impl Application {
             resident_key_id: resident.to_hex(),
             key_erased,
         })
+    }
+
+    /// Clears the read models and replays the log into them (admin); queries see partial
+    /// data until it returns.
+    pub async fn rebuild_projections(&self) -> Result<(), AppError> {
+        self.inner
+            .projections
+            .rebuild()
+            .await
+            .map_err(|e| AppError::unavailable(format!("rebuilding the read models failed: {e}")))
     }
 
     /// Rewrites the key store without erased keys (also done on open when worthwhile).
@@ -918,6 +949,15 @@ impl Application {
     pub fn sealed_key_id(sealed: &str) -> Option<String> {
         seal::sealed_key_id(sealed).map(|id| id.to_hex())
     }
+}
+
+fn submitted_intake_deadline(events: &[Event]) -> Option<Timestamp> {
+    events.iter().find_map(|event| match event {
+        Event::RequestSubmitted {
+            intake_deadline, ..
+        } => Some(*intake_deadline),
+        _ => None,
+    })
 }
 
 /// Turns decided events into log events. Event ids are UUID v7 with the command's time

@@ -177,6 +177,7 @@ async fn every_category_runs_its_whole_lifecycle() {
         t.run(id, &manager(), Action::DecideAppeal { uphold: true })
             .await;
         let closed = t.run(id, &worker, Action::Close).await;
+        assert_eq!(closed.status, Status::Closed);
 
         let status = t
             .app

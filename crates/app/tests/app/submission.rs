@@ -189,3 +189,27 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert!(submitted.created);
     t.app.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn after_close_every_write_is_unavailable() {
+    let t = TestApp::start().await;
+    let submitted = t
+        .submit(submission(&t.app, "SQ-WEIXIU", "closing-key-0001"))
+        .await;
+    assert!(submitted.intake_deadline > submitted.submitted_at);
+    t.app.close().await.unwrap();
+    let again = t
+        .app
+        .submit(submission(&t.app, "SQ-WEIXIU", "closing-key-0002"))
+        .await;
+    assert!(matches!(again, Err(AppError::Unavailable(_))), "{again:?}");
+    let claim = t
+        .app
+        .execute(
+            submitted.request_id,
+            caseworker("cw-1"),
+            anju_domain::Action::Claim,
+        )
+        .await;
+    assert!(matches!(claim, Err(AppError::Unavailable(_))), "{claim:?}");
+}
