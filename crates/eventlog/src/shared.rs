@@ -200,9 +200,10 @@ impl Shared {
 
 /// The indexer thread: writes committed entries to sled in batches, after the fact.
 pub(crate) fn run_indexer(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Vec<IndexEntry>>) {
-    // sled copies a leaf on every insert and frees the old copies only between
-    // operations, so modest batches keep its memory down.
-    const MAX_BATCH: usize = 4096;
+    // sled copies a leaf on every insert and frees the old copies only after the batch;
+    // on the benchmark 100k-entry batches peaked at 1.3 GB RSS, 4096 at ~700 MB, 512 at
+    // ~130 MB, with no clear loss of throughput.
+    const MAX_BATCH: usize = 512;
     while let Ok(first) = rx.recv() {
         let mut batch = first;
         while batch.len() < MAX_BATCH {
