@@ -194,3 +194,42 @@ async fn keys_are_durable_across_restarts_and_shared_per_resident() {
     assert_eq!(contact.phone, PHONE);
     t.app.close().await.unwrap();
 }
+
+/// Many residents submitting at once: each gets a key, new keys are group-committed, and
+/// every key is back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_of_many_residents_each_get_a_durable_key() {
+    let t = TestApp::start().await;
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400u32 {
+        let app = t.app.clone();
+        let mut input = submission(&t.app, "SQ-WEIXIU", &format!("many-residents-{i:04}"));
+        input.phone = format!("139{:08}", 10_000 + i);
+        input.actor = anju_domain::Actor::resident(format!("resident-{i}"));
+        tasks.spawn(async move { app.submit(input).await.map(|s| (s.request_id, i)) });
+    }
+    let submitted: Vec<_> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("submits"))
+        .collect();
+    eprintln!("400 submissions with new keys took {:?}", started.elapsed());
+    let records = std::fs::metadata(t.data_dir().join("keys/keys.log"))
+        .unwrap()
+        .len()
+        / 53;
+    assert_eq!(records, 400, "one key per resident, no more");
+    let t = t.reopen().await;
+    for (request_id, i) in submitted.iter().step_by(37) {
+        let contact = t
+            .app
+            .unseal_contact(&admin(), *request_id)
+            .await
+            .unwrap()
+            .expect("readable after restart");
+        assert_eq!(contact.phone, format!("139{:08}", 10_000 + i));
+    }
+    t.app.close().await.unwrap();
+}
