@@ -143,6 +143,7 @@ impl KeyStore {
             dir: dir.to_path_buf(),
             file,
             dead: stats.dead_records,
+            failed: None,
         };
         let shared = Arc::new(Shared {
             keys: RwLock::new(keys),
@@ -257,6 +258,10 @@ struct Writer {
     dir: PathBuf,
     file: File,
     dead: usize,
+    /// Set when a write or sync failed: the file may end in a torn record, and records
+    /// written after it would be cut off on the next open, so nothing more is written
+    /// until the store is reopened (which cuts the torn tail).
+    failed: Option<KeyStoreError>,
 }
 
 /// What one request turns into once its batch is synced.
@@ -327,14 +332,18 @@ impl Writer {
                 Request::Compact { reply } => compactions.push(reply),
             }
         }
-        let written = if buffer.is_empty() {
-            Ok(())
-        } else {
-            self.file
+        let written = match (&self.failed, buffer.is_empty()) {
+            (Some(failure), _) => Err(failure.clone()),
+            (None, true) => Ok(()),
+            (None, false) => self
+                .file
                 .write_all(&buffer)
                 .and_then(|()| self.file.sync_data())
-                .map_err(|e| io_error(&self.path, e))
+                .map_err(|e| io_error(&self.path, e)),
         };
+        if let (Err(e), None) = (&written, &self.failed) {
+            self.failed = Some(e.clone());
+        }
         if written.is_ok() {
             let mut keys = shared.keys.write().expect("key map lock poisoned");
             for (id, change) in changes {
@@ -355,7 +364,11 @@ impl Writer {
             }
         }
         for reply in compactions {
-            let _ = reply.send(self.compact(shared));
+            let result = match &self.failed {
+                Some(failure) => Err(failure.clone()),
+                None => self.compact(shared),
+            };
+            let _ = reply.send(result);
         }
     }
 
