@@ -322,3 +322,82 @@ async fn reassignment_checks_the_new_caseworker() {
     assert!(matches!(through_execute, Err(AppError::Invalid(_))));
     t.app.close().await.unwrap();
 }
+
+/// Refusal at intake, denial after review, withdrawal by the resident: each terminal,
+/// each refusing further work with WrongState.
+#[tokio::test]
+async fn refused_denied_and_withdrawn_requests_stay_ended() {
+    let t = TestApp::start().await;
+    let worker = caseworker("cw-1");
+    let refused = t
+        .submit(submission(&t.app, "MZ-LINSHI", "terminal-key-1"))
+        .await
+        .request_id;
+    t.run(refused, &worker, Action::Claim).await;
+    let done = t
+        .run(
+            refused,
+            &worker,
+            Action::Refuse {
+                reason: "不属于本社区".into(),
+            },
+        )
+        .await;
+    assert_eq!(done.status, Status::Refused);
+
+    let denied = t
+        .submit(submission(&t.app, "MZ-LINSHI", "terminal-key-2"))
+        .await
+        .request_id;
+    t.run(denied, &worker, Action::Claim).await;
+    t.run(denied, &worker, Action::Accept).await;
+    t.run(
+        denied,
+        &worker,
+        Action::Review {
+            opinion: "材料不实".into(),
+        },
+    )
+    .await;
+    let done = t
+        .run(
+            denied,
+            &supervisor("sup-1"),
+            Action::Deny {
+                reason: "收入超过标准".into(),
+            },
+        )
+        .await;
+    assert_eq!(done.status, Status::Denied);
+
+    let withdrawn = t
+        .submit(submission(&t.app, "MZ-LINSHI", "terminal-key-3"))
+        .await
+        .request_id;
+    // 帮办: kiosk staff may supply materials for the resident, but only the resident withdraws.
+    let kiosk = anju_domain::Actor::kiosk("kiosk-1", [anju_domain::SiteId::new(SITE)]);
+    let by_kiosk = t
+        .app
+        .execute(withdrawn, kiosk, Action::Withdraw { reason: None })
+        .await;
+    assert!(matches!(by_kiosk, Err(AppError::Forbidden(_))));
+    let done = t
+        .run(
+            withdrawn,
+            &resident(),
+            Action::Withdraw {
+                reason: Some("已自行解决".into()),
+            },
+        )
+        .await;
+    assert_eq!(done.status, Status::Withdrawn);
+
+    for id in [refused, denied, withdrawn] {
+        let again = t.app.execute(id, worker.clone(), Action::Accept).await;
+        assert!(
+            matches!(again, Err(AppError::WrongState { .. })),
+            "{again:?}"
+        );
+    }
+    t.app.close().await.unwrap();
+}
