@@ -1,0 +1,337 @@
+//! anju-insight's core: consumes `ANJU_EVENTS` from any number of anju-server nodes with a
+//! durable pull consumer and folds them into the same read models the nodes keep
+//! (`anju_projections::ReadModels`), so province-wide figures equal the sum of the nodes'.
+//!
+//! Acknowledgements go out only after the store has the update (sled flushed). Duplicates
+//! are dropped even after NATS's duplicate window has passed, because the store keeps each
+//! node's next log position; a restart resumes without double counting. A message that
+//! cannot be read is set aside (terminated, counted, recorded) and never stalls the
+//! consumer.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anju_domain::{Calendar, Event};
+use anju_projections::{Input, ReadModels};
+use anju_relay::EventMessage;
+use async_nats::jetstream::{self, consumer, AckKind};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+const TREE_NODES: &str = "insight_nodes";
+const TREE_SET_ASIDE: &str = "insight_set_aside";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsightError {
+    #[error("cannot open the insight store at {path}: {message}")]
+    Store { path: String, message: String },
+    #[error("read models: {0}")]
+    Models(String),
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+/// Where to consume from.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub nats_url: String,
+    pub stream_name: String,
+    /// The durable consumer's name; several insight replicas must not share one.
+    pub durable_name: String,
+    /// Messages fetched and stored per flush.
+    pub batch_size: usize,
+}
+
+impl ConsumerConfig {
+    pub fn new(nats_url: impl Into<String>) -> ConsumerConfig {
+        ConsumerConfig {
+            nats_url: nats_url.into(),
+            stream_name: "ANJU_EVENTS".to_string(),
+            durable_name: "anju-insight".to_string(),
+            batch_size: 1000,
+        }
+    }
+}
+
+/// Counters for /metrics and the health detail.
+#[derive(Debug, Default)]
+pub struct InsightStatus {
+    connected: AtomicBool,
+    applied: AtomicU64,
+    duplicates: AtomicU64,
+    set_aside: AtomicU64,
+    out_of_order: AtomicU64,
+}
+
+impl InsightStatus {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+    /// Events folded into the read models.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+    /// Messages dropped because their node position was already stored.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+    /// Malformed or unknown messages terminated and recorded.
+    pub fn set_aside(&self) -> u64 {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+    /// Messages that arrived ahead of a missing position of their node (redelivered later).
+    pub fn out_of_order(&self) -> u64 {
+        self.out_of_order.load(Ordering::Relaxed)
+    }
+}
+
+/// The insight store: read models plus each node's next position.
+#[derive(Clone)]
+pub struct Insight {
+    db: sled::Db,
+    models: ReadModels,
+    nodes: sled::Tree,
+    set_aside: sled::Tree,
+    status: Arc<InsightStatus>,
+}
+
+impl Insight {
+    /// Opens (or creates) the store under `data_dir`. When the read-model layout version
+    /// changed, the models and node positions are cleared and the consumer starts over from
+    /// the beginning of the stream.
+    pub fn open(data_dir: &Path, calendar: Arc<Calendar>) -> Result<Insight, InsightError> {
+        let path = data_dir.join("insight.sled");
+        let store_error = |error: &dyn std::fmt::Display| InsightError::Store {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| store_error(&e))?;
+        let db = sled::open(&path).map_err(|e| store_error(&e))?;
+        let models = ReadModels::open(&db, calendar).map_err(|e| InsightError::Models(e.to_string()))?;
+        let nodes = db.open_tree(TREE_NODES).map_err(|e| store_error(&e))?;
+        let set_aside = db.open_tree(TREE_SET_ASIDE).map_err(|e| store_error(&e))?;
+        let rebuilt = models.ensure_version().map_err(|e| InsightError::Models(e.to_string()))?;
+        if rebuilt {
+            nodes.clear().map_err(|e| store_error(&e))?;
+        }
+        Ok(Insight { db, models, nodes, set_aside, status: Arc::new(InsightStatus::default()) })
+    }
+
+    pub fn models(&self) -> &ReadModels {
+        &self.models
+    }
+
+    pub fn status(&self) -> Arc<InsightStatus> {
+        self.status.clone()
+    }
+
+    /// Each node's next expected log position.
+    pub fn node_positions(&self) -> Result<HashMap<String, u64>, InsightError> {
+        let mut positions = HashMap::new();
+        for entry in self.nodes.iter() {
+            let (node, position) = entry.map_err(|e| InsightError::Models(e.to_string()))?;
+            positions.insert(String::from_utf8_lossy(&node).into_owned(), read_u64(&position));
+        }
+        Ok(positions)
+    }
+
+    /// Whether the durable consumer must start over (the store is empty).
+    fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Starts consuming on the current tokio runtime.
+    pub fn start(&self, config: ConsumerConfig) -> ConsumerHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(self.clone(), config, stopped));
+        ConsumerHandle { stop, task }
+    }
+
+    /// Folds one fetched batch: decides each message's fate, stores the applicable ones
+    /// with the node positions, flushes, and only then acknowledges.
+    async fn handle_batch(&self, messages: Vec<jetstream::Message>) -> Result<(), InsightError> {
+        let mut next_positions: HashMap<String, u64> = HashMap::new();
+        let mut decoded: Vec<(usize, EventMessage, Option<Event>)> = Vec::new();
+        let mut fates: Vec<AckKind> = Vec::with_capacity(messages.len());
+        let mut set_aside = sled::Batch::default();
+
+        for (index, message) in messages.iter().enumerate() {
+            let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+            let body = match EventMessage::decode(&message.payload) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::error!(subject = %message.subject, sequence, %error, "set aside a message that is not an anju event");
+                    set_aside.insert(&sequence.to_be_bytes(), format!("{}: {error}", message.subject).as_bytes());
+                    self.status.set_aside.fetch_add(1, Ordering::Relaxed);
+                    fates.push(AckKind::Term);
+                    continue;
+                }
+            };
+            let next = match next_positions.get(&body.node) {
+                Some(next) => *next,
+                None => self.stored_next(&body.node)?,
+            };
+            if body.position < next {
+                self.status.duplicates.fetch_add(1, Ordering::Relaxed);
+                fates.push(AckKind::Ack);
+                continue;
+            }
+            if body.position > next {
+                tracing::warn!(node = %body.node, position = body.position, expected = next, "event ahead of a missing position; redelivering later");
+                self.status.out_of_order.fetch_add(1, Ordering::Relaxed);
+                fates.push(AckKind::Nak(Some(Duration::from_secs(1))));
+                continue;
+            }
+            next_positions.insert(body.node.clone(), next + 1);
+            let data = serde_json::to_vec(&body.data).unwrap_or_default();
+            let event = match Event::from_json(&body.event_type, body.schema_version, &data) {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    // Still folded as "undecodable" so the request's later events are not blocked.
+                    tracing::error!(node = %body.node, position = body.position, event_type = %body.event_type, %error, "set aside an event of unknown form");
+                    set_aside.insert(&sequence.to_be_bytes(), format!("{} {}: {error}", body.node, body.position).as_bytes());
+                    self.status.set_aside.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            };
+            decoded.push((index, body, event));
+            fates.push(AckKind::Ack);
+        }
+
+        let inputs: Vec<Input<'_>> = decoded
+            .iter()
+            .map(|(_, body, event)| Input {
+                stream_id: &body.stream_id,
+                stream_version: body.stream_version,
+                position: body.position,
+                event_type: &body.event_type,
+                event: event.as_ref(),
+            })
+            .collect();
+        if !inputs.is_empty() {
+            self.models.apply_all(&inputs, None).map_err(|e| InsightError::Models(e.to_string()))?;
+            self.status.applied.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+        }
+        let mut node_batch = sled::Batch::default();
+        for (node, next) in &next_positions {
+            node_batch.insert(node.as_bytes(), &next.to_be_bytes());
+        }
+        self.nodes.apply_batch(node_batch).map_err(|e| InsightError::Models(e.to_string()))?;
+        self.set_aside.apply_batch(set_aside).map_err(|e| InsightError::Models(e.to_string()))?;
+        self.db.flush_async().await.map_err(|e| InsightError::Models(e.to_string()))?;
+
+        for (message, fate) in messages.iter().zip(fates) {
+            message.ack_with(fate).await.map_err(|e| InsightError::Nats(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn stored_next(&self, node: &str) -> Result<u64, InsightError> {
+        Ok(self
+            .nodes
+            .get(node.as_bytes())
+            .map_err(|e| InsightError::Models(e.to_string()))?
+            .map(|value| read_u64(&value))
+            .unwrap_or(0))
+    }
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut buffer = [0u8; 8];
+    let length = bytes.len().min(8);
+    buffer[..length].copy_from_slice(&bytes[..length]);
+    u64::from_be_bytes(buffer)
+}
+
+/// A running consumer.
+pub struct ConsumerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConsumerHandle {
+    /// Stops after the batch in hand is stored and acknowledged.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(insight: Insight, config: ConsumerConfig, mut stopped: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let outcome = consume(&insight, &config, &mut stopped, &mut backoff).await;
+        insight.status.connected.store(false, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => return,
+            Err(error) => tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "insight consumer interrupted"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connection: bind the durable consumer and fold batches until stopped or failed.
+/// Returns `Ok` only when asked to stop.
+async fn consume(
+    insight: &Insight,
+    config: &ConsumerConfig,
+    stopped: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+) -> Result<(), InsightError> {
+    let nats = |error: &dyn std::fmt::Display| InsightError::Nats(error.to_string());
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(config.nats_url.as_str())
+        .await
+        .map_err(|e| nats(&e))?;
+    let context = jetstream::new(client);
+    let stream = context.get_stream(&config.stream_name).await.map_err(|e| nats(&e))?;
+    if insight.is_empty() {
+        // An empty store must read the stream from its start, whatever an old durable
+        // consumer of the same name had acknowledged.
+        let _ = stream.delete_consumer(&config.durable_name).await;
+    }
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.durable_name,
+            consumer::pull::Config {
+                durable_name: Some(config.durable_name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: (config.batch_size * 4) as i64,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| nats(&e))?;
+    insight.status.connected.store(true, Ordering::Relaxed);
+    *backoff = Duration::from_millis(100);
+    tracing::info!(consumer = %config.durable_name, "insight consuming");
+
+    loop {
+        if *stopped.borrow() {
+            return Ok(());
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(config.batch_size)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| nats(&e))?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message.map_err(|e| nats(&e))?);
+        }
+        if !messages.is_empty() {
+            insight.handle_batch(messages).await?;
+        }
+    }
+}
