@@ -109,6 +109,8 @@ enum Request {
 struct Shared {
     keys: RwLock<HashMap<ResidentKeyId, DataKey>>,
     secret: [u8; 32],
+    /// Held while open, so two processes never append to one key file.
+    _dir_lock: File,
 }
 
 /// A handle to the open key store; clones share it.
@@ -126,6 +128,16 @@ impl KeyStore {
         secret: Option<[u8; 32]>,
     ) -> Result<(KeyStore, KeyStoreStats), KeyStoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let dir_lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        dir_lock
+            .try_lock()
+            .map_err(|e| io_error(&lock_path, format!("the key store is in use: {e:?}")))?;
         let secret = match secret {
             Some(secret) => secret,
             None => load_or_create_secret(dir)?,
@@ -148,6 +160,7 @@ impl KeyStore {
         let shared = Arc::new(Shared {
             keys: RwLock::new(keys),
             secret,
+            _dir_lock: dir_lock,
         });
         if stats.dead_records >= COMPACT_DEAD_RECORDS {
             stats = writer.compact(&shared)?;
@@ -556,6 +569,12 @@ mod tests {
         rt.block_on(store.ensure(b)).unwrap();
         assert!(rt.block_on(store.erase(b)).unwrap());
         store.close();
+        let second = KeyStore::open(dir.path(), None);
+        assert!(
+            matches!(second, Err(KeyStoreError::Io { .. })),
+            "one process at a time"
+        );
+        drop(store);
         // A crash in the middle of the next batch leaves half a record.
         let path = dir.path().join(FILE_NAME);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
