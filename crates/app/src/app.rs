@@ -164,6 +164,16 @@ pub struct Application {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("data_dir", &self.inner.config.data_dir)
+            .field("log_head", &self.inner.log.head_position())
+            .field("projections_position", &self.inner.projections.position())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) log: EventLog,
     pub(crate) catalogue: Arc<Catalogue>,

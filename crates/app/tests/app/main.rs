@@ -1,6 +1,7 @@
 //! Integration tests of the application layer over a real event log in a temporary
 //! directory, with a manual clock; one binary, one module per concern.
 
+mod config;
 mod helpers;
 mod lifecycle;
 mod privacy;
