@@ -396,11 +396,7 @@ impl Application {
         if let Some(e) = seal_error {
             return Err(AppError::Unavailable(e));
         }
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).map_err(|e| {
-            AppError::unavailable(format!("operating system randomness failed: {e}"))
-        })?;
-        let tracking_code = TrackingCode::from_random_bytes(random);
+        let tracking_code = self.new_tracking_code()?;
         let submission = self.submission(&parsed, tracking_code.clone(), sealed_contact, answers);
         let command = Command::new(actor.clone(), now, request_id, Action::Submit(submission));
         let events = decide(&RequestState::default(), &command, &self.context())?;
@@ -427,6 +423,29 @@ impl Application {
             }
             Err(e) => Err(append_error(e)),
         }
+    }
+
+    /// A fresh tracking code from OS randomness. A code already in the read models is
+    /// drawn again (best effort: 60 random bits make a clash very unlikely anyway).
+    fn new_tracking_code(&self) -> Result<TrackingCode, AppError> {
+        let mut code = None;
+        for _ in 0..3 {
+            let mut random = [0u8; 8];
+            getrandom::fill(&mut random).map_err(|e| {
+                AppError::unavailable(format!("operating system randomness failed: {e}"))
+            })?;
+            let candidate = TrackingCode::from_random_bytes(random);
+            let taken = self
+                .inner
+                .projections
+                .request_id_by_tracking(&candidate)
+                .is_ok_and(|found| found.is_some());
+            code = Some(candidate);
+            if !taken {
+                break;
+            }
+        }
+        Ok(code.expect("the loop runs at least once"))
     }
 
     fn submission(
