@@ -30,8 +30,10 @@ pub enum AppError {
     /// ALREADY_EXISTS: the idempotency key was used before for a different request.
     #[error("the idempotency key was already used for a different request")]
     IdempotencyMismatch,
-    /// DEADLINE_EXCEEDED (or UNAVAILABLE): the read models did not reach `wanted` in time.
-    #[error("read models reached position {reached}, not {wanted}, before the timeout")]
+    /// DEADLINE_EXCEEDED (or UNAVAILABLE): the read models did not apply the event at
+    /// log position `wanted` in time; `reached` is the next position they have not
+    /// applied (so every event below it is visible).
+    #[error("read models have applied the log up to position {reached}, not yet position {wanted}")]
     NotReached { wanted: u64, reached: u64 },
     /// UNAVAILABLE: the log is closed or storage failed.
     #[error("unavailable: {0}")]
