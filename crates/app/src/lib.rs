@@ -8,7 +8,15 @@
 //!   one re-decide on a version conflict.
 //! - [`Application::erase_resident`] / [`Application::unseal_contact`]: crypto-shredding
 //!   and the authorised view of contact details.
-//! - queries with the access rules (see `queries`).
+//! - queries with the access rules: [`Application::resident_status`] (tracking code +
+//!   last four phone digits; any miss is NotFound), [`Application::request_detail`]
+//!   (out of the caller's sites/categories: NotFound, so existence is not revealed),
+//!   [`Application::queue`] and [`Application::metrics`] (naming a site or category out
+//!   of scope: Forbidden). Each takes `min_position` (a log position, 0-based) and waits
+//!   until the read models have applied it, up to `AppConfig::query_timeout`; call
+//!   [`Application::wait_for`] first to wait with a call's own budget.
+//! - [`Application::fire_due_timers`]: one scheduler round (the scheduler runs them
+//!   every `AppConfig::timer_interval` and once at start).
 //!
 //! See `docs/adr/003-application-layer.md` for the decisions behind it.
 
