@@ -41,6 +41,24 @@ impl NatsServer {
         NatsServer::start_with_args(&[])
     }
 
+    /// Starts with extra settings inside the configuration's `jetstream { }` block, for
+    /// example `sync_interval: always`.
+    pub fn start_with_jetstream_settings(settings: &str) -> NatsServer {
+        let store = tempfile::tempdir().expect("temporary JetStream store");
+        let config = store.path().join("nats.conf");
+        let store_dir = store.path().join("store");
+        std::fs::write(&config, format!("jetstream {{\n  store_dir: {:?}\n  {settings}\n}}\n", store_dir))
+            .expect("write the nats-server configuration");
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            store,
+            extra_args: vec!["-c".to_string(), config.display().to_string()],
+        };
+        server.spawn();
+        server
+    }
+
     /// Starts with extra command-line arguments (for example a config file).
     pub fn start_with_args(extra_args: &[&str]) -> NatsServer {
         let store = tempfile::tempdir().expect("temporary JetStream store");
@@ -62,8 +80,7 @@ impl NatsServer {
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-js")
-            .arg("-sd")
-            .arg(self.store.path())
+            .args(self.store_args())
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -76,6 +93,15 @@ impl NatsServer {
             });
         self.child = Some(child);
         self.wait_until_listening();
+    }
+
+    /// `-sd <store>` unless a configuration file names the store itself.
+    fn store_args(&self) -> Vec<String> {
+        if self.extra_args.iter().any(|arg| arg == "-c") {
+            Vec::new()
+        } else {
+            vec!["-sd".to_string(), self.store.path().display().to_string()]
+        }
     }
 
     fn wait_until_listening(&self) {
@@ -124,6 +150,9 @@ impl NatsServer {
         let entries = std::fs::read_dir(self.store.path()).expect("read the JetStream store");
         for entry in entries.flatten() {
             let path = entry.path();
+            if path.extension().is_some_and(|extension| extension == "conf") {
+                continue;
+            }
             if path.is_dir() {
                 std::fs::remove_dir_all(&path).expect("remove a store directory");
             } else {
@@ -163,5 +192,14 @@ mod tests {
         server.wipe_and_restart();
         assert!(server.is_running());
         assert!(TcpStream::connect(address).is_ok());
+    }
+
+    #[test]
+    fn nats_server_takes_jetstream_settings_from_a_configuration_file() {
+        let mut server = NatsServer::start_with_jetstream_settings("sync_interval: always");
+        assert!(server.is_running());
+        assert!(server.store_dir().join("nats.conf").exists());
+        server.wipe_and_restart();
+        assert!(server.is_running(), "the configuration survives a wipe");
     }
 }
