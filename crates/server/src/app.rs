@@ -30,7 +30,8 @@ use crate::authn::AuthInterceptor;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::services::{CaseworkerHandler, EventLogHandler, ManagerHandler, ResidentHandler};
-use crate::state::{AppState, ProjectionProgress};
+use crate::state::{AppState, RateLimiter};
+use anju_app::{AppConfig, Application, SystemClock};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,11 @@ pub enum StartError {
     },
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot open the application in {data_dir}: {source}")]
+    Application {
+        data_dir: PathBuf,
+        source: anju_app::AppError,
+    },
 }
 
 /// Why the server stopped other than by a stop signal.
@@ -56,6 +62,8 @@ pub enum ServeError {
     Signal(std::io::Error),
     #[error("grpc server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("closing the application failed: {0}")]
+    Close(anju_app::AppError),
 }
 
 type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
@@ -165,12 +173,32 @@ impl App {
                 source,
             })?;
 
+        let application = open_application(&config).await?;
+
+        // ---- Background services start here. ----------------------------------------
+        // Log readers that run beside the gRPC server (the NATS relay, when
+        // `config.nats_url` is set) are started at this spot from `application.log()`
+        // and `application.projections()`; the projections and the timer scheduler
+        // are already running inside `Application::open`. Stop them in `run_until`
+        // before `application.close()`.
+        // ------------------------------------------------------------------------------
+
         let metrics = Arc::new(Metrics::new());
         let (stop_sender, stopping) = watch::channel(false);
+        let resident_salt = {
+            use sha2::{Digest, Sha256};
+            let mut hash = Sha256::new();
+            hash.update(b"anju kiosk resident id v1\0");
+            hash.update(secret.as_bytes());
+            let digest: [u8; 32] = hash.finalize().into();
+            Arc::new(digest)
+        };
         let state = AppState {
             config: config.clone(),
             metrics: metrics.clone(),
-            projections: ProjectionProgress::default(),
+            application,
+            status_limiter: Arc::new(RateLimiter::new(config.status_lookups_per_minute)),
+            resident_salt,
             stopping: stopping.clone(),
         };
 
@@ -258,6 +286,12 @@ impl App {
         &self.state
     }
 
+    /// The running application (event log, projections, key store, timers), for the
+    /// services started beside the server and for tests.
+    pub fn application(&self) -> &Application {
+        &self.state.application
+    }
+
     /// Where the token secret is.
     pub fn secret_path(&self) -> &std::path::Path {
         &self.secret_path
@@ -301,7 +335,9 @@ impl App {
         if let Some(result) = ended_early {
             let _ = stop_sender.send(true);
             let _ = http_task.await;
-            return Ok(result??);
+            let closed = state.application.close().await;
+            result??;
+            return closed.map_err(ServeError::Close);
         }
 
         tracing::info!(
@@ -321,9 +357,65 @@ impl App {
             }
         };
         let _ = http_task.await;
+        // In-flight calls are done (or cut off after the grace): now the log, the
+        // projections, the scheduler and the key store can be flushed and closed.
+        let closed = state.application.close().await.map_err(ServeError::Close);
         tracing::info!("stopped");
-        result
+        result.and(closed)
     }
+}
+
+/// The application's configuration for a server configuration: data in `data_dir`,
+/// queries waiting at most `request_timeout` for `min_position`.
+pub fn app_config(config: &Config) -> AppConfig {
+    let mut app_config = AppConfig::new(config.data_dir.clone());
+    app_config.query_timeout = config.request_timeout;
+    app_config
+}
+
+async fn open_application(config: &Config) -> Result<Application, StartError> {
+    Application::open(app_config(config), Arc::new(SystemClock))
+        .await
+        .map_err(|source| StartError::Application {
+            data_dir: config.data_dir.clone(),
+            source,
+        })
+}
+
+/// What an offline rebuild of the read models did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Events in the log (its head position).
+    pub log_events: u64,
+    /// Position the read models had applied when opened.
+    pub position_before: u64,
+    /// Position they applied after the rebuild.
+    pub position_after: u64,
+    pub elapsed: Duration,
+}
+
+/// Opens the data directory (the server must not be running on it), clears the read
+/// models, replays the whole log into them and closes everything again.
+pub async fn rebuild_projections(config: &Config) -> Result<RebuildReport, StartError> {
+    let started = std::time::Instant::now();
+    let application = open_application(config).await?;
+    let position_before = application.projections().position();
+    let log_events = application.log().head_position();
+    let rebuilt = application.rebuild_projections().await;
+    let position_after = application.projections().position();
+    let closed = application.close().await;
+    let fail = |source| StartError::Application {
+        data_dir: config.data_dir.clone(),
+        source,
+    };
+    rebuilt.map_err(fail)?;
+    closed.map_err(fail)?;
+    Ok(RebuildReport {
+        log_events,
+        position_before,
+        position_after,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Resolves on the first SIGTERM or Ctrl-C (SIGINT). The handlers are installed

@@ -38,6 +38,9 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// How long a stop waits for in-flight calls and streams before closing them.
     pub shutdown_grace: Duration,
+    /// `GetRequestStatus` calls one client (token subject, else peer address) may make
+    /// per minute; a burst of the same size is allowed. More get RESOURCE_EXHAUSTED.
+    pub status_lookups_per_minute: u32,
 }
 
 /// Log line format.
@@ -65,6 +68,7 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: vec!["*".to_string()],
             shutdown_grace: Duration::from_secs(30),
+            status_lookups_per_minute: 60,
         }
     }
 }
@@ -119,6 +123,9 @@ impl Config {
         }
         if self.request_timeout.is_zero() {
             return invalid("request_timeout", "must be longer than zero");
+        }
+        if self.status_lookups_per_minute == 0 {
+            return invalid("status_lookups_per_minute", "must be at least 1");
         }
         if self.cors_allowed_origins.is_empty() {
             return invalid(
@@ -175,6 +182,7 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     cors_allowed_origins: Option<Vec<String>>,
     shutdown_grace: Option<String>,
+    status_lookups_per_minute: Option<u32>,
 }
 
 impl FileConfig {
@@ -210,6 +218,10 @@ impl FileConfig {
         if let Some(text) = self.shutdown_grace {
             config.shutdown_grace = parse_duration_value("shutdown_grace", &text)?;
         }
+        set(
+            &mut config.status_lookups_per_minute,
+            self.status_lookups_per_minute,
+        );
         Ok(())
     }
 }
@@ -268,6 +280,9 @@ pub struct ServerArgs {
     /// How long a stop waits for in-flight calls, e.g. 30s [default: 30s].
     #[arg(long, env = "ANJU_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// Status look-ups per client per minute [default: 60].
+    #[arg(long, env = "ANJU_STATUS_LOOKUPS_PER_MINUTE", value_name = "N")]
+    pub status_lookups_per_minute: Option<u32>,
 }
 
 impl ServerArgs {
@@ -294,6 +309,10 @@ impl ServerArgs {
         if let Some(text) = &self.shutdown_grace {
             config.shutdown_grace = parse_duration_value("shutdown_grace", text)?;
         }
+        set(
+            &mut config.status_lookups_per_minute,
+            self.status_lookups_per_minute,
+        );
         Ok(())
     }
 }

@@ -40,6 +40,14 @@ pub enum ApiError {
     /// FAILED_PRECONDITION. The caller must change something before retrying.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Someone else got there first (a lost claim race, a decision already taken, the
+    /// request changed while the command was decided): ABORTED. Reload and decide again.
+    #[error("{0}")]
+    Aborted(String),
+    /// A per-client limit ran out (status look-ups): RESOURCE_EXHAUSTED, naming the
+    /// limit. Retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// `expected_version` did not match: ABORTED. Reload and decide again.
     #[error("request changed since version {expected}: it is now at version {actual}; reload it and try again")]
     VersionConflict { expected: u64, actual: u64 },
@@ -85,12 +93,53 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ApiError::VersionConflict { .. } => Code::Aborted,
+            ApiError::VersionConflict { .. } | ApiError::Aborted(_) => Code::Aborted,
+            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
             ApiError::PositionNotReached { .. } => Code::DeadlineExceeded,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Unimplemented(_) => Code::Unimplemented,
             ApiError::Internal(_) => Code::Internal,
         }
+    }
+}
+
+/// The application's errors, as the API names them. This and [`to_status`] are the
+/// whole mapping: Invalid → INVALID_ARGUMENT (one violation per field), WrongState and
+/// Precondition → FAILED_PRECONDITION (saying the current state), Conflict → ABORTED,
+/// IdempotencyMismatch → ALREADY_EXISTS, Forbidden → PERMISSION_DENIED, NotFound →
+/// NOT_FOUND, NotReached → DEADLINE_EXCEEDED, Unavailable → UNAVAILABLE.
+impl From<anju_app::AppError> for ApiError {
+    fn from(error: anju_app::AppError) -> ApiError {
+        use anju_app::AppError;
+        match error {
+            AppError::Invalid(violations) => ApiError::InvalidArgument(
+                violations
+                    .into_iter()
+                    .map(|violation| FieldViolation {
+                        field: violation.field.clone(),
+                        description: violation.to_string(),
+                    })
+                    .collect(),
+            ),
+            AppError::NotFound => ApiError::NotFound("request".into()),
+            AppError::Forbidden(reason) => ApiError::PermissionDenied(reason),
+            error @ AppError::WrongState { .. } => ApiError::FailedPrecondition(error.to_string()),
+            AppError::Precondition(reason) => ApiError::FailedPrecondition(reason),
+            error @ AppError::Conflict(_) => ApiError::Aborted(error.to_string()),
+            error @ AppError::IdempotencyMismatch => ApiError::AlreadyExists(error.to_string()),
+            AppError::NotReached { wanted, reached } => ApiError::PositionNotReached {
+                // The log counts from 0, the API from 1.
+                wanted: wanted + 1,
+                reached,
+            },
+            AppError::Unavailable(reason) => ApiError::Unavailable(reason),
+        }
+    }
+}
+
+impl From<anju_eventlog::LogError> for ApiError {
+    fn from(error: anju_eventlog::LogError) -> ApiError {
+        ApiError::Unavailable(format!("event log: {error}"))
     }
 }
 

@@ -69,7 +69,7 @@ async fn answer(mut stream: TcpStream, state: &AppState) -> std::io::Result<()> 
                 (Some("GET"), Some("/metrics")) => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
-                    state.metrics.render(state.projections.current()),
+                    state.metrics.render(state.projection_position()),
                 ),
                 (Some("GET"), Some("/healthz")) if *state.stopping.borrow() => (
                     "503 Service Unavailable",

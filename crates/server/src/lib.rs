@@ -1,12 +1,13 @@
-//! The process shell of anju-server: configuration, the gRPC/gRPC-Web server with
-//! health, reflection, auth, limits and metrics, and the handler modules the service
-//! wiring fills in.
+//! anju-server's library: configuration, the gRPC/gRPC-Web server with health,
+//! reflection, auth, limits and metrics, and the four anju.v1 services over the
+//! application layer (`anju_app::Application`).
 //!
 //! `App::build(config).await?.run_until_stopped().await` is the whole binary.
 
 pub mod app;
 pub mod authn;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -14,8 +15,8 @@ pub mod services;
 pub mod state;
 pub mod telemetry;
 
-pub use app::{App, ServeError, StartError};
+pub use app::{app_config, rebuild_projections, App, RebuildReport, ServeError, StartError};
 pub use authn::{claims, require_category, require_role, require_site, AuthInterceptor};
 pub use config::{Config, ConfigError, LogFormat, ServerArgs};
 pub use error::{to_status, ApiError, FieldViolation, Violations};
-pub use state::{call_timeout, AppState, ProjectionProgress};
+pub use state::{call_timeout, AppState, RateLimiter};

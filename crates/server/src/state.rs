@@ -1,11 +1,12 @@
-//! What every handler shares: the configuration, the counters, how far the read
-//! models have come (for `min_position`), and the stop signal that ends streams.
-//!
-//! The service wiring adds the event log and projections here when they land.
+//! What every handler shares: the configuration, the counters, the running
+//! [`Application`] (event log, projections, scheduler), the per-client limit on status
+//! look-ups, and the stop signal that ends streams.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use anju_app::Application;
 use tokio::sync::watch;
 use tonic::Request;
 
@@ -18,23 +19,42 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
-    /// Log position the read models have applied; query handlers wait on it.
-    pub projections: ProjectionProgress,
+    /// The application layer: log, projections, key store, timers.
+    pub application: Application,
+    /// Token buckets for `GetRequestStatus`, one per client.
+    pub status_limiter: Arc<RateLimiter>,
+    /// Keyed hash input for the pseudonymous resident ids of kiosk submissions.
+    pub resident_salt: Arc<[u8; 32]>,
     /// Becomes true when the server starts stopping; long streams end on it.
     pub stopping: watch::Receiver<bool>,
 }
 
 impl AppState {
-    /// Waits until the read models reach the request's `min_position`, or fails
-    /// with DEADLINE_EXCEEDED when the call's deadline (its `grpc-timeout`, capped by
-    /// `request_timeout`) comes first. `min_position` 0 returns at once.
+    /// Waits until the read models have applied the API position `min_position`, or
+    /// fails with DEADLINE_EXCEEDED when the call's deadline (its `grpc-timeout`, capped
+    /// by `request_timeout`) comes first. `min_position` 0 returns at once.
     pub async fn wait_for_min_position<T>(
         &self,
         request: &Request<T>,
         min_position: u64,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<(), ApiError> {
+        let Some(log_position) = crate::convert::log_position(min_position) else {
+            return Ok(());
+        };
         let budget = call_timeout(request, self.config.request_timeout);
-        self.projections.wait_for(min_position, budget).await
+        // Leave a little of the budget to answer in, so the client sees our
+        // DEADLINE_EXCEEDED with its message rather than its own timeout.
+        let budget = budget.saturating_sub(Duration::from_millis(20));
+        self.application
+            .wait_for(Some(log_position), Some(budget))
+            .await
+            .map_err(ApiError::from)
+    }
+
+    /// The log position the read models have applied, as an API position (the last
+    /// event applied; 0 before the first).
+    pub fn projection_position(&self) -> u64 {
+        self.application.projections().position()
     }
 
     /// Resolves when the server starts stopping; streaming handlers select on it.
@@ -45,54 +65,49 @@ impl AppState {
     }
 }
 
-/// How far the read models have applied the log. The projection runner calls
-/// [`ProjectionProgress::advance`]; queries wait with [`ProjectionProgress::wait_for`].
-#[derive(Debug, Clone)]
-pub struct ProjectionProgress {
-    sender: Arc<watch::Sender<u64>>,
+/// A token bucket per client key, in memory: `per_minute` tokens refill over a minute
+/// and at most `per_minute` are saved up. Idle buckets are dropped when the map grows.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
-impl Default for ProjectionProgress {
-    fn default() -> Self {
-        ProjectionProgress::new(0)
-    }
-}
+/// Buckets kept before idle (full) ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
 
-impl ProjectionProgress {
-    pub fn new(position: u64) -> ProjectionProgress {
-        ProjectionProgress {
-            sender: Arc::new(watch::channel(position).0),
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute: per_minute.max(1),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The position applied so far.
-    pub fn current(&self) -> u64 {
-        *self.sender.borrow()
-    }
-
-    /// Records that everything up to `position` is applied; never moves backwards.
-    pub fn advance(&self, position: u64) {
-        self.sender.send_if_modified(|current| {
-            let moved = position > *current;
-            if moved {
-                *current = position;
-            }
-            moved
-        });
-    }
-
-    /// Waits up to `budget` for the position to reach `wanted`; returns the position
-    /// reached.
-    pub async fn wait_for(&self, wanted: u64, budget: Duration) -> Result<u64, ApiError> {
-        let mut receiver = self.sender.subscribe();
-        let reached =
-            tokio::time::timeout(budget, receiver.wait_for(|position| *position >= wanted)).await;
-        match reached {
-            Ok(Ok(position)) => Ok(*position),
-            _ => Err(ApiError::PositionNotReached {
-                wanted,
-                reached: self.current(),
-            }),
+    /// Takes a token for `client`; RESOURCE_EXHAUSTED naming the limit when none is left.
+    pub fn check(&self, client: &str) -> Result<(), ApiError> {
+        let capacity = f64::from(self.per_minute);
+        let rate_per_second = capacity / 60.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(client) {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate_per_second < capacity
+            });
+        }
+        let (tokens, at) = buckets
+            .entry(client.to_string())
+            .or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate_per_second).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(ApiError::ResourceExhausted(format!(
+                "too many status look-ups: the limit is {} per minute per client; retry in a few seconds",
+                self.per_minute
+            )))
         }
     }
 }
@@ -152,31 +167,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn waits_until_the_position_is_reached_or_the_budget_runs_out() {
-        let progress = ProjectionProgress::new(3);
-        assert_eq!(progress.wait_for(0, Duration::ZERO).await.unwrap(), 3);
-        let later = progress.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            later.advance(10);
-            later.advance(5);
-        });
-        assert_eq!(
-            progress.wait_for(9, Duration::from_secs(5)).await.unwrap(),
-            10
-        );
-        assert_eq!(progress.current(), 10);
-        let error = progress
-            .wait_for(11, Duration::from_millis(10))
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            error,
-            ApiError::PositionNotReached {
-                wanted: 11,
-                reached: 10
-            }
-        ));
+    #[test]
+    fn the_bucket_empties_and_names_the_limit() {
+        let limiter = RateLimiter::new(3);
+        for _ in 0..3 {
+            limiter.check("a").unwrap();
+        }
+        let error = limiter.check("a").unwrap_err();
+        assert!(error.to_string().contains("3 per minute"), "{error}");
+        limiter.check("b").unwrap();
     }
 }

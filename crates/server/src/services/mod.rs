@@ -1,14 +1,20 @@
 //! The four anju.v1 services, one module each, and what they share: the roles each
-//! admits, the boxed stream type of streaming calls, and the temporary
-//! "not implemented yet" answer.
+//! admits, the caller as a domain `Actor`, the boxed stream type of streaming calls,
+//! and how a stream is fed from a task that ends when the server stops.
 
+use std::future::Future;
 use std::pin::Pin;
 
 use anju_auth::Role;
+use anju_domain::Actor;
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tonic::Status;
+use tonic::{Request, Status};
 
+use crate::authn::require_role;
+use crate::convert;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub mod caseworker;
 pub mod eventlog;
@@ -20,17 +26,19 @@ pub use eventlog::EventLogHandler;
 pub use manager::ManagerHandler;
 pub use resident::ResidentHandler;
 
-/// The stream a server-streaming call returns. Streams must end when
-/// `AppState::stopped()` resolves, or a graceful stop waits the full
-/// `shutdown_grace` for them.
+/// The stream a server-streaming call returns. Streams end when
+/// `AppState::stopped()` resolves, so a graceful stop does not wait for them.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Residents on their own devices and kiosk staff acting for them.
 pub const RESIDENT_ROLES: &[Role] = &[Role::Resident, Role::Kiosk, Role::Admin];
 /// People who work requests; admins may too, for support.
 pub const CASEWORKER_ROLES: &[Role] = &[Role::Caseworker, Role::Supervisor, Role::Admin];
-/// Decisions about other people's work: extensions, appeals, reassignment.
+/// Decisions about other people's work: extensions, reassignment.
 pub const SUPERVISOR_ROLES: &[Role] = &[Role::Supervisor, Role::Admin];
+/// Rating appeals are decided by a manager (the domain rule), or a supervisor's call is
+/// refused by it with PERMISSION_DENIED.
+pub const APPEAL_ROLES: &[Role] = &[Role::Manager, Role::Supervisor, Role::Admin];
 /// Readers of reports.
 pub const MANAGER_ROLES: &[Role] = &[Role::Manager, Role::Supervisor, Role::Admin];
 /// Readers of the raw event log.
@@ -38,7 +46,30 @@ pub const EVENTLOG_ROLES: &[Role] = &[Role::Admin];
 /// Readers of the log's sizes and lags.
 pub const LOG_STATS_ROLES: &[Role] = &[Role::Admin, Role::Manager];
 
-/// The shell's answer for a method whose work has not landed yet.
-pub(crate) fn not_yet<T>(method: &str) -> Result<T, Status> {
-    Err(ApiError::Unimplemented(format!("{method} lands with the service issue")).into())
+/// The caller as a domain actor, when the token's role is one of `roles`.
+pub(crate) fn caller<T>(request: &Request<T>, roles: &[Role]) -> Result<Actor, ApiError> {
+    let claims = require_role(request, roles)?;
+    Ok(convert::actor(claims))
+}
+
+/// Runs `feed` in a task that writes into the returned stream; the task ends when the
+/// client goes away or the server starts stopping, and with it the stream.
+pub(crate) fn spawn_stream<T, F, Fut>(state: &AppState, feed: F) -> ResponseStream<T>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel(64);
+    let closed = sender.clone();
+    let work = feed(sender);
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = work => {}
+            () = state.stopped() => {}
+            () = closed.closed() => {}
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
 }
