@@ -24,12 +24,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// An acknowledged append: stream, events, and (first position, last position, version).
+type Acknowledged = (String, Vec<NewEvent>, (u64, u64, u64));
+
 /// What the log should hold: every event as (stream, version, id, payload), in position order.
 #[derive(Default)]
 struct Model {
     events: Vec<(String, u64, NewEvent)>,
     versions: HashMap<String, u64>,
-    appends: Vec<(String, Vec<NewEvent>, (u64, u64, u64))>,
+    appends: Vec<Acknowledged>,
 }
 
 fn stream_name(n: u8) -> String {
