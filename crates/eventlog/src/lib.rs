@@ -103,6 +103,7 @@ impl EventLog {
             head: AtomicU64::new(recovered.head),
             head_tx,
             versions: RwLock::new(recovered.loaded.versions),
+            unindexed: RwLock::new(std::collections::HashMap::new()),
             closed: AtomicBool::new(false),
             index: recovered.index,
             indexed_tx,
@@ -110,6 +111,12 @@ impl EventLog {
         });
         let (index_tx, index_rx) = std::sync::mpsc::channel();
         let mut to_index = recovered.to_index;
+        {
+            let mut unindexed = shared.unindexed.write().expect("unindexed lock poisoned");
+            for entry in &to_index {
+                unindexed.entry(entry.stream.clone()).or_default().push_back((entry.version, entry.position));
+            }
+        }
         while !to_index.is_empty() {
             let rest = to_index.split_off(to_index.len().min(50_000));
             let _ = index_tx.send(to_index);
@@ -211,10 +218,10 @@ impl EventLog {
         if max == 0 || shared.versions.read().expect("versions lock poisoned").get(stream).is_none() {
             return Ok(Vec::new());
         }
-        // The stream index is written after commit; wait until it covers what is committed.
-        shared.wait_indexed(shared.head()).await?;
-        let positions =
-            shared.index.stream_positions(stream, from_version, direction == Direction::Forwards, max)?;
+        if let Some(failure) = shared.index_failure() {
+            return Err(LogError::Corrupt(format!("the indexer stopped: {failure}")));
+        }
+        let positions = shared.stream_positions(stream, from_version, direction == Direction::Forwards, max)?;
         let mut events = Vec::with_capacity(positions.len());
         for (version, position) in positions {
             let event = shared.read_one(position)?;

@@ -6,7 +6,7 @@ use crate::error::LogError;
 use crate::index::{decode_location, Index, IndexEntry, SPARSE_STRIDE};
 use crate::segment::{FrameCursor, Next, Segment, SEGMENT_HEADER_LEN};
 use crate::types::{Filter, LogOptions, RecordedEvent};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +26,9 @@ pub(crate) struct Shared {
     pub head_tx: watch::Sender<u64>,
     /// Committed version of every stream.
     pub versions: RwLock<HashMap<String, u64>>,
+    /// Committed (version, position) pairs of each stream that sled does not hold yet, in
+    /// order; the writer adds them after commit and the indexer drops them once in sled.
+    pub unindexed: RwLock<HashMap<Arc<str>, VecDeque<(u64, u64)>>>,
     pub closed: AtomicBool,
     pub index: Index,
     /// Every position below this is in sled.
@@ -219,6 +222,50 @@ pub(crate) fn run_indexer(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Vec
             shared.indexed_tx.send_modify(|_| {});
             return;
         }
+        {
+            let mut unindexed = shared.unindexed.write().expect("unindexed lock poisoned");
+            for entry in &batch {
+                if let Some(tail) = unindexed.get_mut(&entry.stream) {
+                    while tail.front().is_some_and(|(version, _)| *version <= entry.version) {
+                        tail.pop_front();
+                    }
+                    if tail.is_empty() {
+                        unindexed.remove(&entry.stream);
+                    }
+                }
+            }
+        }
         shared.indexed_tx.send_replace(last + 1);
+    }
+}
+
+impl Shared {
+    /// (version, position) of a stream's events from `from_version` in the direction
+    /// asked, from sled plus the committed tail sled does not hold yet.
+    pub fn stream_positions(
+        &self,
+        stream: &str,
+        from_version: u64,
+        forwards: bool,
+        max: usize,
+    ) -> Result<Vec<(u64, u64)>, LogError> {
+        // Holding the read lock across the sled read means the indexer cannot drop an
+        // entry from the tail between the two reads, so nothing falls in the gap.
+        let unindexed = self.unindexed.read().expect("unindexed lock poisoned");
+        let mut merged: BTreeMap<u64, u64> =
+            self.index.stream_positions(stream, from_version, forwards, max)?.into_iter().collect();
+        if let Some(tail) = unindexed.get(stream) {
+            for (version, position) in tail {
+                if (forwards && *version >= from_version) || (!forwards && *version <= from_version) {
+                    merged.insert(*version, *position);
+                }
+            }
+        }
+        drop(unindexed);
+        Ok(if forwards {
+            merged.into_iter().take(max).collect()
+        } else {
+            merged.into_iter().rev().take(max).collect()
+        })
     }
 }

@@ -338,6 +338,12 @@ impl Writer {
 
     /// Makes a durable group visible: in-memory state, then the head, then the callers.
     fn publish(&mut self, group: Group, head: u64) {
+        if !group.entries.is_empty() {
+            let mut unindexed = self.shared.unindexed.write().expect("unindexed lock poisoned");
+            for entry in &group.entries {
+                unindexed.entry(entry.stream.clone()).or_default().push_back((entry.version, entry.position));
+            }
+        }
         if !group.sparse.is_empty() {
             self.shared.sparse.write().expect("sparse index lock poisoned").extend(group.sparse);
         }
