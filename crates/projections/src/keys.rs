@@ -108,14 +108,6 @@ pub(crate) fn timer(due: Timestamp, id: &RequestId, kind: TimerKind) -> [u8; 25]
     key
 }
 
-/// `proj_timeline`: request, stream version.
-pub(crate) fn timeline(id: &RequestId, version: u64) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(&request(id));
-    key[16..].copy_from_slice(&version.to_be_bytes());
-    key
-}
-
 /// `proj_counts` and the other per-dimension trees: kind, site, category, then the rest.
 pub(crate) fn dimension(kind: u8, site_key: &[u8], category: Category) -> Vec<u8> {
     let mut key = Vec::with_capacity(site_key.len() + 2 + 32);

@@ -18,6 +18,9 @@ pub struct RequestView {
     pub last_position: u64,
     /// What `anju_domain::next_due` returned after the last applied event.
     pub timers: Vec<DueTimer>,
+    /// One entry per decoded event, in stream order (kept in the view: one sled write
+    /// per event instead of two).
+    pub timeline: Vec<TimelineEntry>,
 }
 
 /// One line of a request's history. Carries no answers, contact data, reasons or note

@@ -49,14 +49,9 @@ impl ReadModels {
         Ok(self.trees().tracking.get(code.as_str().as_bytes())?.and_then(|v| keys::read_request(&v)))
     }
 
-    /// The request's events in stream order.
+    /// The request's events in stream order (empty for an unknown request).
     pub fn timeline(&self, id: &RequestId) -> Result<Vec<TimelineEntry>, ProjectionError> {
-        let mut out = Vec::new();
-        for item in self.trees().timeline.scan_prefix(keys::request(id)) {
-            let (_, value) = item?;
-            out.push(serde_json::from_slice(&value).map_err(|e| corrupt("timeline entry", e))?);
-        }
-        Ok(out)
+        Ok(self.request(id)?.map(|v| v.timeline).unwrap_or_default())
     }
 
     /// Site keys a scope covers, in key order.

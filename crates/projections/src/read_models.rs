@@ -21,12 +21,11 @@ use std::sync::{Arc, Mutex};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 1;
+pub const PROJECTION_VERSION: u64 = 2;
 
 pub(crate) const TREE_META: &str = "proj_meta";
 pub(crate) const TREE_REQUESTS: &str = "proj_requests";
 pub(crate) const TREE_TRACKING: &str = "proj_tracking";
-pub(crate) const TREE_TIMELINE: &str = "proj_timeline";
 pub(crate) const TREE_QUEUE: &str = "proj_queue";
 pub(crate) const TREE_TIMERS: &str = "proj_timers";
 pub(crate) const TREE_SITES: &str = "proj_sites";
@@ -35,11 +34,10 @@ pub(crate) const TREE_SPANS: &str = "proj_spans";
 pub(crate) const TREE_REMEDIATIONS: &str = "proj_remediations";
 
 /// Every tree, in the order of `Trees::all`.
-pub const TREE_NAMES: [&str; 10] = [
+pub const TREE_NAMES: [&str; 9] = [
     TREE_META,
     TREE_REQUESTS,
     TREE_TRACKING,
-    TREE_TIMELINE,
     TREE_QUEUE,
     TREE_TIMERS,
     TREE_SITES,
@@ -100,7 +98,6 @@ pub(crate) struct Trees {
     pub meta: Tree,
     pub requests: Tree,
     pub tracking: Tree,
-    pub timeline: Tree,
     pub queue: Tree,
     pub timers: Tree,
     pub sites: Tree,
@@ -110,12 +107,11 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
-    fn all(&self) -> [&Tree; 10] {
+    fn all(&self) -> [&Tree; 9] {
         [
             &self.meta,
             &self.requests,
             &self.tracking,
-            &self.timeline,
             &self.queue,
             &self.timers,
             &self.sites,
@@ -131,6 +127,8 @@ pub(crate) struct Inner {
     pub calendar: Arc<Calendar>,
     /// Serializes writers; queries do not take it.
     write: Mutex<()>,
+    /// Site keys known to be in `proj_sites`, so a submission writes its site once.
+    known_sites: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// The read-model trees and their fold. Clones share them.
@@ -163,8 +161,7 @@ struct Work {
     pending: HashMap<RequestId, Pending>,
     counts: HashMap<Vec<u8>, i64>,
     tracking: Batch,
-    timeline: Batch,
-    sites: Batch,
+    sites: std::collections::BTreeSet<Vec<u8>>,
     spans: Batch,
     remediations: Batch,
     decode_errors: u64,
@@ -189,7 +186,6 @@ impl ReadModels {
             meta: db.open_tree(TREE_META)?,
             requests: db.open_tree(TREE_REQUESTS)?,
             tracking: db.open_tree(TREE_TRACKING)?,
-            timeline: db.open_tree(TREE_TIMELINE)?,
             queue: db.open_tree(TREE_QUEUE)?,
             timers: db.open_tree(TREE_TIMERS)?,
             sites: db.open_tree(TREE_SITES)?,
@@ -197,7 +193,9 @@ impl ReadModels {
             spans: db.open_tree(TREE_SPANS)?,
             remediations: db.open_tree(TREE_REMEDIATIONS)?,
         };
-        Ok(ReadModels { inner: Arc::new(Inner { trees, calendar, write: Mutex::new(()) }) })
+        Ok(ReadModels {
+            inner: Arc::new(Inner { trees, calendar, write: Mutex::new(()), known_sites: Mutex::new(Default::default()) }),
+        })
     }
 
     pub(crate) fn trees(&self) -> &Trees {
@@ -231,6 +229,7 @@ impl ReadModels {
         for tree in self.trees().all() {
             tree.clear()?;
         }
+        self.inner.known_sites.lock().map_err(|_| corrupt("site cache", "poisoned"))?.clear();
         self.trees().meta.insert(META_VERSION, &PROJECTION_VERSION.to_be_bytes())?;
         self.trees().meta.insert(META_CHECKPOINT, &0u64.to_be_bytes())?;
         Ok(())
@@ -310,13 +309,14 @@ impl ReadModels {
         let before = current.map(|v| v.state.clone()).unwrap_or_default();
         let Some(event) = input.event else {
             work.decode_errors += 1;
-            let timers = current.map(|v| v.timers.clone()).unwrap_or_default();
+            let (timers, timeline) = current.map(|v| (v.timers.clone(), v.timeline.clone())).unwrap_or_default();
             let view = RequestView {
                 request_id: id,
                 state: before,
                 version: input.stream_version,
                 last_position: input.position,
                 timers,
+                timeline,
             };
             if let Some(p) = work.pending.get_mut(&id) {
                 p.new = Some(view);
@@ -339,15 +339,21 @@ impl ReadModels {
             actor: actor_of(event),
             summary: summary_of(event, applied == Applied::NotApplicable),
         };
-        let encoded = serde_json::to_vec(&timeline).map_err(|e| corrupt("timeline entry", e))?;
-        work.timeline.insert(&keys::timeline(&id, input.stream_version)[..], encoded);
         if applied == Applied::Applied {
             self.transitions(work, &id, before.request(), after.request(), event);
         }
         let timers = next_due(&after, &self.inner.calendar);
-        let view = RequestView { request_id: id, state: after, version: input.stream_version, last_position: input.position, timers };
         if let Some(p) = work.pending.get_mut(&id) {
-            p.new = Some(view);
+            let mut entries = p.new.take().map(|v| v.timeline).unwrap_or_default();
+            entries.push(timeline);
+            p.new = Some(RequestView {
+                request_id: id,
+                state: after,
+                version: input.stream_version,
+                last_position: input.position,
+                timers,
+                timeline: entries,
+            });
         }
         Ok(applied)
     }
@@ -366,7 +372,7 @@ impl ReadModels {
                 deltas.push((K_SUBMITTED, new.submitted_at, 1));
                 deltas.push((K_OPEN + keys::status_byte(new.status), new.submitted_at, 1));
                 work.tracking.insert(new.tracking_code.as_str().as_bytes(), &keys::request(id)[..]);
-                work.sites.insert(site.clone(), &[][..]);
+                work.sites.insert(site.clone());
             }
             Some(old) => {
                 if old.status != new.status {
@@ -497,19 +503,34 @@ impl ReadModels {
                 }
             }
             if let Some((key, item)) = new_queue {
-                queue.insert(key, serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?);
+                if old_queue.as_ref() != Some(&(key.clone(), item.clone())) {
+                    queue.insert(key, serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?);
+                }
             }
-            if let Some(old) = &pending.old {
-                for t in &old.timers {
-                    if !new.timers.contains(t) {
-                        timers.remove(&keys::timer(t.due_at, id, t.kind)[..]);
-                    }
+            let old_timers = pending.old.as_ref().map(|o| o.timers.as_slice()).unwrap_or_default();
+            for t in old_timers {
+                if !new.timers.contains(t) {
+                    timers.remove(&keys::timer(t.due_at, id, t.kind)[..]);
                 }
             }
             for t in &new.timers {
-                timers.insert(&keys::timer(t.due_at, id, t.kind)[..], &[][..]);
+                if !old_timers.contains(t) {
+                    timers.insert(&keys::timer(t.due_at, id, t.kind)[..], &[][..]);
+                }
             }
             requests.insert(&keys::request(id)[..], serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?);
+        }
+        let mut sites = Batch::default();
+        {
+            let mut known = self.inner.known_sites.lock().map_err(|_| corrupt("site cache", "poisoned"))?;
+            for site in &work.sites {
+                if !known.contains(site) {
+                    if !trees.sites.contains_key(site)? {
+                        sites.insert(site.as_slice(), &[][..]);
+                    }
+                    known.insert(site.clone());
+                }
+            }
         }
         let mut counts = Batch::default();
         for (key, delta) in &work.counts {
@@ -541,10 +562,9 @@ impl ReadModels {
             &meta,
             &requests,
             &work.tracking,
-            &work.timeline,
             &queue,
             &timers,
-            &work.sites,
+            &sites,
             &counts,
             &work.spans,
             &work.remediations,

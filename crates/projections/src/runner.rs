@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most events applied in one sled transaction.
-const CHUNK: usize = 2048;
+const CHUNK: usize = 512;
 const STREAM_PREFIX: &str = "request-";
 
 enum Control {
@@ -234,21 +234,22 @@ impl Runner {
                 Drained::Ended => ended = true,
                 Drained::Idle => {}
             }
-            // Wait for the next event or a control message.
+            // Wait for a control message or for the head to move past what the
+            // subscription has scanned (which may be events of other streams only: the
+            // next drain then moves the position past them).
+            let log = self.log.clone();
+            let scanned = self.subscription.next_position();
             tokio::select! {
                 message = control.recv() => match message {
                     None | Some(Control::Stop) => return,
                     Some(Control::Rebuild(reply)) => self.rebuild(reply, &mut chunk, &mut ended).await,
                 },
-                next = self.subscription.next(), if !ended => match next {
-                    Some(Ok(event)) => chunk.push(event),
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, position = self.reached, "reading the log for projections failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        self.resubscribe(self.reached);
+                head = log.wait_for_position(scanned), if !ended => {
+                    if head.is_err() {
+                        // Closed: the next drain delivers the rest and reports the end.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    None => ended = true,
-                },
+                }
             }
         }
     }
