@@ -8,6 +8,14 @@ use anju_projections::{Input, ReadModels};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// User plus system CPU seconds of the whole process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -22,14 +30,18 @@ fn rss_kib(field: &str) -> u64 {
 static CALENDAR: std::sync::LazyLock<Calendar> = std::sync::LazyLock::new(Calendar::china_2026);
 
 fn submitted(n: u64) -> (RequestId, Event) {
-    let id = RequestId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n as u128));
+    let id = RequestId(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0000 + n as u128,
+    ));
     let at = Timestamp(Timestamp::cst(2026, 3, 2, 9, 0).0 + (n as i64 % 1_000_000) * 1_000);
     let mut answers = FormAnswers::new();
     answers.insert("problem".into(), Answer::Text("漏水 leak".into()));
     answers.insert("location".into(), Answer::Text("3栋2单元501".into()));
     let event = Event::RequestSubmitted {
         request_id: id,
-        tracking_code: TrackingCode::from_random_bytes((n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes()),
+        tracking_code: TrackingCode::from_random_bytes(
+            (n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes(),
+        ),
         site: SiteId::new(format!("site-{}", n % 20)),
         category: Category::Community,
         service_code: ServiceCode::parse("SQ-WEIXIU").unwrap(),
@@ -56,15 +68,27 @@ fn submitted(n: u64) -> (RequestId, Event) {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
-    let chunk: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(2048);
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
-    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let chunk: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2048);
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(64 << 20)
+        .open()
+        .unwrap();
     let models = ReadModels::open(&db, Arc::new(Calendar::china_2026())).unwrap();
     models.ensure_version().unwrap();
     let mut decode = 0.0;
     let mut apply = 0.0;
     let mut position = 0u64;
+    let mut cpu = 0.0;
     while position < n {
         let end = (position + chunk as u64).min(n);
         let records: Vec<(String, String, Vec<u8>)> = (position..end)
@@ -73,20 +97,34 @@ fn main() {
                 (id.stream_name(), e.event_type().to_string(), e.to_json())
             })
             .collect();
-        let t = Instant::now();
-        let events: Vec<Option<Event>> = records.iter().map(|(_, t, p)| Event::from_json(t, 1, p).ok()).collect();
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let events: Vec<Option<Event>> = records
+            .iter()
+            .map(|(_, t, p)| Event::from_json(t, 1, p).ok())
+            .collect();
         decode += t.elapsed().as_secs_f64();
         let inputs: Vec<Input<'_>> = records
             .iter()
             .zip(&events)
             .enumerate()
-            .map(|(k, ((s, t, _), e))| Input { stream_id: s, stream_version: 0, position: position + k as u64, event_type: t, event: e.as_ref() })
+            .map(|(k, ((s, t, _), e))| Input {
+                stream_id: s,
+                stream_version: 0,
+                position: position + k as u64,
+                event_type: t,
+                event: e.as_ref(),
+            })
             .collect();
         let t = Instant::now();
         models.apply_all(&inputs, Some(end)).unwrap();
         apply += t.elapsed().as_secs_f64();
+        cpu += cpu_seconds() - c;
         position = end;
     }
+    println!(
+        "{n} events: {cpu:.1} CPU-s for decode+apply = {:.0} events per CPU-second",
+        n as f64 / cpu
+    );
     println!(
         "{n} events, chunks of {chunk}: decode {decode:.2}s ({:.0}/s), apply {apply:.2}s ({:.0}/s), together {:.0}/s; rss {} MiB, peak {} MiB",
         n as f64 / decode,

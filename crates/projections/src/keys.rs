@@ -36,7 +36,10 @@ pub(crate) fn site(site: &SiteId) -> Vec<u8> {
 pub(crate) fn read_site(key: &[u8]) -> Option<(SiteId, &[u8])> {
     let len = u16::from_be_bytes(key.get(..2)?.try_into().ok()?) as usize;
     let bytes = key.get(2..2 + len)?;
-    Some((SiteId(String::from_utf8(bytes.to_vec()).ok()?), &key[2 + len..]))
+    Some((
+        SiteId(String::from_utf8(bytes.to_vec()).ok()?),
+        &key[2 + len..],
+    ))
 }
 
 pub(crate) fn request(id: &RequestId) -> [u8; 16] {
@@ -44,7 +47,9 @@ pub(crate) fn request(id: &RequestId) -> [u8; 16] {
 }
 
 pub(crate) fn read_request(bytes: &[u8]) -> Option<RequestId> {
-    Some(RequestId(uuid::Uuid::from_bytes(bytes.get(..16)?.try_into().ok()?)))
+    Some(RequestId(uuid::Uuid::from_bytes(
+        bytes.get(..16)?.try_into().ok()?,
+    )))
 }
 
 pub(crate) fn category_byte(c: Category) -> u8 {
@@ -125,7 +130,13 @@ pub(crate) fn count(kind: u8, site_key: &[u8], category: Category, hour: i64) ->
 }
 
 /// `proj_spans` and `proj_remediations`: kind, site, category, instant, request.
-pub(crate) fn dated(kind: u8, site_key: &[u8], category: Category, at: Timestamp, id: &RequestId) -> Vec<u8> {
+pub(crate) fn dated(
+    kind: u8,
+    site_key: &[u8],
+    category: Category,
+    at: Timestamp,
+    id: &RequestId,
+) -> Vec<u8> {
     let mut key = dimension(kind, site_key, category);
     key.extend_from_slice(&ts(at.0));
     key.extend_from_slice(&request(id));
@@ -144,10 +155,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The smallest key greater than every key starting with `prefix`, if any.

@@ -13,7 +13,9 @@ mod read_models;
 mod runner;
 
 pub use model::*;
-pub use read_models::{request_id_of_stream, Input, ModelStats, ReadModels, PROJECTION_VERSION, TREE_NAMES};
+pub use read_models::{
+    request_id_of_stream, Input, ModelStats, ReadModels, PROJECTION_VERSION, TREE_NAMES,
+};
 pub use runner::Projections;
 
 /// Why a projection call failed.

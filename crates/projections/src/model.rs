@@ -1,8 +1,8 @@
 //! The value types of the read models: what is stored per request and what queries return.
 
 use anju_domain::{
-    ActorId, Category, DueTimer, Grade, RequestId, RequestState, Scope, ServiceCode, SiteId, Status, Timestamp,
-    TrackingCode,
+    ActorId, Category, DueTimer, Grade, RequestId, RequestState, Scope, ServiceCode, SiteId,
+    Status, Timestamp, TrackingCode,
 };
 use serde::{Deserialize, Serialize};
 

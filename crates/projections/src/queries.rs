@@ -5,7 +5,9 @@ use crate::keys::{self, MS_PER_HOUR};
 use crate::model::*;
 use crate::read_models::*;
 use crate::ProjectionError;
-use anju_domain::{CivilDate, DueTimer, Grade, RequestId, Scope, SiteId, Status, Timestamp, TrackingCode};
+use anju_domain::{
+    CivilDate, DueTimer, Grade, RequestId, Scope, SiteId, Status, Timestamp, TrackingCode,
+};
 use std::collections::BTreeMap;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> ProjectionError {
@@ -14,7 +16,12 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> ProjectionError {
 
 /// Days since 1970-01-01 of 2026-01-05, a Monday: weeks are counted from Mondays.
 fn week_start(day: CivilDate) -> CivilDate {
-    let monday = CivilDate { year: 1970, month: 1, day: 5 }.day_number();
+    let monday = CivilDate {
+        year: 1970,
+        month: 1,
+        day: 5,
+    }
+    .day_number();
     let n = day.day_number();
     CivilDate::from_day_number(n - (n - monday).rem_euclid(7))
 }
@@ -41,12 +48,21 @@ impl ReadModels {
     pub fn request(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
         match self.trees().requests.get(keys::request(id))? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt("request view", e)),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt("request view", e)),
         }
     }
 
-    pub fn request_id_by_tracking(&self, code: &TrackingCode) -> Result<Option<RequestId>, ProjectionError> {
-        Ok(self.trees().tracking.get(code.as_str().as_bytes())?.and_then(|v| keys::read_request(&v)))
+    pub fn request_id_by_tracking(
+        &self,
+        code: &TrackingCode,
+    ) -> Result<Option<RequestId>, ProjectionError> {
+        Ok(self
+            .trees()
+            .tracking
+            .get(code.as_str().as_bytes())?
+            .and_then(|v| keys::read_request(&v)))
     }
 
     /// The request's events in stream order (empty for an unknown request).
@@ -78,11 +94,17 @@ impl ReadModels {
         let after = match &query.page_token {
             None => None,
             Some(token) => {
-                let bytes = keys::unhex(token).filter(|b| b.len() == 24).ok_or(ProjectionError::BadPageToken)?;
+                let bytes = keys::unhex(token)
+                    .filter(|b| b.len() == 24)
+                    .ok_or(ProjectionError::BadPageToken)?;
                 Some(bytes)
             }
         };
-        let statuses: &[Status] = if query.statuses.is_empty() { &OPEN_STATUSES } else { &query.statuses };
+        let statuses: &[Status] = if query.statuses.is_empty() {
+            &OPEN_STATUSES
+        } else {
+            &query.statuses
+        };
         let mut cursors = Vec::new();
         for site in self.site_keys(&query.sites)? {
             let start = match &after {
@@ -122,18 +144,27 @@ impl ReadModels {
                 }
             }
             let Some((i, suffix)) = best else { break };
-            let Some(Ok((_, value))) = cursors[i].1.next() else { continue };
-            let mut item: QueueItem = serde_json::from_slice(&value).map_err(|e| corrupt("queue item", e))?;
+            let Some(Ok((_, value))) = cursors[i].1.next() else {
+                continue;
+            };
+            let mut item: QueueItem =
+                serde_json::from_slice(&value).map_err(|e| corrupt("queue item", e))?;
             if !statuses.contains(&item.status)
                 || query.category.is_some_and(|c| c != item.category)
-                || query.assignee.as_ref().is_some_and(|a| item.assignee.as_ref() != Some(a))
+                || query
+                    .assignee
+                    .as_ref()
+                    .is_some_and(|a| item.assignee.as_ref() != Some(a))
             {
                 continue;
             }
             item.overdue = item.deadline.is_some_and(|d| d < query.now);
             if page.items.len() == page_size {
                 // One more match exists: the page is full and not the last.
-                let last = page.items.last().map(|l| keys::order_suffix(l.deadline, &l.request_id));
+                let last = page
+                    .items
+                    .last()
+                    .map(|l| keys::order_suffix(l.deadline, &l.request_id));
                 page.next_page_token = last.map(|l| keys::hex(&l));
                 let _ = suffix;
                 break;
@@ -144,7 +175,11 @@ impl ReadModels {
     }
 
     /// Timers due at or before `now`, earliest first.
-    pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<(RequestId, DueTimer)>, ProjectionError> {
+    pub fn due_timers(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(RequestId, DueTimer)>, ProjectionError> {
         let mut out = Vec::new();
         let end = keys::ts(now.0.saturating_add(1));
         for item in self.trees().timers.range(..end.to_vec()) {
@@ -190,8 +225,8 @@ impl ReadModels {
         for prefix in prefixes {
             for item in tree.scan_prefix(&prefix) {
                 let (key, value) = item?;
-                let (_, category, rest) =
-                    keys::read_dimension(&key).ok_or_else(|| corrupt("metrics key", keys::hex(&key)))?;
+                let (_, category, rest) = keys::read_dimension(&key)
+                    .ok_or_else(|| corrupt("metrics key", keys::hex(&key)))?;
                 if filter.category.is_some_and(|c| c != category) {
                     continue;
                 }
@@ -211,7 +246,12 @@ impl ReadModels {
     }
 
     /// Calls `f(hour, count)` for every counter of `kind` in the filter.
-    fn scan_counts(&self, kind: u8, filter: &MetricsFilter, mut f: impl FnMut(i64, i64)) -> Result<(), ProjectionError> {
+    fn scan_counts(
+        &self,
+        kind: u8,
+        filter: &MetricsFilter,
+        mut f: impl FnMut(i64, i64),
+    ) -> Result<(), ProjectionError> {
         let mut bad = None;
         self.scan_dimension(&self.trees().counts, kind, filter, |rest, value| {
             match (keys::read_ts(rest), keys::read_i64(value)) {
@@ -236,13 +276,28 @@ impl ReadModels {
     }
 
     /// Transitions per bucket, only buckets with at least one, oldest first.
-    pub fn throughput(&self, filter: &MetricsFilter, bucket: Bucket) -> Result<Vec<ThroughputBucket>, ProjectionError> {
+    pub fn throughput(
+        &self,
+        filter: &MetricsFilter,
+        bucket: Bucket,
+    ) -> Result<Vec<ThroughputBucket>, ProjectionError> {
         let mut buckets: BTreeMap<Timestamp, ThroughputBucket> = BTreeMap::new();
-        let kinds = [K_SUBMITTED, K_ACCEPTED, K_APPROVED, K_FULFILLED, K_CLOSED, K_REFUSED, K_DENIED, K_WITHDRAWN];
+        let kinds = [
+            K_SUBMITTED,
+            K_ACCEPTED,
+            K_APPROVED,
+            K_FULFILLED,
+            K_CLOSED,
+            K_REFUSED,
+            K_DENIED,
+            K_WITHDRAWN,
+        ];
         for kind in kinds {
             self.scan_counts(kind, filter, |hour, n| {
                 let start = bucket_start(hour, bucket);
-                let b = buckets.entry(start).or_insert_with(|| ThroughputBucket::empty(start));
+                let b = buckets
+                    .entry(start)
+                    .or_insert_with(|| ThroughputBucket::empty(start));
                 let slot = match kind {
                     K_SUBMITTED => &mut b.submitted,
                     K_ACCEPTED => &mut b.accepted,
@@ -256,7 +311,10 @@ impl ReadModels {
                 *slot = slot.saturating_add_signed(n);
             })?;
         }
-        Ok(buckets.into_values().filter(|b| *b != ThroughputBucket::empty(b.start)).collect())
+        Ok(buckets
+            .into_values()
+            .filter(|b| *b != ThroughputBucket::empty(b.start))
+            .collect())
     }
 
     fn span_stats(&self, kind: u8, filter: &MetricsFilter) -> Result<SpanStats, ProjectionError> {
@@ -266,7 +324,10 @@ impl ReadModels {
         self.scan_dimension(&self.trees().spans, kind, filter, |rest, value| {
             let end = keys::read_ts(rest);
             let ms = keys::read_i64(value);
-            let wd = value.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            let wd = value
+                .get(8..12)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes);
             match (end, ms, wd) {
                 (Some(end), Some(ms), Some(wd)) => {
                     if Self::instant_in_range(filter, end) {
@@ -320,11 +381,19 @@ impl ReadModels {
             grades.push((grade, self.sum_counts(K_GRADE + i as u8, filter)?));
         }
         let rated = grades.iter().map(|(_, n)| n).sum();
-        let bad = grades.iter().filter(|(g, _)| g.is_bad()).map(|(_, n)| n).sum();
+        let bad = grades
+            .iter()
+            .filter(|(g, _)| g.is_bad())
+            .map(|(_, n)| n)
+            .sum();
         let overdue_before = filter.to.map_or_else(wall_clock, |t| t.0);
         let mut open = 0;
         let mut overdue = 0;
-        let unbounded = MetricsFilter { from: None, to: None, ..filter.clone() };
+        let unbounded = MetricsFilter {
+            from: None,
+            to: None,
+            ..filter.clone()
+        };
         self.scan_dimension(&self.trees().remediations, R_OPEN, &unbounded, |rest, _| {
             open += 1;
             if keys::read_ts(rest).is_some_and(|due| due < overdue_before) {
@@ -348,12 +417,20 @@ impl ReadModels {
 
     /// Open requests by status and working-day age at `now`; the time range selects by
     /// submission hour.
-    pub fn backlog(&self, filter: &MetricsFilter, now: Timestamp) -> Result<Backlog, ProjectionError> {
+    pub fn backlog(
+        &self,
+        filter: &MetricsFilter,
+        now: Timestamp,
+    ) -> Result<Backlog, ProjectionError> {
         let mut cells: BTreeMap<(usize, AgeBand), u64> = BTreeMap::new();
         for (si, status) in OPEN_STATUSES.into_iter().enumerate() {
             self.scan_counts(K_OPEN + keys::status_byte(status), filter, |hour, n| {
-                let age = self.calendar().working_days_between(Timestamp(hour * MS_PER_HOUR), now);
-                let cell = cells.entry((si, AgeBand::of_working_days(age))).or_insert(0);
+                let age = self
+                    .calendar()
+                    .working_days_between(Timestamp(hour * MS_PER_HOUR), now);
+                let cell = cells
+                    .entry((si, AgeBand::of_working_days(age)))
+                    .or_insert(0);
                 *cell = cell.saturating_add_signed(n);
             })?;
         }
@@ -371,7 +448,11 @@ impl ReadModels {
             if let Some(slot) = backlog.by_age.iter_mut().find(|(a, _)| *a == age) {
                 slot.1 += count;
             }
-            backlog.cells.push(BacklogCell { status: OPEN_STATUSES[si], age, count });
+            backlog.cells.push(BacklogCell {
+                status: OPEN_STATUSES[si],
+                age,
+                count,
+            });
         }
         Ok(backlog)
     }

@@ -84,6 +84,9 @@ pub(crate) const S_DECISION_TO_FULFILLED: u8 = 3;
 // Kind in `proj_remediations`: open remediations keyed by due instant.
 pub(crate) const R_OPEN: u8 = 1;
 
+/// Every tree's keys and values, by tree name (see [`ReadModels::dump`]).
+pub type Dump = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
 /// One event to apply. `event` is `None` when the stored bytes could not be decoded: the
 /// stream version still advances, so the rest of the stream is not blocked.
 pub struct Input<'a> {
@@ -194,7 +197,12 @@ impl ReadModels {
             remediations: db.open_tree(TREE_REMEDIATIONS)?,
         };
         Ok(ReadModels {
-            inner: Arc::new(Inner { trees, calendar, write: Mutex::new(()), known_sites: Mutex::new(Default::default()) }),
+            inner: Arc::new(Inner {
+                trees,
+                calendar,
+                write: Mutex::new(()),
+                known_sites: Mutex::new(Default::default()),
+            }),
         })
     }
 
@@ -208,7 +216,11 @@ impl ReadModels {
 
     /// The layout version the trees were written with, `None` when they are new.
     pub fn stored_version(&self) -> Result<Option<u64>, ProjectionError> {
-        Ok(self.trees().meta.get(META_VERSION)?.and_then(|v| keys::read_u64(&v)))
+        Ok(self
+            .trees()
+            .meta
+            .get(META_VERSION)?
+            .and_then(|v| keys::read_u64(&v)))
     }
 
     /// Clears every tree when the stored version is not [`PROJECTION_VERSION`] (new
@@ -218,32 +230,59 @@ impl ReadModels {
         if stored == Some(PROJECTION_VERSION) {
             return Ok(false);
         }
-        tracing::info!(?stored, current = PROJECTION_VERSION, "projection version changed; rebuilding the read models");
+        tracing::info!(
+            ?stored,
+            current = PROJECTION_VERSION,
+            "projection version changed; rebuilding the read models"
+        );
         self.reset()?;
         Ok(true)
     }
 
     /// Clears every tree and stamps the current version with checkpoint 0.
     pub fn reset(&self) -> Result<(), ProjectionError> {
-        let _guard = self.inner.write.lock().map_err(|_| corrupt("write lock", "poisoned"))?;
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .map_err(|_| corrupt("write lock", "poisoned"))?;
         for tree in self.trees().all() {
             tree.clear()?;
         }
-        self.inner.known_sites.lock().map_err(|_| corrupt("site cache", "poisoned"))?.clear();
-        self.trees().meta.insert(META_VERSION, &PROJECTION_VERSION.to_be_bytes())?;
-        self.trees().meta.insert(META_CHECKPOINT, &0u64.to_be_bytes())?;
+        self.inner
+            .known_sites
+            .lock()
+            .map_err(|_| corrupt("site cache", "poisoned"))?
+            .clear();
+        self.trees()
+            .meta
+            .insert(META_VERSION, &PROJECTION_VERSION.to_be_bytes())?;
+        self.trees()
+            .meta
+            .insert(META_CHECKPOINT, &0u64.to_be_bytes())?;
         Ok(())
     }
 
     /// The next log position to apply, as stored with the last chunk.
     pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
-        Ok(self.trees().meta.get(META_CHECKPOINT)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0))
+        Ok(self
+            .trees()
+            .meta
+            .get(META_CHECKPOINT)?
+            .and_then(|v| keys::read_u64(&v))
+            .unwrap_or(0))
     }
 
     /// Stores the checkpoint alone (for stretches of the log with no request events).
     pub fn set_checkpoint(&self, position: u64) -> Result<(), ProjectionError> {
-        let _guard = self.inner.write.lock().map_err(|_| corrupt("write lock", "poisoned"))?;
-        self.trees().meta.insert(META_CHECKPOINT, &position.to_be_bytes())?;
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .map_err(|_| corrupt("write lock", "poisoned"))?;
+        self.trees()
+            .meta
+            .insert(META_CHECKPOINT, &position.to_be_bytes())?;
         Ok(())
     }
 
@@ -268,15 +307,29 @@ impl ReadModels {
         position: u64,
         event: &Event,
     ) -> Result<Applied, ProjectionError> {
-        let input = Input { stream_id, stream_version, position, event_type: event.event_type(), event: Some(event) };
+        let input = Input {
+            stream_id,
+            stream_version,
+            position,
+            event_type: event.event_type(),
+            event: Some(event),
+        };
         let mut applied = self.apply_all(&[input], None)?;
         Ok(applied.pop().unwrap_or(Applied::NotARequest))
     }
 
     /// Applies events in order in one sled transaction, storing `checkpoint` with them
     /// when given. Returns what happened to each.
-    pub fn apply_all(&self, inputs: &[Input<'_>], checkpoint: Option<u64>) -> Result<Vec<Applied>, ProjectionError> {
-        let _guard = self.inner.write.lock().map_err(|_| corrupt("write lock", "poisoned"))?;
+    pub fn apply_all(
+        &self,
+        inputs: &[Input<'_>],
+        checkpoint: Option<u64>,
+    ) -> Result<Vec<Applied>, ProjectionError> {
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .map_err(|_| corrupt("write lock", "poisoned"))?;
         let mut work = Work::default();
         let mut results = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -289,7 +342,9 @@ impl ReadModels {
     fn load(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
         match self.trees().requests.get(keys::request(id))? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt("request view", e)),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt("request view", e)),
         }
     }
 
@@ -297,9 +352,12 @@ impl ReadModels {
         let Some(id) = request_id_of_stream(input.stream_id) else {
             return Ok(Applied::NotARequest);
         };
-        if !work.pending.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = work.pending.entry(id) {
             let old = self.load(&id)?;
-            work.pending.insert(id, Pending { new: old.clone(), old });
+            slot.insert(Pending {
+                new: old.clone(),
+                old,
+            });
         }
         let current = work.pending.get(&id).and_then(|p| p.new.as_ref());
         let expected_version = current.map_or(0, |v| v.version + 1);
@@ -309,7 +367,9 @@ impl ReadModels {
         let before = current.map(|v| v.state.clone()).unwrap_or_default();
         let Some(event) = input.event else {
             work.decode_errors += 1;
-            let (timers, timeline) = current.map(|v| (v.timers.clone(), v.timeline.clone())).unwrap_or_default();
+            let (timers, timeline) = current
+                .map(|v| (v.timers.clone(), v.timeline.clone()))
+                .unwrap_or_default();
             let view = RequestView {
                 request_id: id,
                 state: before,
@@ -359,7 +419,14 @@ impl ReadModels {
     }
 
     /// Counters, spans, tracking codes, sites and remediations for one applied event.
-    fn transitions(&self, work: &mut Work, id: &RequestId, old: Option<&Request>, new: Option<&Request>, event: &Event) {
+    fn transitions(
+        &self,
+        work: &mut Work,
+        id: &RequestId,
+        old: Option<&Request>,
+        new: Option<&Request>,
+        event: &Event,
+    ) {
         let Some(new) = new else { return };
         let site = keys::site(&new.site);
         let category = new.category;
@@ -371,7 +438,10 @@ impl ReadModels {
             None => {
                 deltas.push((K_SUBMITTED, new.submitted_at, 1));
                 deltas.push((K_OPEN + keys::status_byte(new.status), new.submitted_at, 1));
-                work.tracking.insert(new.tracking_code.as_str().as_bytes(), &keys::request(id)[..]);
+                work.tracking.insert(
+                    new.tracking_code.as_str().as_bytes(),
+                    &keys::request(id)[..],
+                );
                 work.sites.insert(site.clone());
             }
             Some(old) => {
@@ -412,7 +482,9 @@ impl ReadModels {
                 }
                 // Completion against the promised deadline: the clock finished by fulfilment or denial.
                 let old_finished = old.deadlines.as_ref().and_then(|d| d.finished_at);
-                if old_finished.is_none() && matches!(new.status, Status::Fulfilled | Status::Denied) {
+                if old_finished.is_none()
+                    && matches!(new.status, Status::Fulfilled | Status::Denied)
+                {
                     if let Some(d) = new.deadlines.as_ref() {
                         if let Some(finished) = d.finished_at {
                             let late = d.promised.is_some_and(|p| finished > p);
@@ -423,13 +495,16 @@ impl ReadModels {
                 if old.supervision.warning_at.is_none() && new.supervision.warning_at.is_some() {
                     deltas.push((K_WARNING, at, 1));
                 }
-                if old.supervision.yellow_card_at.is_none() && new.supervision.yellow_card_at.is_some() {
+                if old.supervision.yellow_card_at.is_none()
+                    && new.supervision.yellow_card_at.is_some()
+                {
                     deltas.push((K_YELLOW, at, 1));
                 }
                 if old.supervision.red_card_at.is_none() && new.supervision.red_card_at.is_some() {
                     deltas.push((K_RED, at, 1));
                 }
-                let grade_kind = |g: Grade| K_GRADE + Grade::ALL.iter().position(|x| *x == g).unwrap_or(0) as u8;
+                let grade_kind =
+                    |g: Grade| K_GRADE + Grade::ALL.iter().position(|x| *x == g).unwrap_or(0) as u8;
                 match (&old.rating, &new.rating) {
                     (None, Some(rating)) => deltas.push((grade_kind(rating.grade), rating.at, 1)),
                     (Some(before), Some(rating)) => {
@@ -456,11 +531,13 @@ impl ReadModels {
                     (None, Some(r)) => {
                         deltas.push((K_REM_OPENED, r.opened_at, 1));
                         if r.state == RemediationState::Open {
-                            work.remediations.insert(keys::dated(R_OPEN, &site, category, r.due, id), &[][..]);
+                            work.remediations
+                                .insert(keys::dated(R_OPEN, &site, category, r.due, id), &[][..]);
                         }
                     }
                     (Some(before), Some(r))
-                        if before.state == RemediationState::Open && r.state != RemediationState::Open =>
+                        if before.state == RemediationState::Open
+                            && r.state != RemediationState::Open =>
                     {
                         if let RemediationState::Resolved { at: resolved, .. } = &r.state {
                             deltas.push((K_REM_RESOLVED, *resolved, 1));
@@ -468,20 +545,31 @@ impl ReadModels {
                                 deltas.push((K_REM_RESOLVED_LATE, *resolved, 1));
                             }
                         }
-                        work.remediations.remove(keys::dated(R_OPEN, &site, category, r.due, id));
+                        work.remediations
+                            .remove(keys::dated(R_OPEN, &site, category, r.due, id));
                     }
                     _ => {}
                 }
             }
         }
         for (kind, when, delta) in deltas {
-            *work.counts.entry(keys::count(kind, &site, category, keys::hour_of(when))).or_insert(0) += delta;
+            *work
+                .counts
+                .entry(keys::count(kind, &site, category, keys::hour_of(when)))
+                .or_insert(0) += delta;
         }
         for (kind, start, end) in spans {
             let mut value = Vec::with_capacity(12);
             value.extend_from_slice(&(end.0 - start.0).to_be_bytes());
-            value.extend_from_slice(&self.inner.calendar.working_days_between(start, end).to_be_bytes());
-            work.spans.insert(keys::dated(kind, &site, category, end, id), value);
+            value.extend_from_slice(
+                &self
+                    .inner
+                    .calendar
+                    .working_days_between(start, end)
+                    .to_be_bytes(),
+            );
+            work.spans
+                .insert(keys::dated(kind, &site, category, end, id), value);
         }
     }
 
@@ -504,10 +592,17 @@ impl ReadModels {
             }
             if let Some((key, item)) = new_queue {
                 if old_queue.as_ref() != Some(&(key.clone(), item.clone())) {
-                    queue.insert(key, serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?);
+                    queue.insert(
+                        key,
+                        serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?,
+                    );
                 }
             }
-            let old_timers = pending.old.as_ref().map(|o| o.timers.as_slice()).unwrap_or_default();
+            let old_timers = pending
+                .old
+                .as_ref()
+                .map(|o| o.timers.as_slice())
+                .unwrap_or_default();
             for t in old_timers {
                 if !new.timers.contains(t) {
                     timers.remove(&keys::timer(t.due_at, id, t.kind)[..]);
@@ -518,11 +613,18 @@ impl ReadModels {
                     timers.insert(&keys::timer(t.due_at, id, t.kind)[..], &[][..]);
                 }
             }
-            requests.insert(&keys::request(id)[..], serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?);
+            requests.insert(
+                &keys::request(id)[..],
+                serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?,
+            );
         }
         let mut sites = Batch::default();
         {
-            let mut known = self.inner.known_sites.lock().map_err(|_| corrupt("site cache", "poisoned"))?;
+            let mut known = self
+                .inner
+                .known_sites
+                .lock()
+                .map_err(|_| corrupt("site cache", "poisoned"))?;
             for site in &work.sites {
                 if !known.contains(site) {
                     if !trees.sites.contains_key(site)? {
@@ -537,7 +639,11 @@ impl ReadModels {
             if *delta == 0 {
                 continue;
             }
-            let current = trees.counts.get(key)?.and_then(|v| keys::read_i64(&v)).unwrap_or(0);
+            let current = trees
+                .counts
+                .get(key)?
+                .and_then(|v| keys::read_i64(&v))
+                .unwrap_or(0);
             let next = current + delta;
             if next == 0 {
                 counts.remove(key.as_slice());
@@ -548,7 +654,11 @@ impl ReadModels {
         let mut meta = Batch::default();
         let bump = |key: &[u8], by: u64, meta: &mut Batch| -> Result<(), ProjectionError> {
             if by > 0 {
-                let current = trees.meta.get(key)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0);
+                let current = trees
+                    .meta
+                    .get(key)?
+                    .and_then(|v| keys::read_u64(&v))
+                    .unwrap_or(0);
                 meta.insert(key, &(current + by).to_be_bytes()[..]);
             }
             Ok(())
@@ -583,7 +693,7 @@ impl ReadModels {
     }
 
     /// Every key and value of every `proj_` tree, for comparing two stores.
-    pub fn dump(&self) -> Result<BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>, ProjectionError> {
+    pub fn dump(&self) -> Result<Dump, ProjectionError> {
         let mut out = BTreeMap::new();
         for (name, tree) in TREE_NAMES.iter().zip(self.trees().all()) {
             let mut entries = BTreeMap::new();
@@ -666,21 +776,37 @@ fn actor_of(event: &Event) -> Option<ActorId> {
 /// A short English summary with no free text, answers or contact data in it.
 fn summary_of(event: &Event, not_applicable: bool) -> String {
     let text = match event {
-        Event::RequestSubmitted { service_code, site, on_behalf_of, .. } => {
+        Event::RequestSubmitted {
+            service_code,
+            site,
+            on_behalf_of,
+            ..
+        } => {
             if on_behalf_of.is_some() {
-                format!("submitted {service_code} at {site} by kiosk staff on the resident's behalf")
+                format!(
+                    "submitted {service_code} at {site} by kiosk staff on the resident's behalf"
+                )
             } else {
                 format!("submitted {service_code} at {site}")
             }
         }
         Event::RequestClaimed { .. } => "claimed".to_string(),
         Event::RequestReassigned { to, .. } => format!("reassigned to {to}"),
-        Event::RequestAccepted { deemed: true, promised_deadline, .. } => {
+        Event::RequestAccepted {
+            deemed: true,
+            promised_deadline,
+            ..
+        } => {
             format!("deemed accepted (no intake decision in 5 working days); promised by {promised_deadline}")
         }
-        Event::RequestAccepted { promised_deadline, .. } => format!("accepted; promised by {promised_deadline}"),
+        Event::RequestAccepted {
+            promised_deadline, ..
+        } => format!("accepted; promised by {promised_deadline}"),
         Event::RequestRefused { .. } => "refused".to_string(),
-        Event::InfoRequested { missing, .. } => format!("materials requested ({} item(s)); clock stopped", missing.len()),
+        Event::InfoRequested { missing, .. } => format!(
+            "materials requested ({} item(s)); clock stopped",
+            missing.len()
+        ),
         Event::InfoProvided { .. } => "materials provided; clock restarted".to_string(),
         Event::RequestReviewed { .. } => "reviewed".to_string(),
         Event::RequestApproved { level, .. } => format!("approved at level {level}"),
@@ -689,8 +815,12 @@ fn summary_of(event: &Event, not_applicable: bool) -> String {
         Event::StepCompleted { step, .. } => format!("step {step} completed"),
         Event::RequestFulfilled { .. } => "fulfilled".to_string(),
         Event::NoteAdded { .. } => "note added".to_string(),
-        Event::ExtensionRequested { days, .. } => format!("extension of {days} working day(s) requested"),
-        Event::ExtensionApproved { days, .. } => format!("extension of {days} working day(s) approved"),
+        Event::ExtensionRequested { days, .. } => {
+            format!("extension of {days} working day(s) requested")
+        }
+        Event::ExtensionApproved { days, .. } => {
+            format!("extension of {days} working day(s) approved")
+        }
         Event::ExtensionRejected { .. } => "extension rejected".to_string(),
         Event::RequestRated { grade, .. } => format!("rated {}", grade.name_zh()),
         Event::RemediationOpened { due, .. } => format!("remediation opened, due {due}"),
@@ -701,8 +831,12 @@ fn summary_of(event: &Event, not_applicable: bool) -> String {
         Event::RequestWithdrawn { .. } => "withdrawn".to_string(),
         Event::RequestClosed { .. } => "closed".to_string(),
         Event::WarningRaised { .. } => "warning raised (80% of the promised time used)".to_string(),
-        Event::YellowCardIssued { .. } => "yellow card issued (promised deadline passed)".to_string(),
-        Event::RedCardIssued { .. } => "red card issued (5 working days past the promised deadline)".to_string(),
+        Event::YellowCardIssued { .. } => {
+            "yellow card issued (promised deadline passed)".to_string()
+        }
+        Event::RedCardIssued { .. } => {
+            "red card issued (5 working days past the promised deadline)".to_string()
+        }
     };
     if not_applicable {
         format!("{text} (did not apply; ignored)")

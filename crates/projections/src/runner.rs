@@ -43,7 +43,10 @@ impl Projections {
     /// Opens the `proj_` trees in `log.index_db()`, clears them if their stored version is
     /// not [`crate::PROJECTION_VERSION`] (the runner then replays from 0), and spawns the
     /// runner on the current tokio runtime.
-    pub async fn start(log: EventLog, calendar: Arc<Calendar>) -> Result<Projections, ProjectionError> {
+    pub async fn start(
+        log: EventLog,
+        calendar: Arc<Calendar>,
+    ) -> Result<Projections, ProjectionError> {
         let db = log.index_db().clone();
         let models = tokio::task::spawn_blocking(move || -> Result<ReadModels, ProjectionError> {
             let models = ReadModels::open(&db, calendar)?;
@@ -51,11 +54,19 @@ impl Projections {
             Ok(models)
         })
         .await
-        .map_err(|e| ProjectionError::Corrupt(format!("opening the read models panicked: {e}")))??;
+        .map_err(|e| {
+            ProjectionError::Corrupt(format!("opening the read models panicked: {e}"))
+        })??;
         let checkpoint = models.checkpoint()?;
         let (position, _) = watch::channel(checkpoint);
         let (control, control_rx) = mpsc::channel(8);
-        let shared = Arc::new(Shared { models, position, control, task: Mutex::new(None), log: log.clone() });
+        let shared = Arc::new(Shared {
+            models,
+            position,
+            control,
+            task: Mutex::new(None),
+            log: log.clone(),
+        });
         let runner = Runner {
             models: shared.models.clone(),
             position: shared.position.clone(),
@@ -80,7 +91,11 @@ impl Projections {
 
     /// Waits until the event at `min_position` is applied (`position() > min_position`),
     /// or `timeout` passes.
-    pub async fn wait_for(&self, min_position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+    pub async fn wait_for(
+        &self,
+        min_position: u64,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
         let mut rx = self.shared.position.subscribe();
         let wait = async {
             loop {
@@ -94,7 +109,10 @@ impl Projections {
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(result) => result,
-            Err(_) => Err(ProjectionError::NotReached { wanted: min_position, reached: self.position() }),
+            Err(_) => Err(ProjectionError::NotReached {
+                wanted: min_position,
+                reached: self.position(),
+            }),
         }
     }
 
@@ -102,7 +120,10 @@ impl Projections {
         self.shared.models.request(id)
     }
 
-    pub fn request_id_by_tracking(&self, code: &TrackingCode) -> Result<Option<RequestId>, ProjectionError> {
+    pub fn request_id_by_tracking(
+        &self,
+        code: &TrackingCode,
+    ) -> Result<Option<RequestId>, ProjectionError> {
         self.shared.models.request_id_by_tracking(code)
     }
 
@@ -114,7 +135,11 @@ impl Projections {
         self.shared.models.queue(query)
     }
 
-    pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<(RequestId, DueTimer)>, ProjectionError> {
+    pub fn due_timers(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(RequestId, DueTimer)>, ProjectionError> {
         self.shared.models.due_timers(now, limit)
     }
 
@@ -122,7 +147,11 @@ impl Projections {
         self.shared.models.next_timer()
     }
 
-    pub fn throughput(&self, filter: &MetricsFilter, bucket: Bucket) -> Result<Vec<ThroughputBucket>, ProjectionError> {
+    pub fn throughput(
+        &self,
+        filter: &MetricsFilter,
+        bucket: Bucket,
+    ) -> Result<Vec<ThroughputBucket>, ProjectionError> {
         self.shared.models.throughput(filter, bucket)
     }
 
@@ -138,7 +167,11 @@ impl Projections {
         self.shared.models.satisfaction(filter)
     }
 
-    pub fn backlog(&self, filter: &MetricsFilter, now: Timestamp) -> Result<Backlog, ProjectionError> {
+    pub fn backlog(
+        &self,
+        filter: &MetricsFilter,
+        now: Timestamp,
+    ) -> Result<Backlog, ProjectionError> {
         self.shared.models.backlog(filter, now)
     }
 
@@ -148,7 +181,11 @@ impl Projections {
     pub async fn rebuild(&self) -> Result<(), ProjectionError> {
         let head = self.shared.log.head_position();
         let (reply, answer) = oneshot::channel();
-        self.shared.control.send(Control::Rebuild(reply)).await.map_err(|_| ProjectionError::Stopped)?;
+        self.shared
+            .control
+            .send(Control::Rebuild(reply))
+            .await
+            .map_err(|_| ProjectionError::Stopped)?;
         answer.await.map_err(|_| ProjectionError::Stopped)??;
         let mut rx = self.shared.position.subscribe();
         loop {
@@ -196,7 +233,11 @@ impl Runner {
         let mut chunk: Vec<RecordedEvent> = Vec::with_capacity(CHUNK);
         let mut ended = false;
         loop {
-            let drained = if ended { Drained::Ended } else { self.drain(&mut chunk) };
+            let drained = if ended {
+                Drained::Ended
+            } else {
+                self.drain(&mut chunk)
+            };
             if !chunk.is_empty() {
                 let mut reached = chunk.last().map_or(self.reached, |e| e.position + 1);
                 if matches!(drained, Drained::Idle) {
@@ -219,7 +260,9 @@ impl Runner {
                     // Let control messages in between chunks.
                     match control.try_recv() {
                         Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
-                        Ok(Control::Rebuild(reply)) => self.rebuild(reply, &mut chunk, &mut ended).await,
+                        Ok(Control::Rebuild(reply)) => {
+                            self.rebuild(reply, &mut chunk, &mut ended).await
+                        }
                         Err(mpsc::error::TryRecvError::Empty) => {}
                     }
                     tokio::task::yield_now().await;
@@ -270,7 +313,9 @@ impl Runner {
     }
 
     fn resubscribe(&mut self, from: u64) {
-        self.subscription = self.log.subscribe_all(from, Filter::stream_prefix(STREAM_PREFIX));
+        self.subscription = self
+            .log
+            .subscribe_all(from, Filter::stream_prefix(STREAM_PREFIX));
     }
 
     fn advance(&mut self, reached: u64) {
@@ -288,7 +333,11 @@ impl Runner {
         let models = self.models.clone();
         let result = tokio::task::spawn_blocking(move || models.reset())
             .await
-            .unwrap_or_else(|e| Err(ProjectionError::Corrupt(format!("clearing the read models panicked: {e}"))));
+            .unwrap_or_else(|e| {
+                Err(ProjectionError::Corrupt(format!(
+                    "clearing the read models panicked: {e}"
+                )))
+            });
         if result.is_ok() {
             tracing::info!("rebuilding the read models from position 0");
             self.advance(0);
@@ -304,14 +353,19 @@ impl Runner {
         loop {
             let models = self.models.clone();
             let batch = events.clone();
-            let result = tokio::task::spawn_blocking(move || apply_chunk(&models, &batch, reached)).await;
+            let result =
+                tokio::task::spawn_blocking(move || apply_chunk(&models, &batch, reached)).await;
             match result {
                 Ok(Ok(())) => {
                     self.advance(reached);
                     return;
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, position = self.reached, "applying events to the read models failed; retrying"),
-                Err(e) => tracing::error!(error = %e, position = self.reached, "applying events to the read models panicked; retrying"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, position = self.reached, "applying events to the read models failed; retrying")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, position = self.reached, "applying events to the read models panicked; retrying")
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -319,7 +373,11 @@ impl Runner {
 }
 
 /// Decodes each event once and applies the chunk with its checkpoint.
-fn apply_chunk(models: &ReadModels, events: &[RecordedEvent], checkpoint: u64) -> Result<(), ProjectionError> {
+fn apply_chunk(
+    models: &ReadModels,
+    events: &[RecordedEvent],
+    checkpoint: u64,
+) -> Result<(), ProjectionError> {
     let decoded: Vec<Option<Event>> = events
         .iter()
         .map(|e| match Event::from_json(&e.event_type, e.schema_version, &e.payload) {

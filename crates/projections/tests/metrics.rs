@@ -21,39 +21,172 @@ use support::*;
 /// - R6 SQ-SHESHI site A: submitted Wed 11 09:00.
 async fn scenario(world: &World) {
     let (r1, r2, r3, r4, r5, r6) = (rid(1), rid(2), rid(3), rid(4), rid(5), rid(6));
-    world.run(r1, resident(), march(2, 9), submission("SQ-WEIXIU", site_a(), 1)).await;
-    world.run(r3, resident(), march_min(2, 9, 30), submission("MZ-LINSHI", site_b(), 3)).await;
-    world.run(r2, resident(), march(2, 10), submission("SQ-WEIXIU", site_a(), 2)).await;
-    world.run(r1, caseworker(), march(2, 10), Action::Claim).await;
-    world.run(r1, caseworker(), march(2, 11), Action::Accept).await;
-    world.run(r2, caseworker(), march(3, 9), Action::Claim).await;
-    world.run(r2, caseworker(), march(3, 9), Action::Accept).await;
-    world.run(r1, caseworker(), march(3, 10), Action::Review { opinion: "ok".into() }).await;
-    world.run(r1, caseworker(), march(3, 11), Action::StartFulfilment).await;
-    world.run(r4, resident(), march(4, 9), submission("SQ-SHESHI", site_a(), 4)).await;
-    world.run(r4, resident(), march(4, 12), Action::Withdraw { reason: None }).await;
+    world
+        .run(
+            r1,
+            resident(),
+            march(2, 9),
+            submission("SQ-WEIXIU", site_a(), 1),
+        )
+        .await;
+    world
+        .run(
+            r3,
+            resident(),
+            march_min(2, 9, 30),
+            submission("MZ-LINSHI", site_b(), 3),
+        )
+        .await;
+    world
+        .run(
+            r2,
+            resident(),
+            march(2, 10),
+            submission("SQ-WEIXIU", site_a(), 2),
+        )
+        .await;
+    world
+        .run(r1, caseworker(), march(2, 10), Action::Claim)
+        .await;
+    world
+        .run(r1, caseworker(), march(2, 11), Action::Accept)
+        .await;
+    world
+        .run(r2, caseworker(), march(3, 9), Action::Claim)
+        .await;
+    world
+        .run(r2, caseworker(), march(3, 9), Action::Accept)
+        .await;
+    world
+        .run(
+            r1,
+            caseworker(),
+            march(3, 10),
+            Action::Review {
+                opinion: "ok".into(),
+            },
+        )
+        .await;
+    world
+        .run(r1, caseworker(), march(3, 11), Action::StartFulfilment)
+        .await;
+    world
+        .run(
+            r4,
+            resident(),
+            march(4, 9),
+            submission("SQ-SHESHI", site_a(), 4),
+        )
+        .await;
+    world
+        .run(
+            r4,
+            resident(),
+            march(4, 12),
+            Action::Withdraw { reason: None },
+        )
+        .await;
     for step in ["inspect", "repair", "check"] {
-        world.run(r1, caseworker(), march(4, 15), Action::CompleteStep { step: step.into() }).await;
+        world
+            .run(
+                r1,
+                caseworker(),
+                march(4, 15),
+                Action::CompleteStep { step: step.into() },
+            )
+            .await;
     }
-    world.run(r1, resident(), march(4, 16), Action::Rate { grade: Grade::VerySatisfied, comment: None }).await;
-    world.run(r1, caseworker(), march(4, 17), Action::Close).await;
-    world.run(r5, resident(), march(5, 9), submission("SQ-WEIXIU", site_a(), 5)).await;
-    world.run(r5, caseworker(), march_min(5, 9, 30), Action::Claim).await;
-    world.run(r5, caseworker(), march(5, 10), Action::Refuse { reason: "重复 duplicate".into() }).await;
+    world
+        .run(
+            r1,
+            resident(),
+            march(4, 16),
+            Action::Rate {
+                grade: Grade::VerySatisfied,
+                comment: None,
+            },
+        )
+        .await;
+    world
+        .run(r1, caseworker(), march(4, 17), Action::Close)
+        .await;
+    world
+        .run(
+            r5,
+            resident(),
+            march(5, 9),
+            submission("SQ-WEIXIU", site_a(), 5),
+        )
+        .await;
+    world
+        .run(r5, caseworker(), march_min(5, 9, 30), Action::Claim)
+        .await;
+    world
+        .run(
+            r5,
+            caseworker(),
+            march(5, 10),
+            Action::Refuse {
+                reason: "重复 duplicate".into(),
+            },
+        )
+        .await;
     world.fire_due(r2, march(6, 8)).await;
     world.fire_due(r2, march(9, 8)).await;
-    world.run(r2, caseworker(), march(9, 10), Action::Review { opinion: "ok".into() }).await;
-    world.run(r2, caseworker(), march(9, 11), Action::StartFulfilment).await;
+    world
+        .run(
+            r2,
+            caseworker(),
+            march(9, 10),
+            Action::Review {
+                opinion: "ok".into(),
+            },
+        )
+        .await;
+    world
+        .run(r2, caseworker(), march(9, 11), Action::StartFulfilment)
+        .await;
     for step in ["inspect", "repair", "check"] {
-        world.run(r2, caseworker(), march(10, 12), Action::CompleteStep { step: step.into() }).await;
+        world
+            .run(
+                r2,
+                caseworker(),
+                march(10, 12),
+                Action::CompleteStep { step: step.into() },
+            )
+            .await;
     }
-    world.run(r2, resident(), march(10, 13), Action::Rate { grade: Grade::Dissatisfied, comment: None }).await;
+    world
+        .run(
+            r2,
+            resident(),
+            march(10, 13),
+            Action::Rate {
+                grade: Grade::Dissatisfied,
+                comment: None,
+            },
+        )
+        .await;
     world.fire_due(r3, march(10, 9)).await;
-    world.run(r6, resident(), march(11, 9), submission("SQ-SHESHI", site_a(), 6)).await;
+    world
+        .run(
+            r6,
+            resident(),
+            march(11, 9),
+            submission("SQ-SHESHI", site_a(), 6),
+        )
+        .await;
     let r2_state = world.state(r2);
     let supervision = r2_state.supervision().unwrap();
-    assert!(supervision.warning_at.is_some() && supervision.yellow_card_at.is_some() && supervision.red_card_at.is_none());
-    assert_eq!(world.state(r3).request().unwrap().accepted_at, Some(march(10, 9)));
+    assert!(
+        supervision.warning_at.is_some()
+            && supervision.yellow_card_at.is_some()
+            && supervision.red_card_at.is_none()
+    );
+    assert_eq!(
+        world.state(r3).request().unwrap().accepted_at,
+        Some(march(10, 9))
+    );
 }
 
 fn day(d: u32) -> Timestamp {
@@ -62,21 +195,48 @@ fn day(d: u32) -> Timestamp {
 
 fn bucket(start: Timestamp, counts: [u64; 8]) -> ThroughputBucket {
     let [submitted, accepted, approved, fulfilled, closed, refused, denied, withdrawn] = counts;
-    ThroughputBucket { start, submitted, accepted, approved, fulfilled, closed, refused, denied, withdrawn }
+    ThroughputBucket {
+        start,
+        submitted,
+        accepted,
+        approved,
+        fulfilled,
+        closed,
+        refused,
+        denied,
+        withdrawn,
+    }
 }
 
 fn site(s: SiteId) -> MetricsFilter {
-    MetricsFilter { sites: Some(vec![s]), ..MetricsFilter::default() }
+    MetricsFilter {
+        sites: Some(vec![s]),
+        ..MetricsFilter::default()
+    }
 }
 
-fn stats(count: u64, p50_hours: f64, p90_hours: f64, p50_working_days: u32, p90_working_days: u32) -> SpanStats {
-    SpanStats { count, p50_hours, p90_hours, p50_working_days, p90_working_days }
+fn stats(
+    count: u64,
+    p50_hours: f64,
+    p90_hours: f64,
+    p50_working_days: u32,
+    p90_working_days: u32,
+) -> SpanStats {
+    SpanStats {
+        count,
+        p50_hours,
+        p90_hours,
+        p50_working_days,
+        p90_working_days,
+    }
 }
 
 #[tokio::test]
 async fn manager_figures_match_the_hand_computed_ones() {
     let world = World::new().await;
-    let projections = Projections::start(world.log.clone(), calendar()).await.unwrap();
+    let projections = Projections::start(world.log.clone(), calendar())
+        .await
+        .unwrap();
     scenario(&world).await;
     caught_up(&projections, &world.log).await;
 
@@ -95,23 +255,46 @@ async fn manager_figures_match_the_hand_computed_ones() {
     );
     assert_eq!(
         projections.throughput(&all(), Bucket::Week).unwrap(),
-        vec![bucket(day(2), [5, 2, 1, 1, 1, 1, 0, 1]), bucket(day(9), [1, 1, 1, 1, 0, 0, 0, 0])]
+        vec![
+            bucket(day(2), [5, 2, 1, 1, 1, 1, 0, 1]),
+            bucket(day(9), [1, 1, 1, 1, 0, 0, 0, 0])
+        ]
     );
-    let monday_morning = MetricsFilter { from: Some(day(2)), to: Some(march(2, 12)), ..MetricsFilter::default() };
+    let monday_morning = MetricsFilter {
+        from: Some(day(2)),
+        to: Some(march(2, 12)),
+        ..MetricsFilter::default()
+    };
     assert_eq!(
-        projections.throughput(&monday_morning, Bucket::Hour).unwrap(),
+        projections
+            .throughput(&monday_morning, Bucket::Hour)
+            .unwrap(),
         vec![
             bucket(march(2, 9), [2, 0, 0, 0, 0, 0, 0, 0]),
             bucket(march(2, 10), [1, 0, 0, 0, 0, 0, 0, 0]),
             bucket(march(2, 11), [0, 1, 0, 0, 0, 0, 0, 0]),
         ]
     );
-    let site_b_days = projections.throughput(&site(site_b()), Bucket::Day).unwrap();
-    assert_eq!(site_b_days, vec![bucket(day(2), [1, 0, 0, 0, 0, 0, 0, 0]), bucket(day(10), [0, 1, 0, 0, 0, 0, 0, 0])]);
-    let civil = MetricsFilter { category: Some(Category::CivilAffairs), ..MetricsFilter::default() };
+    let site_b_days = projections
+        .throughput(&site(site_b()), Bucket::Day)
+        .unwrap();
+    assert_eq!(
+        site_b_days,
+        vec![
+            bucket(day(2), [1, 0, 0, 0, 0, 0, 0, 0]),
+            bucket(day(10), [0, 1, 0, 0, 0, 0, 0, 0])
+        ]
+    );
+    let civil = MetricsFilter {
+        category: Some(Category::CivilAffairs),
+        ..MetricsFilter::default()
+    };
     assert_eq!(
         projections.throughput(&civil, Bucket::Week).unwrap(),
-        vec![bucket(day(2), [1, 0, 0, 0, 0, 0, 0, 0]), bucket(day(9), [0, 1, 0, 0, 0, 0, 0, 0])]
+        vec![
+            bucket(day(2), [1, 0, 0, 0, 0, 0, 0, 0]),
+            bucket(day(9), [0, 1, 0, 0, 0, 0, 0, 0])
+        ]
     );
 
     // Lead times: submit→accept R1 2 h/0 wd, R2 23 h/1 wd, R3 191.5 h/6 wd;
@@ -122,11 +305,27 @@ async fn manager_figures_match_the_hand_computed_ones() {
     assert_eq!(lead.decision_to_fulfilled, stats(2, 26.0, 29.0, 1, 1));
     let lead_a = projections.lead_times(&site(site_a())).unwrap();
     assert_eq!(lead_a.submit_to_accept, stats(2, 2.0, 23.0, 0, 1));
-    assert_eq!(projections.lead_times(&civil).unwrap().submit_to_accept, stats(1, 191.5, 191.5, 6, 6));
-    let later = MetricsFilter { from: Some(day(3)), to: Some(day(11)), ..MetricsFilter::default() };
-    assert_eq!(projections.lead_times(&later).unwrap().submit_to_accept, stats(2, 23.0, 191.5, 1, 6));
-    let nothing = MetricsFilter { sites: Some(vec![SiteId::new("nowhere")]), ..MetricsFilter::default() };
-    assert_eq!(projections.lead_times(&nothing).unwrap(), LeadTimes::default());
+    assert_eq!(
+        projections.lead_times(&civil).unwrap().submit_to_accept,
+        stats(1, 191.5, 191.5, 6, 6)
+    );
+    let later = MetricsFilter {
+        from: Some(day(3)),
+        to: Some(day(11)),
+        ..MetricsFilter::default()
+    };
+    assert_eq!(
+        projections.lead_times(&later).unwrap().submit_to_accept,
+        stats(2, 23.0, 191.5, 1, 6)
+    );
+    let nothing = MetricsFilter {
+        sites: Some(vec![SiteId::new("nowhere")]),
+        ..MetricsFilter::default()
+    };
+    assert_eq!(
+        projections.lead_times(&nothing).unwrap(),
+        LeadTimes::default()
+    );
 
     // SLA: R2 had the warning and the yellow card; R1 on time, R2 late.
     let sla = projections.sla_report(&all()).unwrap();
@@ -141,10 +340,16 @@ async fn manager_figures_match_the_hand_computed_ones() {
             on_time_rate: Some(0.5)
         }
     );
-    assert_eq!(projections.sla_report(&site(site_b())).unwrap(), SlaReport::default());
+    assert_eq!(
+        projections.sla_report(&site(site_b())).unwrap(),
+        SlaReport::default()
+    );
 
     // Satisfaction: one 非常满意, one 不满意 with an open remediation due end of 31 March.
-    let march_20 = MetricsFilter { to: Some(day(20)), ..MetricsFilter::default() };
+    let march_20 = MetricsFilter {
+        to: Some(day(20)),
+        ..MetricsFilter::default()
+    };
     let s = projections.satisfaction(&march_20).unwrap();
     assert_eq!(
         s.grades,
@@ -156,18 +361,58 @@ async fn manager_figures_match_the_hand_computed_ones() {
             (Grade::VeryDissatisfied, 0)
         ]
     );
-    assert_eq!((s.rated, s.bad, s.remediations_opened, s.remediations_open, s.remediations_overdue), (2, 1, 1, 1, 0));
-    let april = MetricsFilter { to: Some(Timestamp::cst(2026, 4, 2, 0, 0)), ..MetricsFilter::default() };
-    assert_eq!(projections.satisfaction(&april).unwrap().remediations_overdue, 1);
+    assert_eq!(
+        (
+            s.rated,
+            s.bad,
+            s.remediations_opened,
+            s.remediations_open,
+            s.remediations_overdue
+        ),
+        (2, 1, 1, 1, 0)
+    );
+    let april = MetricsFilter {
+        to: Some(Timestamp::cst(2026, 4, 2, 0, 0)),
+        ..MetricsFilter::default()
+    };
+    assert_eq!(
+        projections
+            .satisfaction(&april)
+            .unwrap()
+            .remediations_overdue,
+        1
+    );
 
     // The appeal removes the bad rating and cancels its remediation.
-    world.run(rid(2), caseworker(), march(11, 10), Action::AppealRating { reason: "误评 mistaken".into() }).await;
-    world.run(rid(2), manager(), march(11, 11), Action::DecideAppeal { uphold: false }).await;
+    world
+        .run(
+            rid(2),
+            caseworker(),
+            march(11, 10),
+            Action::AppealRating {
+                reason: "误评 mistaken".into(),
+            },
+        )
+        .await;
+    world
+        .run(
+            rid(2),
+            manager(),
+            march(11, 11),
+            Action::DecideAppeal { uphold: false },
+        )
+        .await;
     caught_up(&projections, &world.log).await;
     let s = projections.satisfaction(&march_20).unwrap();
     assert_eq!(s.grades[3], (Grade::Dissatisfied, 0));
-    assert_eq!((s.rated, s.bad, s.remediations_opened, s.remediations_open), (1, 0, 1, 0));
-    assert_eq!((s.appeals, s.appeals_rating_kept, s.appeals_rating_removed), (1, 0, 1));
+    assert_eq!(
+        (s.rated, s.bad, s.remediations_opened, s.remediations_open),
+        (1, 0, 1, 0)
+    );
+    assert_eq!(
+        (s.appeals, s.appeals_rating_kept, s.appeals_rating_removed),
+        (1, 0, 1)
+    );
 
     // Backlog at Wed 11 12:00: R2 fulfilled and R3 accepted, both 7 working days old;
     // R6 submitted this morning.
@@ -177,20 +422,46 @@ async fn manager_figures_match_the_hand_computed_ones() {
     assert_eq!(
         backlog.cells,
         vec![
-            BacklogCell { status: Status::Submitted, age: AgeBand::UnderOneDay, count: 1 },
-            BacklogCell { status: Status::Accepted, age: AgeBand::FiveToTenDays, count: 1 },
-            BacklogCell { status: Status::Fulfilled, age: AgeBand::FiveToTenDays, count: 1 },
+            BacklogCell {
+                status: Status::Submitted,
+                age: AgeBand::UnderOneDay,
+                count: 1
+            },
+            BacklogCell {
+                status: Status::Accepted,
+                age: AgeBand::FiveToTenDays,
+                count: 1
+            },
+            BacklogCell {
+                status: Status::Fulfilled,
+                age: AgeBand::FiveToTenDays,
+                count: 1
+            },
         ]
     );
     assert_eq!(backlog.by_status.iter().filter(|(_, n)| *n > 0).count(), 3);
-    assert_eq!(backlog.by_age[AgeBand::FiveToTenDays as usize], (AgeBand::FiveToTenDays, 2));
+    assert_eq!(
+        backlog.by_age[AgeBand::FiveToTenDays as usize],
+        (AgeBand::FiveToTenDays, 2)
+    );
     assert_eq!(projections.backlog(&site(site_a()), now).unwrap().total, 2);
-    let community = MetricsFilter { category: Some(Category::Community), ..MetricsFilter::default() };
+    let community = MetricsFilter {
+        category: Some(Category::Community),
+        ..MetricsFilter::default()
+    };
     assert_eq!(projections.backlog(&community, now).unwrap().total, 2);
-    let recent = MetricsFilter { from: Some(day(3)), ..MetricsFilter::default() };
+    let recent = MetricsFilter {
+        from: Some(day(3)),
+        ..MetricsFilter::default()
+    };
     assert_eq!(projections.backlog(&recent, now).unwrap().total, 1);
     // A month later the same requests are older.
-    let backlog = projections.backlog(&all(), Timestamp::cst(2026, 4, 13, 9, 0)).unwrap();
-    assert_eq!(backlog.by_age[AgeBand::TenDaysOrMore as usize], (AgeBand::TenDaysOrMore, 3));
+    let backlog = projections
+        .backlog(&all(), Timestamp::cst(2026, 4, 13, 9, 0))
+        .unwrap();
+    assert_eq!(
+        backlog.by_age[AgeBand::TenDaysOrMore as usize],
+        (AgeBand::TenDaysOrMore, 3)
+    );
     projections.stop().await;
 }

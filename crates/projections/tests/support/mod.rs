@@ -62,7 +62,9 @@ pub fn march_min(day: u32, hour: u32, minute: u32) -> Timestamp {
 }
 
 pub fn rid(n: u128) -> RequestId {
-    RequestId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n))
+    RequestId(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0000 + n,
+    ))
 }
 
 pub fn tracking(n: u8) -> TrackingCode {
@@ -79,8 +81,16 @@ pub fn answers_for(service: &str) -> FormAnswers {
         "MZ-DIBAO" => {
             answers.insert("household_size".into(), Answer::Number(4.0));
             answers.insert("monthly_income_yuan".into(), Answer::Number(1200.0));
-            answers.insert("income_sources".into(), Answer::Choices(vec!["务工 wages".into()]));
-            answers.insert("id_number".into(), Answer::Sealed { sealed: "sealed:v1:id-secret".into() });
+            answers.insert(
+                "income_sources".into(),
+                Answer::Choices(vec!["务工 wages".into()]),
+            );
+            answers.insert(
+                "id_number".into(),
+                Answer::Sealed {
+                    sealed: "sealed:v1:id-secret".into(),
+                },
+            );
         }
         "MZ-LINSHI" => {
             answers.insert("emergency_type".into(), text("火灾 fire"));
@@ -127,26 +137,43 @@ pub struct World {
 }
 
 pub fn options() -> LogOptions {
-    LogOptions { segment_size: 1 << 20, preallocate: false, ..LogOptions::default() }
+    LogOptions {
+        segment_size: 1 << 20,
+        preallocate: false,
+        ..LogOptions::default()
+    }
 }
 
 impl World {
     pub async fn new() -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = EventLog::open(dir.path(), options()).await.expect("open log");
-        World { dir, log, states: Mutex::new(HashMap::new()) }
+        let log = EventLog::open(dir.path(), options())
+            .await
+            .expect("open log");
+        World {
+            dir,
+            log,
+            states: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Closes the log and opens it again from the same directory.
     pub async fn reopen(self) -> World {
         let World { dir, log, states } = self;
         log.close().await.expect("close log");
-        let log = EventLog::open(dir.path(), options()).await.expect("reopen log");
+        let log = EventLog::open(dir.path(), options())
+            .await
+            .expect("reopen log");
         World { dir, log, states }
     }
 
     pub fn state(&self, id: RequestId) -> RequestState {
-        self.states.lock().unwrap().get(&id).cloned().unwrap_or_default()
+        self.states
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Decides, appends and folds one command; returns the last position written
@@ -155,8 +182,12 @@ impl World {
         let state = self.state(id);
         let name = action.name();
         let command = Command::new(actor.clone(), at, id, action);
-        let context = Context { catalogue: &CATALOGUE, calendar: &Calendar::china_2026() };
-        let events = decide(&state, &command, &context).unwrap_or_else(|e| panic!("{name} was refused: {e}"));
+        let context = Context {
+            catalogue: &CATALOGUE,
+            calendar: &Calendar::china_2026(),
+        };
+        let events = decide(&state, &command, &context)
+            .unwrap_or_else(|e| panic!("{name} was refused: {e}"));
         if events.is_empty() {
             return self.log.head_position().saturating_sub(1);
         }
@@ -166,11 +197,18 @@ impl World {
                 event_id: uuid::Uuid::now_v7(),
                 event_type: e.event_type().to_string(),
                 schema_version: e.schema_version(),
-                metadata: Metadata { actor: actor.id.0.clone(), ..Metadata::default() },
+                metadata: Metadata {
+                    actor: actor.id.0.clone(),
+                    ..Metadata::default()
+                },
                 payload: e.to_json(),
             })
             .collect();
-        let result = self.log.append(&id.stream_name(), ExpectedVersion::Any, new_events).await.expect("append");
+        let result = self
+            .log
+            .append(&id.stream_name(), ExpectedVersion::Any, new_events)
+            .await
+            .expect("append");
         let next = events.iter().fold(state, evolve);
         self.states.lock().unwrap().insert(id, next);
         result.last_position
@@ -179,7 +217,11 @@ impl World {
     /// Appends raw bytes to a stream (for undecodable events).
     pub async fn append_raw(&self, stream: &str, event_type: &str, payload: &[u8]) -> u64 {
         let event = NewEvent::new(event_type, payload.to_vec());
-        self.log.append(stream, ExpectedVersion::Any, vec![event]).await.expect("append raw").last_position
+        self.log
+            .append(stream, ExpectedVersion::Any, vec![event])
+            .await
+            .expect("append raw")
+            .last_position
     }
 
     /// Fires every timer of `id` that `next_due` says is due at `at`.
@@ -187,7 +229,17 @@ impl World {
         let mut last = self.log.head_position().saturating_sub(1);
         for timer in next_due(&self.state(id), &Calendar::china_2026()) {
             if timer.due_at <= at {
-                last = self.run(id, system(), at, Action::FireTimer { kind: timer.kind, due_at: timer.due_at }).await;
+                last = self
+                    .run(
+                        id,
+                        system(),
+                        at,
+                        Action::FireTimer {
+                            kind: timer.kind,
+                            due_at: timer.due_at,
+                        },
+                    )
+                    .await;
             }
         }
         last
@@ -198,7 +250,10 @@ impl World {
 pub async fn caught_up(projections: &Projections, log: &EventLog) {
     let head = log.head_position();
     if head > 0 {
-        projections.wait_for(head - 1, Duration::from_secs(20)).await.expect("projections catch up");
+        projections
+            .wait_for(head - 1, Duration::from_secs(20))
+            .await
+            .expect("projections catch up");
     }
 }
 
@@ -213,21 +268,51 @@ pub fn all() -> MetricsFilter {
 pub async fn mixed_workload(world: &World, from: usize, to: usize) {
     for i in from..to {
         let id = rid(10_000 + i as u128);
-        let (site, cw, sup) = if i % 3 == 2 { (site_b(), caseworker_b(), supervisor_b()) } else { (site_a(), caseworker(), supervisor()) };
+        let (site, cw, sup) = if i % 3 == 2 {
+            (site_b(), caseworker_b(), supervisor_b())
+        } else {
+            (site_a(), caseworker(), supervisor())
+        };
         let t0 = Timestamp(march(2 + (i % 7) as u32, 9).0 + (i as i64 % 50) * 60_000);
         let h = |hours: i64| Timestamp(t0.0 + hours * 3_600_000);
         let n = (i % 250) as u8;
         let path = i % 10;
-        let service = if path >= 8 { "MZ-LINSHI" } else if i % 4 == 3 { "SQ-SHESHI" } else { "SQ-WEIXIU" };
-        world.run(id, resident(), t0, submission(service, site.clone(), n)).await;
+        let service = if path >= 8 {
+            "MZ-LINSHI"
+        } else if i % 4 == 3 {
+            "SQ-SHESHI"
+        } else {
+            "SQ-WEIXIU"
+        };
+        world
+            .run(id, resident(), t0, submission(service, site.clone(), n))
+            .await;
         match path {
             0 => {}
             3 => {
-                world.run(id, resident(), h(1), Action::Withdraw { reason: Some("不需要了".into()) }).await;
+                world
+                    .run(
+                        id,
+                        resident(),
+                        h(1),
+                        Action::Withdraw {
+                            reason: Some("不需要了".into()),
+                        },
+                    )
+                    .await;
             }
             4 => {
                 world.run(id, cw.clone(), h(1), Action::Claim).await;
-                world.run(id, cw.clone(), h(2), Action::Refuse { reason: "不符合 not eligible".into() }).await;
+                world
+                    .run(
+                        id,
+                        cw.clone(),
+                        h(2),
+                        Action::Refuse {
+                            reason: "不符合 not eligible".into(),
+                        },
+                    )
+                    .await;
             }
             7 => {
                 world.fire_due(id, h(24 * 10)).await;
@@ -241,35 +326,110 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                     continue;
                 }
                 if path == 5 {
-                    world.run(id, cw.clone(), h(3), Action::RequestInfo { missing: vec!["照片 photo".into()] }).await;
-                    world.run(id, resident(), h(30), Action::ProvideInfo { note: None }).await;
+                    world
+                        .run(
+                            id,
+                            cw.clone(),
+                            h(3),
+                            Action::RequestInfo {
+                                missing: vec!["照片 photo".into()],
+                            },
+                        )
+                        .await;
+                    world
+                        .run(id, resident(), h(30), Action::ProvideInfo { note: None })
+                        .await;
                     continue;
                 }
-                world.run(id, cw.clone(), h(20), Action::Review { opinion: "ok".into() }).await;
+                world
+                    .run(
+                        id,
+                        cw.clone(),
+                        h(20),
+                        Action::Review {
+                            opinion: "ok".into(),
+                        },
+                    )
+                    .await;
                 if path == 9 {
-                    world.run(id, sup.clone(), h(40), Action::Deny { reason: "no".into() }).await;
+                    world
+                        .run(
+                            id,
+                            sup.clone(),
+                            h(40),
+                            Action::Deny {
+                                reason: "no".into(),
+                            },
+                        )
+                        .await;
                     continue;
                 }
                 if path == 8 {
-                    world.run(id, sup.clone(), h(40), Action::Approve { level: 1 }).await;
+                    world
+                        .run(id, sup.clone(), h(40), Action::Approve { level: 1 })
+                        .await;
                 }
                 world.fire_due(id, h(24 * 4)).await;
-                world.run(id, cw.clone(), h(50), Action::StartFulfilment).await;
+                world
+                    .run(id, cw.clone(), h(50), Action::StartFulfilment)
+                    .await;
                 let steps: &[&str] = match service {
                     "MZ-LINSHI" => &["verify", "pay"],
                     "SQ-SHESHI" => &["handle", "reply"],
                     _ => &["inspect", "repair", "check"],
                 };
                 for step in steps {
-                    world.run(id, cw.clone(), h(60 + (i as i64 % 90)), Action::CompleteStep { step: step.to_string() }).await;
+                    world
+                        .run(
+                            id,
+                            cw.clone(),
+                            h(60 + (i as i64 % 90)),
+                            Action::CompleteStep {
+                                step: step.to_string(),
+                            },
+                        )
+                        .await;
                 }
                 let grade = Grade::ALL[i % 5];
-                world.run(id, resident(), h(200), Action::Rate { grade, comment: None }).await;
+                world
+                    .run(
+                        id,
+                        resident(),
+                        h(200),
+                        Action::Rate {
+                            grade,
+                            comment: None,
+                        },
+                    )
+                    .await;
                 if path == 6 && grade.is_bad() {
-                    world.run(id, cw.clone(), h(210), Action::AppealRating { reason: "r".into() }).await;
-                    world.run(id, manager(), h(220), Action::DecideAppeal { uphold: i % 2 == 0 }).await;
+                    world
+                        .run(
+                            id,
+                            cw.clone(),
+                            h(210),
+                            Action::AppealRating { reason: "r".into() },
+                        )
+                        .await;
+                    world
+                        .run(
+                            id,
+                            manager(),
+                            h(220),
+                            Action::DecideAppeal { uphold: i % 2 == 0 },
+                        )
+                        .await;
                 } else if grade.is_bad() {
-                    world.run(id, cw.clone(), h(230), Action::ResolveRemediation { summary: "done".into() }).await;
+                    world
+                        .run(
+                            id,
+                            cw.clone(),
+                            h(230),
+                            Action::ResolveRemediation {
+                                summary: "done".into(),
+                            },
+                        )
+                        .await;
                 }
                 if path == 2 {
                     world.run(id, cw.clone(), h(240), Action::Close).await;
