@@ -14,7 +14,7 @@ mod runner;
 
 pub use model::*;
 pub use read_models::{
-    request_id_of_stream, Input, ModelStats, ReadModels, PROJECTION_VERSION, TREE_NAMES,
+    request_id_of_stream, Dump, Input, ModelStats, ReadModels, PROJECTION_VERSION, TREE_NAMES,
 };
 pub use runner::Projections;
 

@@ -5,11 +5,10 @@
 mod support;
 
 use anju_projections::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use support::*;
 
-type Dump = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+use anju_projections::Dump;
 
 fn submitted(projections: &Projections) -> u64 {
     projections
