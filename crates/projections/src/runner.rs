@@ -73,6 +73,7 @@ impl Projections {
             subscription: log.subscribe_all(checkpoint, Filter::stream_prefix(STREAM_PREFIX)),
             log,
             reached: checkpoint,
+            in_flight: None,
         };
         let task = tokio::spawn(runner.run(control_rx));
         *shared.task.lock().map_err(|_| ProjectionError::Stopped)? = Some(task);
@@ -215,6 +216,16 @@ struct Runner {
     log: EventLog,
     /// Every position below this is applied (mirrors `position`).
     reached: u64,
+    /// The chunk being applied on a blocking thread while the next one is decoded.
+    in_flight: Option<InFlight>,
+}
+
+/// A decoded chunk and the apply running for it.
+struct InFlight {
+    events: Arc<Vec<RecordedEvent>>,
+    decoded: Arc<Vec<Option<Event>>>,
+    reached: u64,
+    handle: tokio::task::JoinHandle<Result<(), ProjectionError>>,
 }
 
 /// What draining the subscription without waiting found.
@@ -244,8 +255,14 @@ impl Runner {
                     reached = reached.max(self.subscription.next_position());
                 }
                 let events = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                self.apply(events, reached).await;
-            } else if matches!(drained, Drained::Idle) {
+                self.submit(events, reached).await;
+            }
+            if !matches!(drained, Drained::Full) {
+                // Nothing more to decode now: complete what is in flight.
+                self.finish().await;
+            }
+            if matches!(drained, Drained::Idle) && self.reached < self.subscription.next_position()
+            {
                 // Only other streams (or nothing) since the last chunk.
                 let scanned = self.subscription.next_position();
                 if scanned > self.reached {
@@ -259,8 +276,12 @@ impl Runner {
                 Drained::Full => {
                     // Let control messages in between chunks.
                     match control.try_recv() {
-                        Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
+                        Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                            self.finish().await;
+                            return;
+                        }
                         Ok(Control::Rebuild(reply)) => {
+                            self.finish().await;
                             self.rebuild(reply, &mut chunk, &mut ended).await
                         }
                         Err(mpsc::error::TryRecvError::Empty) => {}
@@ -347,17 +368,48 @@ impl Runner {
         let _ = reply.send(result);
     }
 
-    /// Decodes and applies a chunk, retrying (never skipping) when the store fails.
-    async fn apply(&mut self, events: Vec<RecordedEvent>, reached: u64) {
+    /// Decodes a chunk (while the previous one is still being applied), then waits for
+    /// the previous one and starts applying this one.
+    async fn submit(&mut self, events: Vec<RecordedEvent>, reached: u64) {
         let events = Arc::new(events);
+        let to_decode = events.clone();
+        let decoded = match tokio::task::spawn_blocking(move || decode(&to_decode)).await {
+            Ok(decoded) => Arc::new(decoded),
+            Err(e) => {
+                tracing::error!(error = %e, "decoding events panicked; decoding again in place");
+                Arc::new(decode(&events))
+            }
+        };
+        self.finish().await;
+        let handle = self.spawn_apply(&events, &decoded, reached);
+        self.in_flight = Some(InFlight {
+            events,
+            decoded,
+            reached,
+            handle,
+        });
+    }
+
+    fn spawn_apply(
+        &self,
+        events: &Arc<Vec<RecordedEvent>>,
+        decoded: &Arc<Vec<Option<Event>>>,
+        reached: u64,
+    ) -> tokio::task::JoinHandle<Result<(), ProjectionError>> {
+        let (models, events, decoded) = (self.models.clone(), events.clone(), decoded.clone());
+        tokio::task::spawn_blocking(move || apply_decoded(&models, &events, &decoded, reached))
+    }
+
+    /// Waits for the chunk in flight, retrying it (never skipping) when the store fails,
+    /// and publishes the position it reached.
+    async fn finish(&mut self) {
+        let Some(mut in_flight) = self.in_flight.take() else {
+            return;
+        };
         loop {
-            let models = self.models.clone();
-            let batch = events.clone();
-            let result =
-                tokio::task::spawn_blocking(move || apply_chunk(&models, &batch, reached)).await;
-            match result {
+            match (&mut in_flight.handle).await {
                 Ok(Ok(())) => {
-                    self.advance(reached);
+                    self.advance(in_flight.reached);
                     return;
                 }
                 Ok(Err(e)) => {
@@ -368,34 +420,43 @@ impl Runner {
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+            in_flight.handle =
+                self.spawn_apply(&in_flight.events, &in_flight.decoded, in_flight.reached);
         }
     }
 }
 
-/// Decodes each event once and applies the chunk with its checkpoint.
-fn apply_chunk(
-    models: &ReadModels,
-    events: &[RecordedEvent],
-    checkpoint: u64,
-) -> Result<(), ProjectionError> {
-    let decoded: Vec<Option<Event>> = events
+/// Decodes each event once; `None` for an event that cannot be read (logged).
+fn decode(events: &[RecordedEvent]) -> Vec<Option<Event>> {
+    events
         .iter()
         .map(|e| match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
             Ok(event) => Some(event),
             Err(error) => {
                 // Never the payload, nor a JSON error, which can quote payload values.
                 let reason = match &error {
-                    anju_domain::EventDecodeError::Json(_) => "the json does not match the event type".to_string(),
+                    anju_domain::EventDecodeError::Json(_) => {
+                        "the json does not match the event type".to_string()
+                    }
                     other => other.to_string(),
                 };
                 tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
                 None
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Applies a decoded chunk with its checkpoint in one transaction.
+fn apply_decoded(
+    models: &ReadModels,
+    events: &[RecordedEvent],
+    decoded: &[Option<Event>],
+    checkpoint: u64,
+) -> Result<(), ProjectionError> {
     let inputs: Vec<Input<'_>> = events
         .iter()
-        .zip(&decoded)
+        .zip(decoded)
         .map(|(e, d)| Input {
             stream_id: &e.stream_id,
             stream_version: e.stream_version,
