@@ -1,9 +1,10 @@
 //! anju-server: the service binary. Parses the configuration and runs the server
-//! until SIGTERM or Ctrl-C; all logic lives in `anju-server-core`.
+//! until SIGTERM or Ctrl-C, or rebuilds the read models offline; all logic lives in
+//! `anju-server-core`.
 
 use anju_server_core::{telemetry, App, Config, ServerArgs};
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,13 +15,36 @@ use clap::Parser;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rebuilds the read models (status, queues, timers, metrics) from the event log,
+    /// offline: stop the server first. Reads the same --config and ANJU_* settings as
+    /// serving.
+    RebuildProjections {
+        /// Data directory [default: the configured one, ./data].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::RebuildProjections {
+        data_dir: Some(dir),
+    }) = &cli.command
+    {
+        cli.server.data_dir = Some(dir.clone());
+    }
     let config = Config::load(&cli.server).context("loading configuration")?;
     telemetry::init_tracing(&config);
+    if let Some(Command::RebuildProjections { .. }) = cli.command {
+        return rebuild(&config).await;
+    }
     let data_dir = config.data_dir.clone();
     let app = App::build(config).await.context("starting anju-server")?;
     if app.secret_created() {
@@ -37,5 +61,23 @@ async fn main() -> anyhow::Result<()> {
         app.http_addr()
     );
     app.run_until_stopped().await.context("serving")?;
+    Ok(())
+}
+
+async fn rebuild(config: &Config) -> anyhow::Result<()> {
+    println!(
+        "rebuilding the read models in {} from the event log",
+        config.data_dir.display()
+    );
+    let report = anju_server_core::rebuild_projections(config)
+        .await
+        .context("rebuilding the read models (is the server still running on this data directory?)")?;
+    println!(
+        "log holds {} events; read models were at position {}, rebuilt to {} in {:.2}s",
+        report.log_events,
+        report.position_before,
+        report.position_after,
+        report.elapsed.as_secs_f64()
+    );
     Ok(())
 }

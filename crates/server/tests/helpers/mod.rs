@@ -1,5 +1,6 @@
-//! Test helpers: spawn the real `App` on free ports with a temporary data directory,
-//! connect gRPC channels, and speak raw HTTP/1 to it.
+//! Test helpers: spawn the real `App` on free ports with a temporary data directory
+//! (and again on the same one), issue tokens, make the generated clients, and speak
+//! raw HTTP/1 to it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,6 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
+use anju_proto::v1::event_log_service_client::EventLogServiceClient;
+use anju_proto::v1::manager_service_client::ManagerServiceClient;
+use anju_proto::v1::resident_service_client::ResidentServiceClient;
 use tonic::transport::Channel;
 
 /// A running server; stopped when dropped (its task ends with the test runtime).
@@ -21,6 +26,51 @@ pub struct TestApp {
     data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+/// The generated clients, sharing one channel.
+#[derive(Clone)]
+pub struct Clients {
+    pub resident: ResidentServiceClient<Channel>,
+    pub caseworker: CaseworkerServiceClient<Channel>,
+    pub manager: ManagerServiceClient<Channel>,
+    pub eventlog: EventLogServiceClient<Channel>,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token with the given claims and expiry.
+pub fn token_with(
+    secret: &Secret,
+    role: anju_auth::Role,
+    subject: &str,
+    sites: &[&str],
+    categories: &[&str],
+    exp: u64,
+) -> String {
+    let claims = anju_auth::Claims {
+        sub: subject.into(),
+        role,
+        sites: sites.iter().map(|s| s.to_string()).collect(),
+        categories: categories.iter().map(|s| s.to_string()).collect(),
+        exp,
+        iat: now().min(exp),
+    };
+    anju_auth::issue(secret, &claims)
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 /// A parsed HTTP/1 response.
@@ -47,6 +97,11 @@ impl TestApp {
     /// Spawns with the ephemeral config changed by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
+        TestApp::spawn_in(data_dir, adjust).await
+    }
+
+    /// Spawns on an existing temporary directory, e.g. one a stopped server left.
+    pub async fn spawn_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = Config::ephemeral(data_dir.path().join("data"));
         adjust(&mut config);
         let secret_path = config.secret_path();
@@ -79,6 +134,35 @@ impl TestApp {
             .connect()
             .await
             .expect("connects to the test server")
+    }
+
+    /// Stops the server and hands back its data directory for a restart.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().expect("not stopped yet").send(());
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("server task joins")
+            .expect("server stops cleanly");
+        let placeholder = tempfile::tempdir().expect("temporary directory");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
+    /// A token signed with the server's secret, valid for an hour.
+    pub fn token(&self, role: anju_auth::Role, subject: &str, sites: &[&str], categories: &[&str]) -> String {
+        token_with(&self.secret, role, subject, sites, categories, now() + 3600)
+    }
+
+    /// Clients of the four anju services over one connection.
+    pub async fn clients(&self) -> Clients {
+        let channel = self.channel().await;
+        Clients {
+            resident: ResidentServiceClient::new(channel.clone()),
+            caseworker: CaseworkerServiceClient::new(channel.clone()),
+            manager: ManagerServiceClient::new(channel.clone()),
+            eventlog: EventLogServiceClient::new(channel),
+        }
     }
 
     /// Sends the stop signal and waits for the run to return.
