@@ -8,14 +8,13 @@
 
 mod message;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anju_eventlog::{EventLog, Filter, RecordedEvent};
 use async_nats::jetstream::{self, stream};
-use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -136,6 +135,11 @@ impl RelayHandle {
     }
 }
 
+/// Encodes one event as the relay would and returns the body's size (for anju-bench).
+pub fn encode_for_bench(node: &str, event: &RecordedEvent) -> usize {
+    message::encode(node, event).1.len()
+}
+
 /// Starts the relay on the current tokio runtime.
 pub fn start(log: EventLog, config: RelayConfig, router: Router) -> RelayHandle {
     let status = Arc::new(RelayStatus::default());
@@ -188,11 +192,7 @@ async fn run_connection(
         .connect(config.nats_url.as_str())
         .await
         .map_err(|error| RelayError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
-    let jetstream = jetstream::ContextBuilder::new()
-        .ack_timeout(config.ack_timeout)
-        .timeout(config.ack_timeout)
-        .max_ack_inflight(config.max_in_flight)
-        .build(client);
+    let jetstream = jetstream::ContextBuilder::new().timeout(config.ack_timeout).build(client.clone());
     let events_stream = ensure_stream(&jetstream, config).await?;
 
     let start = reconcile(log, config, &events_stream, status).await?;
@@ -220,43 +220,95 @@ async fn run_connection(
     });
     let _abort_reader = AbortOnDrop(reader.abort_handle());
 
+    // Publishes go out as plain requests whose reply subjects carry the log position, and
+    // JetStream's acknowledgements come back on one wildcard subscription: many publishes
+    // in flight with no per-message bookkeeping beyond a set of early acknowledgements.
+    let inbox = client.new_inbox();
+    let mut acknowledgements = client
+        .subscribe(format!("{inbox}.*"))
+        .await
+        .map_err(|error| RelayError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
     let mut routes: HashMap<String, Route> = HashMap::new();
-    let mut in_flight = FuturesOrdered::new();
+    let mut sent_up_to = start;
     let mut acknowledged_up_to = start;
+    let mut acknowledged_early: BTreeSet<u64> = BTreeSet::new();
     let mut checkpointed = start;
-    let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(50));
+    let mut last_progress = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
+        let in_flight = (sent_up_to - acknowledged_up_to) as usize;
         tokio::select! {
             biased;
-            Some((position, acknowledgement)) = in_flight.next(), if !in_flight.is_empty() => {
-                let acknowledgement: Result<jetstream::publish::PublishAck, jetstream::context::PublishError> = acknowledgement;
-                acknowledgement.map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
-                acknowledged_up_to = position + 1;
-                status.published_up_to.store(acknowledged_up_to, Ordering::Relaxed);
+            acknowledgement = acknowledgements.next() => {
+                let Some(acknowledgement) = acknowledgement else {
+                    return Err(RelayError::Connect { url: config.nats_url.clone(), message: "acknowledgement subscription closed".to_string() });
+                };
+                let position = acknowledgement
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .and_then(|suffix| suffix.parse::<u64>().ok())
+                    .ok_or_else(|| RelayError::Publish { position: acknowledged_up_to, message: format!("unexpected reply subject {}", acknowledgement.subject) })?;
+                check_acknowledgement(position, &acknowledgement)?;
+                if position == acknowledged_up_to {
+                    acknowledged_up_to += 1;
+                    while acknowledged_early.remove(&acknowledged_up_to) {
+                        acknowledged_up_to += 1;
+                    }
+                    status.published_up_to.store(acknowledged_up_to, Ordering::Relaxed);
+                    last_progress = Instant::now();
+                } else if position > acknowledged_up_to {
+                    acknowledged_early.insert(position);
+                }
             }
-            _ = checkpoint_tick.tick() => {
+            next = events_rx.recv(), if in_flight < config.max_in_flight => {
+                let Some(event) = next else {
+                    return Err(RelayError::Log("the log subscription ended".to_string()));
+                };
+                let position = event.position;
+                if in_flight == 0 {
+                    last_progress = Instant::now();
+                }
+                let route = route_of(log, router, &mut routes, &event).await?;
+                let subject = subject_for(&config.subject_prefix, &config.node_id, &route, &event.event_type);
+                let (headers, payload) = message::encode(&config.node_id, &event);
+                client
+                    .publish_with_reply_and_headers(subject, format!("{inbox}.{position}"), headers, payload)
+                    .await
+                    .map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
+                sent_up_to = position + 1;
+            }
+            _ = tick.tick() => {
                 if acknowledged_up_to != checkpointed {
                     log.set_checkpoint(&config.checkpoint_name, acknowledged_up_to)
                         .map_err(|error| RelayError::Log(error.to_string()))?;
                     checkpointed = acknowledged_up_to;
                 }
-            }
-            next = events_rx.recv(), if in_flight.len() < config.max_in_flight => {
-                let Some(event) = next else {
-                    return Err(RelayError::Log("the log subscription ended".to_string()));
-                };
-                let position = event.position;
-                let route = route_of(log, router, &mut routes, &event).await?;
-                let subject = subject_for(&config.subject_prefix, &config.node_id, &route, &event.event_type);
-                let (headers, payload) = message::encode(&config.node_id, &event);
-                let pending = jetstream
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
-                in_flight.push_back(async move { (position, pending.await) });
+                if sent_up_to > acknowledged_up_to && last_progress.elapsed() > config.ack_timeout {
+                    return Err(RelayError::Publish {
+                        position: acknowledged_up_to,
+                        message: format!("no acknowledgement within {:?}", config.ack_timeout),
+                    });
+                }
             }
         }
     }
+}
+
+/// JetStream answers a publish with `{"stream":..,"seq":..}` or `{"error":{..}}`; an
+/// empty reply with a 503 status means no stream takes the subject.
+fn check_acknowledgement(position: u64, reply: &async_nats::Message) -> Result<(), RelayError> {
+    if let Some(status) = reply.status {
+        if status.as_u16() >= 300 {
+            return Err(RelayError::Publish { position, message: format!("jetstream answered status {status}") });
+        }
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload)
+        .map_err(|error| RelayError::Publish { position, message: format!("unreadable acknowledgement: {error}") })?;
+    if let Some(error) = answer.get("error") {
+        return Err(RelayError::Publish { position, message: format!("jetstream refused the publish: {error}") });
+    }
+    Ok(())
 }
 
 /// The route of an event: the router's answer for the first event of its stream.

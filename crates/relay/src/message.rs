@@ -96,6 +96,24 @@ impl EventMessage {
     }
 }
 
+/// The body as the relay writes it: like [`EventMessage`], but `data` is the payload's JSON
+/// copied as it is, without parsing it into a tree and printing it again.
+#[derive(Serialize)]
+struct OutgoingMessage<'a> {
+    node: &'a str,
+    position: u64,
+    stream_id: &'a str,
+    stream_version: u64,
+    event_id: Uuid,
+    event_type: &'a str,
+    schema_version: u32,
+    recorded_at_micros: i64,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    actor: &'a str,
+    data: &'a serde_json::value::RawValue,
+}
+
 /// Headers and body for one event. `Nats-Msg-Id` is the event id, so JetStream drops a
 /// republished event inside its duplicate window.
 pub fn encode(node: &str, event: &RecordedEvent) -> (HeaderMap, Bytes) {
@@ -105,8 +123,27 @@ pub fn encode(node: &str, event: &RecordedEvent) -> (HeaderMap, Bytes) {
     headers.insert(HEADER_POSITION, event.position.to_string().as_str());
     headers.insert(HEADER_STREAM, event.stream_id.as_str());
     headers.insert(HEADER_EVENT_TYPE, event.event_type.as_str());
-    let body = serde_json::to_vec(&EventMessage::from_recorded(node, event))
-        .expect("an event message always serializes");
+    let raw: Option<&serde_json::value::RawValue> = std::str::from_utf8(&event.payload)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let body = match raw {
+        Some(data) => serde_json::to_vec(&OutgoingMessage {
+            node,
+            position: event.position,
+            stream_id: &event.stream_id,
+            stream_version: event.stream_version,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at_micros: event.recorded_at_micros,
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+            actor: &event.metadata.actor,
+            data,
+        }),
+        None => serde_json::to_vec(&EventMessage::from_recorded(node, event)),
+    }
+    .expect("an event message always serializes");
     (headers, Bytes::from(body))
 }
 
@@ -118,6 +155,30 @@ pub fn position_of(headers: &HeaderMap) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_decodes_to_the_event_with_its_json_data() {
+        let event = RecordedEvent {
+            position: 7,
+            stream_id: "request-1".to_string(),
+            stream_version: 2,
+            event_id: Uuid::from_u128(9),
+            event_type: "NoteAdded".to_string(),
+            schema_version: 1,
+            recorded_at_micros: 1_772_000_000_000_000,
+            metadata: anju_eventlog::Metadata { actor: "cw".to_string(), ..Default::default() },
+            payload: r#"{"type":"NoteAdded","text":"楼道灯"}"#.as_bytes().to_vec(),
+        };
+        let (headers, body) = encode("node-a", &event);
+        let decoded = EventMessage::decode(&body).unwrap();
+        assert_eq!(decoded, EventMessage::from_recorded("node-a", &event));
+        assert_eq!(decoded.data["text"], "楼道灯");
+        assert_eq!(position_of(&headers), Some(7));
+
+        let not_json = RecordedEvent { payload: b"\xff plain".to_vec(), ..event };
+        let decoded = EventMessage::decode(&encode("node-a", &not_json).1).unwrap();
+        assert!(decoded.data.is_string(), "a payload that is not json travels as a string");
+    }
 
     #[test]
     fn subjects_are_safe_tokens() {

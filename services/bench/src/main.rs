@@ -3,6 +3,7 @@
 //! Each benchmark is a subcommand in its own module; `main` only parses and dispatches.
 
 mod log;
+mod relay;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,9 @@ enum Bench {
     /// The event log: raw fdatasync rate, durable appends per second and latency,
     /// optionally against PostgreSQL on the same machine.
     Log(log::LogArgs),
+    /// The NATS relay: a backlog published to JetStream with acknowledgements, with
+    /// nats-server's default sync interval and with `sync_interval: always`.
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.bench {
             Bench::Log(args) => log::run(args).await,
+            Bench::Relay(args) => relay::run(args).await,
         }
     })
 }

@@ -1,0 +1,179 @@
+//! `anju-bench relay`: how fast the relay publishes a backlog of the log to JetStream with
+//! acknowledgements, against a nats-server with default settings and one with
+//! `sync_interval: always`, each started by the benchmark on a free port.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anju_eventlog::{EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent};
+use anju_relay::{RelayConfig, Route, Router};
+use anju_testkit::NatsServer;
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct RelayArgs {
+    /// Events in the backlog the relay publishes.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Publishes awaiting acknowledgement at once.
+    #[arg(long, default_value_t = 4096)]
+    in_flight: usize,
+    /// Also measure against a nats-server with `sync_interval: always`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sync_always: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const EVENTS_PER_STREAM: u64 = 8;
+const SITES: [&str; 4] = ["SC-LS-001", "SC-LS-002", "SC-BZ-001", "SC-GZ-003"];
+
+pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
+    let work = tempfile::tempdir().context("making a temporary directory")?;
+    let log = EventLog::open(work.path().join("log"), LogOptions::default()).await.context("opening the log")?;
+    let started = Instant::now();
+    fill_backlog(&log, args.events).await?;
+    eprintln!("backlog of {} events written in {:.1} s", args.events, started.elapsed().as_secs_f64());
+
+    let read_rate = read_backlog(&log).await?;
+    eprintln!("log subscription alone (read and encode, no publishing): {read_rate:.0} events/s");
+    let default_rate = publish_backlog(&log, NatsServer::start(), args.in_flight, "default").await?;
+    eprintln!("sync_interval default: {default_rate:.0} events/s");
+    let always_rate = if args.sync_always {
+        let rate = publish_backlog(
+            &log,
+            NatsServer::start_with_jetstream_settings("sync_interval: always"),
+            args.in_flight,
+            "always",
+        )
+        .await?;
+        eprintln!("sync_interval always: {rate:.0} events/s");
+        Some(rate)
+    } else {
+        None
+    };
+    log.close().await.context("closing the log")?;
+
+    if args.json {
+        let mut report = serde_json::json!({
+            "events": args.events,
+            "in_flight": args.in_flight,
+            "relay_backlog_events_per_sec": default_rate.round(),
+        });
+        if let Some(rate) = always_rate {
+            report["relay_backlog_events_per_sec_sync_always"] = serde_json::json!(rate.round());
+        }
+        println!("{report}");
+    } else {
+        println!("| nats-server | backlog | published with acks |");
+        println!("| --- | ---: | ---: |");
+        println!("| default sync_interval | {} | {:.0} events/s |", args.events, default_rate);
+        if let Some(rate) = always_rate {
+            println!("| sync_interval: always | {} | {:.0} events/s |", args.events, rate);
+        }
+    }
+    Ok(())
+}
+
+/// Appends `events` request events of about 300 bytes, several per request stream, the way
+/// the service writes them (a submission, then the caseworker's steps).
+async fn fill_backlog(log: &EventLog, events: u64) -> anyhow::Result<()> {
+    let streams = events.div_ceil(EVENTS_PER_STREAM);
+    let mut tasks = tokio::task::JoinSet::new();
+    let workers = 64u64;
+    for worker in 0..workers {
+        let log = log.clone();
+        tasks.spawn(async move {
+            let mut stream_number = worker;
+            while stream_number < streams {
+                let stream = format!("request-{}", uuid::Uuid::from_u128(stream_number as u128 + 1));
+                let site = SITES[(stream_number % SITES.len() as u64) as usize];
+                let count = EVENTS_PER_STREAM.min(events - stream_number * EVENTS_PER_STREAM);
+                let batch = (0..count)
+                    .map(|version| NewEvent {
+                        metadata: Metadata { actor: "caseworker:bench".to_string(), ..Metadata::default() },
+                        ..NewEvent::new(
+                            if version == 0 { "RequestSubmitted" } else { "NoteAdded" },
+                            payload(site, stream_number, version),
+                        )
+                    })
+                    .collect();
+                log.append(&stream, ExpectedVersion::NoStream, batch).await?;
+                stream_number += workers;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.context("backlog writer panicked")??;
+    }
+    anyhow::ensure!(log.head_position() == events, "backlog holds {} events, wanted {events}", log.head_position());
+    Ok(())
+}
+
+fn payload(site: &str, stream: u64, version: u64) -> Vec<u8> {
+    let text = format!(
+        "{{\"type\":\"{}\",\"site\":\"{site}\",\"category\":\"community\",\"by\":\"cw-{}\",\"text\":\"{}\",\"at\":{}}}",
+        if version == 0 { "RequestSubmitted" } else { "NoteAdded" },
+        stream % 97,
+        "住户反映楼道灯不亮，已联系物业维修。".repeat(4),
+        1_772_000_000_000u64 + stream * 1000 + version,
+    );
+    text.into_bytes()
+}
+
+fn router() -> Router {
+    Arc::new(|event: &anju_eventlog::RecordedEvent| {
+        let data: serde_json::Value = serde_json::from_slice(&event.payload).unwrap_or_default();
+        match (data["site"].as_str(), data["category"].as_str()) {
+            (Some(site), Some(category)) => Route { site: site.to_string(), category: category.to_string() },
+            _ => Route::unrouted(),
+        }
+    })
+}
+
+/// The relay's own share of the work: reading the backlog through a subscription and
+/// encoding each message, without NATS.
+async fn read_backlog(log: &EventLog) -> anyhow::Result<f64> {
+    let head = log.head_position();
+    let started = Instant::now();
+    let mut subscription = log.subscribe_all(0, anju_eventlog::Filter::default());
+    let mut bytes = 0usize;
+    while let Some(event) = subscription.next().await {
+        let event = event?;
+        bytes += anju_relay::encode_for_bench("bench", &event);
+        if event.position + 1 == head {
+            break;
+        }
+    }
+    anyhow::ensure!(bytes > 0, "nothing encoded");
+    Ok(head as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Publishes the whole log from position 0 to a fresh nats-server and returns events/s.
+async fn publish_backlog(log: &EventLog, nats: NatsServer, in_flight: usize, label: &str) -> anyhow::Result<f64> {
+    let checkpoint = format!("bench-relay-{label}");
+    log.set_checkpoint(&checkpoint, 0).context("resetting the relay checkpoint")?;
+    let mut config = RelayConfig::new(nats.url(), "bench");
+    config.max_in_flight = in_flight;
+    config.checkpoint_name = checkpoint;
+    let head = log.head_position();
+    let started = Instant::now();
+    let relay = anju_relay::start(log.clone(), config, router());
+    let status = relay.status();
+    let deadline = started + Duration::from_secs(600);
+    while status.published_up_to() < head {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "relay stalled at {} of {head}: {:?}",
+            status.published_up_to(),
+            status.last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    relay.stop().await;
+    drop(nats);
+    Ok(head as f64 / elapsed)
+}
