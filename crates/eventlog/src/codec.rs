@@ -85,7 +85,10 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, f: &FrameFields<'_>) {
     out.extend_from_slice(f.payload);
     let body_len = (out.len() - start - FRAME_HEADER_LEN) as u32;
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&body_len.to_le_bytes()), &out[start + FRAME_HEADER_LEN..]);
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&body_len.to_le_bytes()),
+        &out[start + FRAME_HEADER_LEN..],
+    );
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -93,7 +96,10 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, f: &FrameFields<'_>) {
 pub(crate) enum Header {
     /// Zero length: the end of the written part of the segment.
     End,
-    Frame { body_len: usize, crc: u32 },
+    Frame {
+        body_len: usize,
+        crc: u32,
+    },
     /// A length no writer produces.
     Garbage,
 }
@@ -132,8 +138,16 @@ pub(crate) fn decode_body(body: &[u8], crc: u32) -> Option<DecodedFrame> {
     let index_in_append = r.u32()?;
     let remaining_in_append = r.u32()?;
     let flags = r.take(1)?[0];
-    let correlation_id = if flags & 1 != 0 { Some(r.uuid()?) } else { None };
-    let causation_id = if flags & 2 != 0 { Some(r.uuid()?) } else { None };
+    let correlation_id = if flags & 1 != 0 {
+        Some(r.uuid()?)
+    } else {
+        None
+    };
+    let causation_id = if flags & 2 != 0 {
+        Some(r.uuid()?)
+    } else {
+        None
+    };
     let stream_id = r.text()?;
     let event_type = r.text()?;
     let actor = r.text()?;
@@ -151,7 +165,11 @@ pub(crate) fn decode_body(body: &[u8], crc: u32) -> Option<DecodedFrame> {
             event_type,
             schema_version,
             recorded_at_micros,
-            metadata: Metadata { correlation_id, causation_id, actor },
+            metadata: Metadata {
+                correlation_id,
+                causation_id,
+                actor,
+            },
             payload,
         },
         index_in_append,
@@ -215,8 +233,15 @@ mod tests {
     fn a_frame_round_trips_and_its_length_is_predicted() {
         let mut out = Vec::new();
         sample(&mut out);
-        let meta = Metadata { correlation_id: Some(Uuid::nil()), causation_id: None, actor: "clerk-9".into() };
-        assert_eq!(out.len(), frame_len("request-1", "RequestSubmitted", &meta, 7));
+        let meta = Metadata {
+            correlation_id: Some(Uuid::nil()),
+            causation_id: None,
+            actor: "clerk-9".into(),
+        };
+        assert_eq!(
+            out.len(),
+            frame_len("request-1", "RequestSubmitted", &meta, 7)
+        );
         let Header::Frame { body_len, crc } = decode_header(out[..8].try_into().unwrap()) else {
             panic!("header should describe a frame")
         };
@@ -235,10 +260,14 @@ mod tests {
         for byte in 8..out.len() {
             let mut damaged = out.clone();
             damaged[byte] ^= 0x10;
-            let Header::Frame { body_len, crc } = decode_header(damaged[..8].try_into().unwrap()) else {
+            let Header::Frame { body_len, crc } = decode_header(damaged[..8].try_into().unwrap())
+            else {
                 continue;
             };
-            assert!(decode_body(&damaged[8..8 + body_len], crc).is_none(), "flip at {byte} went unnoticed");
+            assert!(
+                decode_body(&damaged[8..8 + body_len], crc).is_none(),
+                "flip at {byte} went unnoticed"
+            );
         }
     }
 }

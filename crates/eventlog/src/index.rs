@@ -79,8 +79,9 @@ impl Index {
                 if path.exists() {
                     std::fs::rename(path, &aside).map_err(|e| LogError::io(path.display(), e))?;
                 }
-                let index = Self::try_open(path, cache_bytes)
-                    .map_err(|reason| LogError::Corrupt(format!("a fresh sled index would not open: {reason}")))?;
+                let index = Self::try_open(path, cache_bytes).map_err(|reason| {
+                    LogError::Corrupt(format!("a fresh sled index would not open: {reason}"))
+                })?;
                 Ok((index, true))
             }
         }
@@ -89,7 +90,10 @@ impl Index {
     fn try_open(path: &Path, cache_bytes: u64) -> Result<Index, String> {
         let path = path.to_path_buf();
         let opened = std::panic::catch_unwind(move || -> sled::Result<Index> {
-            let db = sled::Config::new().path(path).cache_capacity(cache_bytes).open()?;
+            let db = sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .open()?;
             let index = Index {
                 by_stream: db.open_tree("eventlog.by_stream")?,
                 ids: db.open_tree("eventlog.ids")?,
@@ -109,7 +113,10 @@ impl Index {
         match index.meta.get(META_FORMAT).map_err(|e| e.to_string())? {
             Some(format) if format.as_ref() == FORMAT => Ok(index),
             None if index.meta.is_empty() && index.ids.is_empty() && index.by_stream.is_empty() => {
-                index.meta.insert(META_FORMAT, FORMAT).map_err(|e| e.to_string())?;
+                index
+                    .meta
+                    .insert(META_FORMAT, FORMAT)
+                    .map_err(|e| e.to_string())?;
                 Ok(index)
             }
             _ => Err("the index has an unknown format mark".to_string()),
@@ -126,21 +133,31 @@ impl Index {
                 },
                 None => 0,
             };
-            let mut loaded = Loaded { indexed_up_to, ..Loaded::default() };
+            let mut loaded = Loaded {
+                indexed_up_to,
+                ..Loaded::default()
+            };
             for item in self.locations.iter() {
                 let (k, v) = item?;
                 let (Some(block), Some(location)) = (be_u64(&k), be_u64(&v)) else {
                     return Ok(Err("a location entry is malformed".into()));
                 };
                 if block != loaded.sparse.len() as u64 {
-                    return Ok(Err(format!("location entries skip block {}", loaded.sparse.len())));
+                    return Ok(Err(format!(
+                        "location entries skip block {}",
+                        loaded.sparse.len()
+                    )));
                 }
                 loaded.sparse.push(location);
             }
             // Entries past the mark may exist (the mark is written after the batches).
-            loaded.sparse.truncate(indexed_up_to.div_ceil(SPARSE_STRIDE) as usize);
+            loaded
+                .sparse
+                .truncate(indexed_up_to.div_ceil(SPARSE_STRIDE) as usize);
             if (loaded.sparse.len() as u64) < indexed_up_to.div_ceil(SPARSE_STRIDE) {
-                return Ok(Err("location entries stop before the indexed-up-to mark".into()));
+                return Ok(Err(
+                    "location entries stop before the indexed-up-to mark".into()
+                ));
             }
             loaded.ids.reserve(self.ids.len());
             for item in self.ids.iter() {
@@ -154,7 +171,8 @@ impl Index {
             }
             for item in self.streams.iter() {
                 let (k, v) = item?;
-                let (Ok(stream), Some(version)) = (String::from_utf8(k.to_vec()), be_u64(&v)) else {
+                let (Ok(stream), Some(version)) = (String::from_utf8(k.to_vec()), be_u64(&v))
+                else {
                     return Ok(Err("a stream version entry is malformed".into()));
                 };
                 loaded.versions.insert(stream, version);
@@ -168,18 +186,33 @@ impl Index {
     }
 
     /// Whether the index holds this event where the segments say it is.
-    pub fn agrees(&self, event_id: Uuid, position: u64, stream: &str, version: u64) -> Result<bool, LogError> {
+    pub fn agrees(
+        &self,
+        event_id: Uuid,
+        position: u64,
+        stream: &str,
+        version: u64,
+    ) -> Result<bool, LogError> {
         let by_id = self.ids.get(event_id.as_bytes())?.and_then(|v| be_u64(&v));
-        let by_stream = self.by_stream.get(stream_key(stream, version))?.and_then(|v| be_u64(&v));
+        let by_stream = self
+            .by_stream
+            .get(stream_key(stream, version))?
+            .and_then(|v| be_u64(&v));
         Ok(by_id == Some(position) && by_stream == Some(position))
     }
 
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
-        Ok(self.streams.get(stream.as_bytes())?.and_then(|v| be_u64(&v)))
+        Ok(self
+            .streams
+            .get(stream.as_bytes())?
+            .and_then(|v| be_u64(&v)))
     }
 
     pub fn location(&self, block: u64) -> Result<Option<u64>, LogError> {
-        Ok(self.locations.get(block.to_be_bytes())?.and_then(|v| be_u64(&v)))
+        Ok(self
+            .locations
+            .get(block.to_be_bytes())?
+            .and_then(|v| be_u64(&v)))
     }
 
     pub fn event_position(&self, event_id: Uuid) -> Result<Option<u64>, LogError> {
@@ -188,7 +221,9 @@ impl Index {
 
     /// Writes a batch of entries, then moves the indexed-up-to mark past them.
     pub fn apply(&self, entries: &[IndexEntry]) -> Result<(), LogError> {
-        let Some(last) = entries.last() else { return Ok(()) };
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
         let mut by_stream = sled::Batch::default();
         let mut ids = sled::Batch::default();
         let mut locations = sled::Batch::default();
@@ -198,7 +233,10 @@ impl Index {
             by_stream.insert(stream_key(&entry.stream, entry.version), &position);
             ids.insert(entry.event_id.as_bytes(), &position);
             if let Some(location) = entry.location {
-                locations.insert(&(entry.position / SPARSE_STRIDE).to_be_bytes(), &location.to_be_bytes());
+                locations.insert(
+                    &(entry.position / SPARSE_STRIDE).to_be_bytes(),
+                    &location.to_be_bytes(),
+                );
             }
             let version = latest.entry(&entry.stream).or_insert(entry.version);
             *version = (*version).max(entry.version);
@@ -211,7 +249,8 @@ impl Index {
         self.ids.apply_batch(ids)?;
         self.locations.apply_batch(locations)?;
         self.streams.apply_batch(streams)?;
-        self.meta.insert(META_INDEXED_UP_TO, &(last.position + 1).to_be_bytes())?;
+        self.meta
+            .insert(META_INDEXED_UP_TO, &(last.position + 1).to_be_bytes())?;
         Ok(())
     }
 
@@ -228,7 +267,9 @@ impl Index {
             let version = be_u64(&k[k.len() - 8..]);
             match (version, be_u64(&v)) {
                 (Some(version), Some(position)) => Ok((version, position)),
-                _ => Err(LogError::Corrupt("a stream index entry is malformed".into())),
+                _ => Err(LogError::Corrupt(
+                    "a stream index entry is malformed".into(),
+                )),
             }
         };
         let range = if forwards {
@@ -245,11 +286,15 @@ impl Index {
     }
 
     pub fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError> {
-        Ok(self.checkpoints.get(name.as_bytes())?.and_then(|v| be_u64(&v)))
+        Ok(self
+            .checkpoints
+            .get(name.as_bytes())?
+            .and_then(|v| be_u64(&v)))
     }
 
     pub fn set_checkpoint(&self, name: &str, position: u64) -> Result<(), LogError> {
-        self.checkpoints.insert(name.as_bytes(), &position.to_be_bytes())?;
+        self.checkpoints
+            .insert(name.as_bytes(), &position.to_be_bytes())?;
         Ok(())
     }
 

@@ -20,8 +20,8 @@ mod writer;
 pub use error::{AppendError, LogError};
 pub use subscription::Subscription;
 pub use types::{
-    AppendResult, Direction, ExpectedVersion, Filter, LogOptions, LogStats, Metadata, NewEvent, RecordedEvent,
-    VerifyReport,
+    AppendResult, Direction, ExpectedVersion, Filter, LogOptions, LogStats, Metadata, NewEvent,
+    RecordedEvent, VerifyReport,
 };
 
 use shared::Shared;
@@ -54,7 +54,12 @@ impl Drop for Inner {
         // Dropping the sender stops the writer, which stops the indexer; joining them
         // releases the directory lock and sled before a reopen in the same process.
         self.tx.take();
-        for thread in self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default() {
+        for thread in self
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default()
+        {
             let _ = thread.join();
         }
     }
@@ -72,7 +77,9 @@ impl EventLog {
 
     fn open_blocking(dir: &Path, options: LogOptions) -> Result<EventLog, LogError> {
         if options.segment_size < 4096 || options.segment_size > (1 << 40) {
-            return Err(LogError::Invalid("segment_size must be between 4 KiB and 1 TiB".into()));
+            return Err(LogError::Invalid(
+                "segment_size must be between 4 KiB and 1 TiB".into(),
+            ));
         }
         std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir.display(), e))?;
         let lock_path = dir.join("LOCK");
@@ -83,7 +90,10 @@ impl EventLog {
             .open(&lock_path)
             .map_err(|e| LogError::io(lock_path.display(), e))?;
         dir_lock.try_lock().map_err(|e| {
-            LogError::io(lock_path.display(), std::io::Error::other(format!("log directory is in use: {e:?}")))
+            LogError::io(
+                lock_path.display(),
+                std::io::Error::other(format!("log directory is in use: {e:?}")),
+            )
         })?;
         let segment_dir = dir.join("segments");
         let recovered = recovery::recover(&segment_dir, &dir.join("index"), &options)?;
@@ -91,7 +101,11 @@ impl EventLog {
             tracing::info!(dir = %dir.display(), "rebuilding the sled index from the segments");
         }
         let indexed_up_to = recovered.loaded.indexed_up_to;
-        let active = recovered.segments.last().expect("there is always a segment").clone();
+        let active = recovered
+            .segments
+            .last()
+            .expect("there is always a segment")
+            .clone();
         let (head_tx, _) = watch::channel(recovered.head);
         let (indexed_tx, _) = watch::channel(indexed_up_to);
         let shared = Arc::new(Shared {
@@ -114,7 +128,10 @@ impl EventLog {
         {
             let mut unindexed = shared.unindexed.write().expect("unindexed lock poisoned");
             for entry in &to_index {
-                unindexed.entry(entry.stream.clone()).or_default().push_back((entry.version, entry.position));
+                unindexed
+                    .entry(entry.stream.clone())
+                    .or_default()
+                    .push_back((entry.version, entry.position));
             }
         }
         while !to_index.is_empty() {
@@ -143,7 +160,13 @@ impl EventLog {
             .name("anju-eventlog-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| LogError::io("writer thread", e))?;
-        Ok(EventLog { inner: Arc::new(Inner { shared, tx: Some(tx), threads: Mutex::new(vec![writer, indexer]) }) })
+        Ok(EventLog {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                threads: Mutex::new(vec![writer, indexer]),
+            }),
+        })
     }
 
     fn shared(&self) -> &Shared {
@@ -161,9 +184,14 @@ impl EventLog {
         self.validate(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or(AppendError::Closed)?;
-        tx.send(Command::Append { stream: stream.to_string(), expected, events, reply })
-            .await
-            .map_err(|_| AppendError::Closed)?;
+        tx.send(Command::Append {
+            stream: stream.to_string(),
+            expected,
+            events,
+            reply,
+        })
+        .await
+        .map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -171,21 +199,31 @@ impl EventLog {
         let options = &self.shared().options;
         let invalid = |m: String| Err(AppendError::Invalid(m));
         if stream.is_empty() || stream.len() > MAX_STREAM_ID_BYTES {
-            return invalid(format!("stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes"));
+            return invalid(format!(
+                "stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes"
+            ));
         }
         if stream.starts_with('$') || stream.chars().any(char::is_control) {
-            return invalid(format!("stream id {stream:?} is reserved or has control characters"));
+            return invalid(format!(
+                "stream id {stream:?} is reserved or has control characters"
+            ));
         }
         if events.is_empty() {
             return invalid("an append needs at least one event".into());
         }
         if events.len() > options.max_events_per_append {
-            return invalid(format!("an append may hold at most {} events", options.max_events_per_append));
+            return invalid(format!(
+                "an append may hold at most {} events",
+                options.max_events_per_append
+            ));
         }
         let mut ids = HashSet::with_capacity(events.len());
         for event in events {
             if event.event_id.is_nil() || !ids.insert(event.event_id) {
-                return invalid(format!("event id {} is nil or repeated in the append", event.event_id));
+                return invalid(format!(
+                    "event id {} is nil or repeated in the append",
+                    event.event_id
+                ));
             }
             if event.event_type.is_empty() || event.event_type.len() > MAX_NAME_BYTES {
                 return invalid(format!("event type must be 1 to {MAX_NAME_BYTES} bytes"));
@@ -215,13 +253,21 @@ impl EventLog {
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let shared = self.shared();
         let max = max.min(shared.options.max_read_batch);
-        if max == 0 || shared.versions.read().expect("versions lock poisoned").get(stream).is_none() {
+        if max == 0
+            || shared
+                .versions
+                .read()
+                .expect("versions lock poisoned")
+                .get(stream)
+                .is_none()
+        {
             return Ok(Vec::new());
         }
         if let Some(failure) = shared.index_failure() {
             return Err(LogError::Corrupt(format!("the indexer stopped: {failure}")));
         }
-        let positions = shared.stream_positions(stream, from_version, direction == Direction::Forwards, max)?;
+        let positions =
+            shared.stream_positions(stream, from_version, direction == Direction::Forwards, max)?;
         let mut events = Vec::with_capacity(positions.len());
         for (version, position) in positions {
             let event = shared.read_one(position)?;
@@ -248,7 +294,9 @@ impl EventLog {
         let shared = self.shared();
         let max = max.min(shared.options.max_read_batch);
         match direction {
-            Direction::Forwards => Ok(shared.read_forwards(from_position, u64::MAX, filter, max)?.0),
+            Direction::Forwards => Ok(shared
+                .read_forwards(from_position, u64::MAX, filter, max)?
+                .0),
             Direction::Backwards => shared.read_backwards(from_position, filter, max),
         }
     }
@@ -283,7 +331,12 @@ impl EventLog {
 
     /// The version of the stream's last committed event, `None` if it has none.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.shared().versions.read().expect("versions lock poisoned").get(stream).copied()
+        self.shared()
+            .versions
+            .read()
+            .expect("versions lock poisoned")
+            .get(stream)
+            .copied()
     }
 
     /// The position of the event with this id, once it is indexed.
@@ -328,9 +381,17 @@ impl EventLog {
         let segments = shared.segments.read().expect("segment list lock poisoned");
         LogStats {
             events: shared.head(),
-            streams: shared.versions.read().expect("versions lock poisoned").len() as u64,
+            streams: shared
+                .versions
+                .read()
+                .expect("versions lock poisoned")
+                .len() as u64,
             segments: segments.len() as u64,
-            bytes: segments.iter().filter_map(|s| s.file.metadata().ok()).map(|m| m.len()).sum(),
+            bytes: segments
+                .iter()
+                .filter_map(|s| s.file.metadata().ok())
+                .map(|m| m.len())
+                .sum(),
             indexed_up_to: shared.indexed_up_to(),
         }
     }

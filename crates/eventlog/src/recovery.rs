@@ -4,8 +4,8 @@
 use crate::error::LogError;
 use crate::index::{encode_location, Index, IndexEntry, Loaded, SPARSE_STRIDE};
 use crate::segment::{
-    create_segment, open_segment, parse_segment_name, sync_dir, zero_fill, FrameCursor, Next, Segment,
-    SEGMENT_HEADER_LEN,
+    create_segment, open_segment, parse_segment_name, sync_dir, zero_fill, FrameCursor, Next,
+    Segment, SEGMENT_HEADER_LEN,
 };
 use crate::types::{LogOptions, RecordedEvent};
 use std::os::unix::fs::FileExt;
@@ -24,15 +24,21 @@ pub(crate) struct Recovered {
     pub rebuilt_index: bool,
 }
 
-pub(crate) fn open_segments(segment_dir: &Path, options: &LogOptions) -> Result<Vec<Arc<Segment>>, LogError> {
+pub(crate) fn open_segments(
+    segment_dir: &Path,
+    options: &LogOptions,
+) -> Result<Vec<Arc<Segment>>, LogError> {
     std::fs::create_dir_all(segment_dir).map_err(|e| LogError::io(segment_dir.display(), e))?;
     let mut indexes = Vec::new();
-    for entry in std::fs::read_dir(segment_dir).map_err(|e| LogError::io(segment_dir.display(), e))? {
+    for entry in
+        std::fs::read_dir(segment_dir).map_err(|e| LogError::io(segment_dir.display(), e))?
+    {
         let entry = entry.map_err(|e| LogError::io(segment_dir.display(), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".seg.tmp") {
             // A segment whose creation did not finish; it never held data.
-            std::fs::remove_file(entry.path()).map_err(|e| LogError::io(entry.path().display(), e))?;
+            std::fs::remove_file(entry.path())
+                .map_err(|e| LogError::io(entry.path().display(), e))?;
         } else if let Some(index) = parse_segment_name(&name) {
             indexes.push(index);
         }
@@ -46,13 +52,21 @@ pub(crate) fn open_segments(segment_dir: &Path, options: &LogOptions) -> Result<
         segments.push(Arc::new(open_segment(segment_dir, index)?));
     }
     if segments.is_empty() {
-        let preallocate_to = if options.preallocate { options.segment_size } else { SEGMENT_HEADER_LEN };
+        let preallocate_to = if options.preallocate {
+            options.segment_size
+        } else {
+            SEGMENT_HEADER_LEN
+        };
         segments.push(Arc::new(create_segment(segment_dir, 0, 0, preallocate_to)?));
     }
     Ok(segments)
 }
 
-pub(crate) fn recover(segment_dir: &Path, index_dir: &Path, options: &LogOptions) -> Result<Recovered, LogError> {
+pub(crate) fn recover(
+    segment_dir: &Path,
+    index_dir: &Path,
+    options: &LogOptions,
+) -> Result<Recovered, LogError> {
     let segments = open_segments(segment_dir, options)?;
     let cache = 64 << 20;
     let (mut index, mut rebuilt_index) = Index::open(index_dir, cache)?;
@@ -66,11 +80,23 @@ pub(crate) fn recover(segment_dir: &Path, index_dir: &Path, options: &LogOptions
                 (index, rebuilt_index) = rebuild(index, index_dir, cache)?;
                 continue;
             }
-            Err(reason) => return Err(LogError::Corrupt(format!("a rebuilt index is inconsistent: {reason}"))),
+            Err(reason) => {
+                return Err(LogError::Corrupt(format!(
+                    "a rebuilt index is inconsistent: {reason}"
+                )))
+            }
         };
         match scan_tail(&segments, &index, loaded, options)? {
             Ok((write_offset, head, loaded, to_index)) => {
-                return Ok(Recovered { segments, write_offset, head, loaded, to_index, index, rebuilt_index })
+                return Ok(Recovered {
+                    segments,
+                    write_offset,
+                    head,
+                    loaded,
+                    to_index,
+                    index,
+                    rebuilt_index,
+                })
             }
             Err(reason) if attempt == 1 => {
                 tracing::warn!(%reason, "sled index disagrees with the segments; rebuilding it");
@@ -109,7 +135,9 @@ fn scan_tail(
         (segment, offset, block * SPARSE_STRIDE)
     };
     if start_segment as usize >= segments.len() {
-        return Ok(Err(format!("the index points into segment {start_segment}, which does not exist")));
+        return Ok(Err(format!(
+            "the index points into segment {start_segment}, which does not exist"
+        )));
     }
     let mut expected = start_position;
     let mut to_index = Vec::new();
@@ -119,7 +147,11 @@ fn scan_tail(
     let mut last_indexed_seen = indexed == 0;
     let last = segments.len() - 1;
     for (i, segment) in segments.iter().enumerate().skip(start_segment as usize) {
-        let offset = if i == start_segment as usize { start_offset } else { SEGMENT_HEADER_LEN };
+        let offset = if i == start_segment as usize {
+            start_offset
+        } else {
+            SEGMENT_HEADER_LEN
+        };
         if i != start_segment as usize && segment.first_position != expected {
             return Err(LogError::Corrupt(format!(
                 "segment {} starts at position {} but {expected} was expected",
@@ -129,11 +161,20 @@ fn scan_tail(
         }
         let mut cursor = FrameCursor::new(&segment.file, offset, 1 << 20);
         let (end, damage) = loop {
-            match cursor.next_frame().map_err(|e| LogError::io(segment.path.display(), e))? {
+            match cursor
+                .next_frame()
+                .map_err(|e| LogError::io(segment.path.display(), e))?
+            {
                 Next::Frame { frame, offset, .. } => {
                     let event = frame.event;
                     if event.position != expected {
-                        break (offset, Some(format!("position {} where {expected} was expected", event.position)));
+                        break (
+                            offset,
+                            Some(format!(
+                                "position {} where {expected} was expected",
+                                event.position
+                            )),
+                        );
                     }
                     if current_append.is_empty() {
                         append_start = Some((i, offset));
@@ -141,8 +182,16 @@ fn scan_tail(
                     expected += 1;
                     if event.position + 1 == indexed {
                         // Spot check: the newest indexed event must be in the index.
-                        if !index.agrees(event.event_id, event.position, &event.stream_id, event.stream_version)? {
-                            return Ok(Err(format!("the index does not hold position {}", event.position)));
+                        if !index.agrees(
+                            event.event_id,
+                            event.position,
+                            &event.stream_id,
+                            event.stream_version,
+                        )? {
+                            return Ok(Err(format!(
+                                "the index does not hold position {}",
+                                event.position
+                            )));
                         }
                         last_indexed_seen = true;
                     }
@@ -151,7 +200,12 @@ fn scan_tail(
                     if remaining == 0 {
                         for (event, offset) in current_append.drain(..) {
                             if event.position >= indexed {
-                                apply(&mut loaded, &mut to_index, event, encode_location(i as u64, offset));
+                                apply(
+                                    &mut loaded,
+                                    &mut to_index,
+                                    event,
+                                    encode_location(i as u64, offset),
+                                );
                             }
                         }
                         append_start = None;
@@ -169,7 +223,10 @@ fn scan_tail(
                 )));
             }
             if !current_append.is_empty() {
-                return Err(LogError::Corrupt(format!("an append is cut short at the end of {}", segment.path.display())));
+                return Err(LogError::Corrupt(format!(
+                    "an append is cut short at the end of {}",
+                    segment.path.display()
+                )));
             }
             continue;
         }
@@ -188,7 +245,10 @@ fn scan_tail(
         }
         cut_tail(segment, cut, damage.is_some() || cut != end, options)?;
         if !last_indexed_seen {
-            return Ok(Err(format!("the index claims position {} but the segments end before it", indexed - 1)));
+            return Ok(Err(format!(
+                "the index claims position {} but the segments end before it",
+                indexed - 1
+            )));
         }
         return Ok(Ok((cut, expected, loaded, to_index)));
     }
@@ -202,7 +262,9 @@ fn apply(loaded: &mut Loaded, to_index: &mut Vec<IndexEntry>, event: RecordedEve
         loaded.sparse.push(location);
     }
     loaded.ids.insert(event.event_id, event.position);
-    loaded.versions.insert(event.stream_id.clone(), event.stream_version);
+    loaded
+        .versions
+        .insert(event.stream_id.clone(), event.stream_version);
     to_index.push(IndexEntry {
         position: event.position,
         stream: Arc::from(event.stream_id.as_str()),
@@ -214,7 +276,12 @@ fn apply(loaded: &mut Loaded, to_index: &mut Vec<IndexEntry>, event: RecordedEve
 
 /// Makes sure nothing but zeros follows `cut` in the last segment, so a later write can
 /// never be followed by stale frames from before the crash.
-fn cut_tail(segment: &Segment, cut: u64, damaged: bool, options: &LogOptions) -> Result<(), LogError> {
+fn cut_tail(
+    segment: &Segment,
+    cut: u64,
+    damaged: bool,
+    options: &LogOptions,
+) -> Result<(), LogError> {
     let io = |e| LogError::io(segment.path.display(), e);
     let len = segment.file.metadata().map_err(io)?.len();
     if len <= cut {

@@ -59,7 +59,11 @@ fn temporary_path(dir: &Path, index: u64) -> PathBuf {
 
 /// The slow half of making a segment, which needs no position yet and so can run ahead
 /// of time: a temporary file filled with zeros up to `preallocate_to` and synced.
-pub(crate) fn prepare_segment_file(dir: &Path, index: u64, preallocate_to: u64) -> Result<File, LogError> {
+pub(crate) fn prepare_segment_file(
+    dir: &Path,
+    index: u64,
+    preallocate_to: u64,
+) -> Result<File, LogError> {
     let tmp = temporary_path(dir, index);
     let file = OpenOptions::new()
         .read(true)
@@ -68,20 +72,34 @@ pub(crate) fn prepare_segment_file(dir: &Path, index: u64, preallocate_to: u64) 
         .truncate(true)
         .open(&tmp)
         .map_err(|e| LogError::io(tmp.display(), e))?;
-    zero_fill(&file, SEGMENT_HEADER_LEN, preallocate_to).map_err(|e| LogError::io(tmp.display(), e))?;
-    file.sync_all().map_err(|e| LogError::io(tmp.display(), e))?;
+    zero_fill(&file, SEGMENT_HEADER_LEN, preallocate_to)
+        .map_err(|e| LogError::io(tmp.display(), e))?;
+    file.sync_all()
+        .map_err(|e| LogError::io(tmp.display(), e))?;
     Ok(file)
 }
 
 /// The quick half: write the header, sync, and rename the prepared file into place.
-pub(crate) fn finish_segment(dir: &Path, index: u64, file: File, first_position: u64) -> Result<Segment, LogError> {
+pub(crate) fn finish_segment(
+    dir: &Path,
+    index: u64,
+    file: File,
+    first_position: u64,
+) -> Result<Segment, LogError> {
     let tmp = temporary_path(dir, index);
     let path = segment_path(dir, index);
-    file.write_all_at(&header_bytes(first_position), 0).map_err(|e| LogError::io(tmp.display(), e))?;
-    file.sync_all().map_err(|e| LogError::io(tmp.display(), e))?;
+    file.write_all_at(&header_bytes(first_position), 0)
+        .map_err(|e| LogError::io(tmp.display(), e))?;
+    file.sync_all()
+        .map_err(|e| LogError::io(tmp.display(), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| LogError::io(path.display(), e))?;
     sync_dir(dir)?;
-    Ok(Segment { index, first_position, path, file })
+    Ok(Segment {
+        index,
+        first_position,
+        path,
+        file,
+    })
 }
 
 /// Writes zeros over `[from, to)`: real blocks, so later overwrites need no allocation.
@@ -98,7 +116,9 @@ pub(crate) fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> 
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| LogError::io(dir.display(), e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(dir.display(), e))
 }
 
 /// Opens an existing segment and checks its header.
@@ -110,19 +130,35 @@ pub(crate) fn open_segment(dir: &Path, index: u64) -> Result<Segment, LogError> 
         .open(&path)
         .map_err(|e| LogError::io(path.display(), e))?;
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
-    file.read_exact_at(&mut header, 0)
-        .map_err(|e| LogError::Corrupt(format!("segment {} has no complete header: {e}", path.display())))?;
+    file.read_exact_at(&mut header, 0).map_err(|e| {
+        LogError::Corrupt(format!(
+            "segment {} has no complete header: {e}",
+            path.display()
+        ))
+    })?;
     let crc = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
     if &header[..8] != MAGIC || crc32c::crc32c(&header[..16]) != crc {
-        return Err(LogError::Corrupt(format!("segment {} has a damaged header", path.display())));
+        return Err(LogError::Corrupt(format!(
+            "segment {} has a damaged header",
+            path.display()
+        )));
     }
     let first_position = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-    Ok(Segment { index, first_position, path, file })
+    Ok(Segment {
+        index,
+        first_position,
+        path,
+        file,
+    })
 }
 
 /// What the cursor found at its current offset.
 pub(crate) enum Next {
-    Frame { frame: DecodedFrame, offset: u64, len: u64 },
+    Frame {
+        frame: DecodedFrame,
+        offset: u64,
+        len: u64,
+    },
     /// A zero length or the end of the file exactly at a frame boundary.
     End { offset: u64 },
     /// A torn or damaged frame starts here.
@@ -140,7 +176,13 @@ pub(crate) struct FrameCursor<'a> {
 
 impl<'a> FrameCursor<'a> {
     pub fn new(file: &'a File, offset: u64, chunk: usize) -> FrameCursor<'a> {
-        FrameCursor { file, offset, buf: Vec::new(), buf_start: offset, chunk }
+        FrameCursor {
+            file,
+            offset,
+            buf: Vec::new(),
+            buf_start: offset,
+            chunk,
+        }
     }
 
     /// Makes `[offset, offset + n)` available in the buffer; returns how many bytes of it exist.
@@ -186,26 +228,46 @@ impl<'a> FrameCursor<'a> {
             if self.buf[rel..rel + got].iter().all(|b| *b == 0) {
                 return Ok(Next::End { offset });
             }
-            return Ok(Next::Damaged { offset, reason: "the file ends inside a frame header" });
+            return Ok(Next::Damaged {
+                offset,
+                reason: "the file ends inside a frame header",
+            });
         }
         let rel = (offset - self.buf_start) as usize;
-        let header: [u8; FRAME_HEADER_LEN] = self.buf[rel..rel + FRAME_HEADER_LEN].try_into().expect("8 bytes");
+        let header: [u8; FRAME_HEADER_LEN] = self.buf[rel..rel + FRAME_HEADER_LEN]
+            .try_into()
+            .expect("8 bytes");
         let (body_len, crc) = match decode_header(&header) {
             Header::End => return Ok(Next::End { offset }),
-            Header::Garbage => return Ok(Next::Damaged { offset, reason: "a frame length is out of range" }),
+            Header::Garbage => {
+                return Ok(Next::Damaged {
+                    offset,
+                    reason: "a frame length is out of range",
+                })
+            }
             Header::Frame { body_len, crc } => (body_len, crc),
         };
         let total = FRAME_HEADER_LEN + body_len;
         if self.fill(total)? < total {
-            return Ok(Next::Damaged { offset, reason: "the file ends inside a frame" });
+            return Ok(Next::Damaged {
+                offset,
+                reason: "the file ends inside a frame",
+            });
         }
         let rel = (offset - self.buf_start) as usize;
         match decode_body(&self.buf[rel + FRAME_HEADER_LEN..rel + total], crc) {
             Some(frame) => {
                 self.offset += total as u64;
-                Ok(Next::Frame { frame, offset, len: total as u64 })
+                Ok(Next::Frame {
+                    frame,
+                    offset,
+                    len: total as u64,
+                })
             }
-            None => Ok(Next::Damaged { offset, reason: "a frame fails its checksum" }),
+            None => Ok(Next::Damaged {
+                offset,
+                reason: "a frame fails its checksum",
+            }),
         }
     }
 }

@@ -94,7 +94,10 @@ impl Shared {
                 if expected >= to {
                     return Ok(expected);
                 }
-                match cursor.next_frame().map_err(|e| LogError::io(segment.path.display(), e))? {
+                match cursor
+                    .next_frame()
+                    .map_err(|e| LogError::io(segment.path.display(), e))?
+                {
                     Next::Frame { frame, .. } => {
                         if frame.event.position != expected {
                             return Err(LogError::Corrupt(format!(
@@ -119,7 +122,9 @@ impl Shared {
             }
             offset = SEGMENT_HEADER_LEN;
         }
-        Err(LogError::Corrupt(format!("committed position {expected} is missing from the segments")))
+        Err(LogError::Corrupt(format!(
+            "committed position {expected} is missing from the segments"
+        )))
     }
 
     pub fn read_one(&self, position: u64) -> Result<RecordedEvent, LogError> {
@@ -157,7 +162,12 @@ impl Shared {
     }
 
     /// Matching events at `from` and below, newest first.
-    pub fn read_backwards(&self, from: u64, filter: &Filter, max: usize) -> Result<Vec<RecordedEvent>, LogError> {
+    pub fn read_backwards(
+        &self,
+        from: u64,
+        filter: &Filter,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         let head = self.head();
         let mut events = Vec::new();
         if head == 0 || max == 0 {
@@ -181,7 +191,10 @@ impl Shared {
     }
 
     pub fn index_failure(&self) -> Option<String> {
-        self.index_failure.lock().expect("index failure lock poisoned").clone()
+        self.index_failure
+            .lock()
+            .expect("index failure lock poisoned")
+            .clone()
     }
 
     /// Waits until the indexer has caught up with `position` (exclusive).
@@ -215,10 +228,15 @@ pub(crate) fn run_indexer(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Vec
                 Err(_) => break,
             }
         }
-        let Some(last) = batch.last().map(|e| e.position) else { continue };
+        let Some(last) = batch.last().map(|e| e.position) else {
+            continue;
+        };
         if let Err(e) = shared.index.apply(&batch) {
             tracing::error!(error = %e, "writing the sled index failed; reads by stream stop until reopen");
-            *shared.index_failure.lock().expect("index failure lock poisoned") = Some(e.to_string());
+            *shared
+                .index_failure
+                .lock()
+                .expect("index failure lock poisoned") = Some(e.to_string());
             shared.indexed_tx.send_modify(|_| {});
             return;
         }
@@ -226,7 +244,10 @@ pub(crate) fn run_indexer(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Vec
             let mut unindexed = shared.unindexed.write().expect("unindexed lock poisoned");
             for entry in &batch {
                 if let Some(tail) = unindexed.get_mut(&entry.stream) {
-                    while tail.front().is_some_and(|(version, _)| *version <= entry.version) {
+                    while tail
+                        .front()
+                        .is_some_and(|(version, _)| *version <= entry.version)
+                    {
                         tail.pop_front();
                     }
                     if tail.is_empty() {
@@ -252,11 +273,15 @@ impl Shared {
         // Holding the read lock across the sled read means the indexer cannot drop an
         // entry from the tail between the two reads, so nothing falls in the gap.
         let unindexed = self.unindexed.read().expect("unindexed lock poisoned");
-        let mut merged: BTreeMap<u64, u64> =
-            self.index.stream_positions(stream, from_version, forwards, max)?.into_iter().collect();
+        let mut merged: BTreeMap<u64, u64> = self
+            .index
+            .stream_positions(stream, from_version, forwards, max)?
+            .into_iter()
+            .collect();
         if let Some(tail) = unindexed.get(stream) {
             for (version, position) in tail {
-                if (forwards && *version >= from_version) || (!forwards && *version <= from_version) {
+                if (forwards && *version >= from_version) || (!forwards && *version <= from_version)
+                {
                     merged.insert(*version, *position);
                 }
             }

@@ -27,7 +27,14 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(log: EventLog, from_position: u64, filter: Filter) -> Subscription {
         let head_rx = log.inner.shared.head_tx.subscribe();
-        Subscription { log, next_position: from_position, filter, buffer: VecDeque::new(), head_rx, failed: false }
+        Subscription {
+            log,
+            next_position: from_position,
+            filter,
+            buffer: VecDeque::new(),
+            head_rx,
+            failed: false,
+        }
     }
 
     /// The position the subscription will read next (after any buffered events).
@@ -71,7 +78,9 @@ impl Subscription {
     }
 
     /// The subscription as a `futures::Stream`.
-    pub fn into_stream(self) -> impl futures::Stream<Item = Result<RecordedEvent, LogError>> + Send {
+    pub fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<RecordedEvent, LogError>> + Send {
         futures::stream::unfold(self, |mut subscription| async move {
             subscription.next().await.map(|item| (item, subscription))
         })

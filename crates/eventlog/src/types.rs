@@ -85,7 +85,10 @@ impl Filter {
 
     /// Events whose stream id starts with `prefix`.
     pub fn stream_prefix(prefix: impl Into<String>) -> Filter {
-        Filter { stream_prefix: Some(prefix.into()), event_types: Vec::new() }
+        Filter {
+            stream_prefix: Some(prefix.into()),
+            event_types: Vec::new(),
+        }
     }
 
     pub fn matches(&self, stream_id: &str, event_type: &str) -> bool {

@@ -13,9 +13,20 @@ use uuid::Uuid;
 const MAX_PROBLEMS: usize = 100;
 
 pub(crate) fn verify(shared: &Shared, head: u64) -> Result<VerifyReport, LogError> {
-    let segments = shared.segments.read().expect("segment list lock poisoned").clone();
-    let sparse = shared.sparse.read().expect("sparse index lock poisoned").clone();
-    let mut report = VerifyReport { segments: segments.len() as u64, ..VerifyReport::default() };
+    let segments = shared
+        .segments
+        .read()
+        .expect("segment list lock poisoned")
+        .clone();
+    let sparse = shared
+        .sparse
+        .read()
+        .expect("sparse index lock poisoned")
+        .clone();
+    let mut report = VerifyReport {
+        segments: segments.len() as u64,
+        ..VerifyReport::default()
+    };
     let problem = |report: &mut VerifyReport, text: String| {
         if report.problems.len() < MAX_PROBLEMS {
             report.problems.push(text);
@@ -26,62 +37,109 @@ pub(crate) fn verify(shared: &Shared, head: u64) -> Result<VerifyReport, LogErro
     let mut expected = 0u64;
     'segments: for (i, segment) in segments.iter().enumerate() {
         if segment.first_position != expected {
-            problem(&mut report, format!("segment {i} starts at position {} not {expected}", segment.first_position));
+            problem(
+                &mut report,
+                format!(
+                    "segment {i} starts at position {} not {expected}",
+                    segment.first_position
+                ),
+            );
         }
         let mut cursor = FrameCursor::new(&segment.file, SEGMENT_HEADER_LEN, 1 << 20);
         loop {
             if expected >= head {
                 break 'segments;
             }
-            match cursor.next_frame().map_err(|e| LogError::io(segment.path.display(), e))? {
+            match cursor
+                .next_frame()
+                .map_err(|e| LogError::io(segment.path.display(), e))?
+            {
                 Next::Frame { frame, offset, len } => {
                     let e = frame.event;
                     report.bytes += len;
                     if e.position != expected {
-                        problem(&mut report, format!("segment {i} offset {offset}: position {} not {expected}", e.position));
+                        problem(
+                            &mut report,
+                            format!(
+                                "segment {i} offset {offset}: position {} not {expected}",
+                                e.position
+                            ),
+                        );
                     }
                     expected = e.position + 1;
                     let want_version = versions.get(&e.stream_id).map_or(0, |v| v + 1);
                     if e.stream_version != want_version {
-                        problem(&mut report, format!(
-                            "position {}: stream {} version {} not {want_version}",
-                            e.position, e.stream_id, e.stream_version
-                        ));
+                        problem(
+                            &mut report,
+                            format!(
+                                "position {}: stream {} version {} not {want_version}",
+                                e.position, e.stream_id, e.stream_version
+                            ),
+                        );
                     }
                     versions.insert(e.stream_id.clone(), e.stream_version);
                     if !ids.insert(e.event_id) {
-                        problem(&mut report, format!("position {}: event id {} is repeated", e.position, e.event_id));
+                        problem(
+                            &mut report,
+                            format!(
+                                "position {}: event id {} is repeated",
+                                e.position, e.event_id
+                            ),
+                        );
                     }
                     if e.position % SPARSE_STRIDE == 0 {
                         let block = e.position / SPARSE_STRIDE;
                         let want = crate::index::encode_location(i as u64, offset);
                         if sparse.get(block as usize) != Some(&want) {
-                            problem(&mut report, format!("position {}: in-memory location is wrong", e.position));
+                            problem(
+                                &mut report,
+                                format!("position {}: in-memory location is wrong", e.position),
+                            );
                         }
                         if shared.index.location(block)? != Some(want) {
-                            problem(&mut report, format!("position {}: sled location is wrong", e.position));
+                            problem(
+                                &mut report,
+                                format!("position {}: sled location is wrong", e.position),
+                            );
                         }
                     }
-                    if !shared.index.agrees(e.event_id, e.position, &e.stream_id, e.stream_version)? {
-                        problem(&mut report, format!("position {}: the sled index disagrees", e.position));
+                    if !shared.index.agrees(
+                        e.event_id,
+                        e.position,
+                        &e.stream_id,
+                        e.stream_version,
+                    )? {
+                        problem(
+                            &mut report,
+                            format!("position {}: the sled index disagrees", e.position),
+                        );
                     }
                     report.events += 1;
                 }
                 Next::End { .. } => break,
                 Next::Damaged { offset, reason } => {
-                    problem(&mut report, format!("segment {i} offset {offset}: {reason}"));
+                    problem(
+                        &mut report,
+                        format!("segment {i} offset {offset}: {reason}"),
+                    );
                     break;
                 }
             }
         }
     }
     if expected != head {
-        problem(&mut report, format!("the segments hold {expected} events but the head is {head}"));
+        problem(
+            &mut report,
+            format!("the segments hold {expected} events but the head is {head}"),
+        );
     }
     report.streams = versions.len() as u64;
     for (stream, version) in &versions {
         if shared.index.stream_version(stream)? != Some(*version) {
-            problem(&mut report, format!("sled holds the wrong current version for stream {stream}"));
+            problem(
+                &mut report,
+                format!("sled holds the wrong current version for stream {stream}"),
+            );
         }
     }
     Ok(report)

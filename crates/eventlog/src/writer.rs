@@ -19,8 +19,15 @@ use uuid::Uuid;
 pub(crate) type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
 
 pub(crate) enum Command {
-    Append { stream: String, expected: ExpectedVersion, events: Vec<NewEvent>, reply: Reply },
-    Close { done: oneshot::Sender<()> },
+    Append {
+        stream: String,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        reply: Reply,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -101,10 +108,24 @@ impl Writer {
                         let _ = reply.send(Err(AppendError::Closed));
                     }
                     Command::Append { reply, .. } if self.failure.is_some() => {
-                        let _ = reply.send(Err(AppendError::Io(self.failure.clone().unwrap_or_default())));
+                        let _ = reply.send(Err(AppendError::Io(
+                            self.failure.clone().unwrap_or_default(),
+                        )));
                     }
-                    Command::Append { stream, expected, events, reply } => {
-                        let outcome = match self.accept(&mut group, &mut head, recorded_at, &stream, expected, &events) {
+                    Command::Append {
+                        stream,
+                        expected,
+                        events,
+                        reply,
+                    } => {
+                        let outcome = match self.accept(
+                            &mut group,
+                            &mut head,
+                            recorded_at,
+                            &stream,
+                            expected,
+                            &events,
+                        ) {
                             Ok(result) => Outcome::Written(result),
                             Err(error) => Outcome::Failed(error),
                         };
@@ -122,7 +143,9 @@ impl Writer {
                     tracing::error!(error = %message, "the event log writer failed; appends are refused until reopen");
                     for (reply, outcome) in group.replies.drain(..) {
                         let _ = reply.send(Err(match outcome {
-                            Outcome::Failed(error @ AppendError::WrongExpectedVersion { .. }) => error,
+                            Outcome::Failed(error @ AppendError::WrongExpectedVersion { .. }) => {
+                                error
+                            }
                             _ => AppendError::Io(message.clone()),
                         }));
                     }
@@ -175,7 +198,13 @@ impl Writer {
         }
         let current = match group.versions.get(stream) {
             Some(v) => Some(*v),
-            None => self.shared.versions.read().expect("versions lock poisoned").get(stream).copied(),
+            None => self
+                .shared
+                .versions
+                .read()
+                .expect("versions lock poisoned")
+                .get(stream)
+                .copied(),
         };
         let matches = match expected {
             ExpectedVersion::Any => true,
@@ -184,10 +213,16 @@ impl Writer {
             ExpectedVersion::Exact(n) => current == Some(n),
         };
         if !matches {
-            return Err(AppendError::WrongExpectedVersion { stream: stream.to_string(), expected, actual: current });
+            return Err(AppendError::WrongExpectedVersion {
+                stream: stream.to_string(),
+                expected,
+                actual: current,
+            });
         }
-        let size: usize =
-            events.iter().map(|e| frame_len(stream, &e.event_type, &e.metadata, e.payload.len())).sum();
+        let size: usize = events
+            .iter()
+            .map(|e| frame_len(stream, &e.event_type, &e.metadata, e.payload.len()))
+            .sum();
         let end = self.write_offset + group.buf.len() as u64;
         if end + size as u64 > self.shared.options.segment_size && end > SEGMENT_HEADER_LEN {
             if let Err(e) = self.flush(&mut group.buf).and_then(|()| self.roll(*head)) {
@@ -221,13 +256,20 @@ impl Writer {
                     payload: &event.payload,
                 },
             );
-            let location = (position % SPARSE_STRIDE == 0).then(|| encode_location(self.segment.index, offset));
+            let location = (position % SPARSE_STRIDE == 0)
+                .then(|| encode_location(self.segment.index, offset));
             if let Some(location) = location {
                 group.sparse.push(location);
             }
             group.ids.insert(
                 event.event_id,
-                PendingId { position, version, index: i as u32, remaining: (count - 1 - i as u64) as u32, stream: stream_arc.clone() },
+                PendingId {
+                    position,
+                    version,
+                    index: i as u32,
+                    remaining: (count - 1 - i as u64) as u32,
+                    stream: stream_arc.clone(),
+                },
             );
             group.entries.push(IndexEntry {
                 position,
@@ -240,7 +282,11 @@ impl Writer {
         *head += count;
         let last_version = first_version + count - 1;
         group.versions.insert(stream_arc, last_version);
-        Ok(AppendResult { first_position, last_position: first_position + count - 1, stream_version: last_version })
+        Ok(AppendResult {
+            first_position,
+            last_position: first_position + count - 1,
+            stream_version: last_version,
+        })
     }
 
     fn partially_duplicate(&self, group: &Group, stream: &str, events: &[NewEvent]) -> AppendError {
@@ -256,34 +302,58 @@ impl Writer {
 
     /// The result of the earlier append these events came from, if they are exactly one
     /// earlier append to this stream (the idempotent-retry case).
-    fn original_result(&self, group: &Group, stream: &str, events: &[NewEvent]) -> Result<AppendResult, AppendError> {
-        let position_of = |id: &Uuid| group.ids.get(id).map(|p| p.position).or_else(|| self.ids.get(id).copied());
-        let positions: Vec<u64> = events.iter().filter_map(|e| position_of(&e.event_id)).collect();
+    fn original_result(
+        &self,
+        group: &Group,
+        stream: &str,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        let position_of = |id: &Uuid| {
+            group
+                .ids
+                .get(id)
+                .map(|p| p.position)
+                .or_else(|| self.ids.get(id).copied())
+        };
+        let positions: Vec<u64> = events
+            .iter()
+            .filter_map(|e| position_of(&e.event_id))
+            .collect();
         let first = positions[0];
         let last = *positions.last().expect("an append has events");
-        let in_order = positions.iter().enumerate().all(|(i, p)| *p == first + i as u64);
+        let in_order = positions
+            .iter()
+            .enumerate()
+            .all(|(i, p)| *p == first + i as u64);
         // The first and last frames say which stream they belong to and how many events of
         // their append precede and follow them, which pins down the boundaries of the original append.
-        let describe = |id: &Uuid, position: u64| -> Result<(Arc<str>, u64, u32, u32), AppendError> {
-            match group.ids.get(id) {
-                Some(p) => Ok((p.stream.clone(), p.version, p.index, p.remaining)),
-                None => match self.shared.read_frame(position) {
-                    Ok(frame) => Ok((
-                        Arc::from(frame.event.stream_id.as_str()),
-                        frame.event.stream_version,
-                        frame.index_in_append,
-                        frame.remaining_in_append,
-                    )),
-                    Err(e) => Err(AppendError::Io(format!("reading the original append failed: {e}"))),
-                },
-            }
-        };
+        let describe =
+            |id: &Uuid, position: u64| -> Result<(Arc<str>, u64, u32, u32), AppendError> {
+                match group.ids.get(id) {
+                    Some(p) => Ok((p.stream.clone(), p.version, p.index, p.remaining)),
+                    None => match self.shared.read_frame(position) {
+                        Ok(frame) => Ok((
+                            Arc::from(frame.event.stream_id.as_str()),
+                            frame.event.stream_version,
+                            frame.index_in_append,
+                            frame.remaining_in_append,
+                        )),
+                        Err(e) => Err(AppendError::Io(format!(
+                            "reading the original append failed: {e}"
+                        ))),
+                    },
+                }
+            };
         let (first_stream, _, first_index, _) = describe(&events[0].event_id, first)?;
         let (last_stream, last_version, _, last_remaining) =
             describe(&events.last().expect("an append has events").event_id, last)?;
         let whole_append = first_index == 0 && last_remaining == 0;
         if in_order && whole_append && &*first_stream == stream && &*last_stream == stream {
-            Ok(AppendResult { first_position: first, last_position: last, stream_version: last_version })
+            Ok(AppendResult {
+                first_position: first,
+                last_position: last,
+                stream_version: last_version,
+            })
         } else {
             Err(self.partially_duplicate(group, stream, events))
         }
@@ -294,8 +364,14 @@ impl Writer {
             return Ok(());
         }
         let path = &self.segment.path;
-        self.segment.file.write_all_at(buf, self.write_offset).map_err(|e| LogError::io(path.display(), e))?;
-        self.segment.file.sync_data().map_err(|e| LogError::io(path.display(), e))?;
+        self.segment
+            .file
+            .write_all_at(buf, self.write_offset)
+            .map_err(|e| LogError::io(path.display(), e))?;
+        self.segment
+            .file
+            .sync_data()
+            .map_err(|e| LogError::io(path.display(), e))?;
         self.write_offset += buf.len() as u64;
         buf.clear();
         Ok(())
@@ -312,8 +388,17 @@ impl Writer {
             }
             _ => crate::segment::prepare_segment_file(dir, index, self.preallocate_to())?,
         };
-        let segment = Arc::new(crate::segment::finish_segment(dir, index, prepared, first_position)?);
-        self.shared.segments.write().expect("segment list lock poisoned").push(segment.clone());
+        let segment = Arc::new(crate::segment::finish_segment(
+            dir,
+            index,
+            prepared,
+            first_position,
+        )?);
+        self.shared
+            .segments
+            .write()
+            .expect("segment list lock poisoned")
+            .push(segment.clone());
         self.segment = segment;
         self.write_offset = SEGMENT_HEADER_LEN;
         self.prepare_next();
@@ -322,7 +407,11 @@ impl Writer {
 
     fn preallocate_to(&self) -> u64 {
         let options = &self.shared.options;
-        if options.preallocate { options.segment_size } else { SEGMENT_HEADER_LEN }
+        if options.preallocate {
+            options.segment_size
+        } else {
+            SEGMENT_HEADER_LEN
+        }
     }
 
     /// Starts zero-filling the segment after the active one in the background.
@@ -339,16 +428,31 @@ impl Writer {
     /// Makes a durable group visible: in-memory state, then the head, then the callers.
     fn publish(&mut self, group: Group, head: u64) {
         if !group.entries.is_empty() {
-            let mut unindexed = self.shared.unindexed.write().expect("unindexed lock poisoned");
+            let mut unindexed = self
+                .shared
+                .unindexed
+                .write()
+                .expect("unindexed lock poisoned");
             for entry in &group.entries {
-                unindexed.entry(entry.stream.clone()).or_default().push_back((entry.version, entry.position));
+                unindexed
+                    .entry(entry.stream.clone())
+                    .or_default()
+                    .push_back((entry.version, entry.position));
             }
         }
         if !group.sparse.is_empty() {
-            self.shared.sparse.write().expect("sparse index lock poisoned").extend(group.sparse);
+            self.shared
+                .sparse
+                .write()
+                .expect("sparse index lock poisoned")
+                .extend(group.sparse);
         }
         if !group.versions.is_empty() {
-            let mut versions = self.shared.versions.write().expect("versions lock poisoned");
+            let mut versions = self
+                .shared
+                .versions
+                .write()
+                .expect("versions lock poisoned");
             for (stream, version) in group.versions {
                 versions.insert(stream.to_string(), version);
             }

@@ -19,19 +19,34 @@ const TASKS: usize = 16;
 
 fn options() -> LogOptions {
     // Small segments so crashes also land around segment rollover.
-    LogOptions { segment_size: 256 * 1024, ..LogOptions::default() }
+    LogOptions {
+        segment_size: 256 * 1024,
+        ..LogOptions::default()
+    }
 }
 
 /// The child: appends until killed, writing one line per acknowledged event to `acks`.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
     let dir = std::path::PathBuf::from(dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
-        let log = EventLog::open(dir.join("log"), options()).await.expect("child opens the log");
+        let log = EventLog::open(dir.join("log"), options())
+            .await
+            .expect("child opens the log");
         std::fs::write(dir.join("ready"), b"").unwrap();
-        let acks = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("acks")).unwrap();
+        let acks = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("acks"))
+            .unwrap();
         let acks = Arc::new(Mutex::new(acks));
         let run = Uuid::now_v7();
         let mut tasks = Vec::new();
@@ -44,21 +59,31 @@ fn crash_child() {
                     // appends are refused; others are private to this run and task.
                     let (stream, expected) = if task % 4 == 0 {
                         let stream = format!("shared-{}", i % 3);
-                        let expected = log.stream_version(&stream).map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                        let expected = log
+                            .stream_version(&stream)
+                            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
                         (stream, expected)
                     } else {
-                        (format!("request-{run}-{task}-{}", i % 5), ExpectedVersion::Any)
+                        (
+                            format!("request-{run}-{task}-{}", i % 5),
+                            ExpectedVersion::Any,
+                        )
                     };
                     let count = 1 + (i % 3) as usize;
                     let events: Vec<NewEvent> = (0..count)
-                        .map(|k| NewEvent::new("CrashTested", format!("{task}-{i}-{k}").into_bytes()))
+                        .map(|k| {
+                            NewEvent::new("CrashTested", format!("{task}-{i}-{k}").into_bytes())
+                        })
                         .collect();
                     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
                     if let Ok(result) = log.append(&stream, expected, events).await {
                         let mut lines = String::new();
                         for (k, id) in ids.iter().enumerate() {
                             let version = result.stream_version + 1 + k as u64 - count as u64;
-                            lines.push_str(&format!("{id} {} {stream} {version}\n", result.first_position + k as u64));
+                            lines.push_str(&format!(
+                                "{id} {} {stream} {version}\n",
+                                result.first_position + k as u64
+                            ));
                         }
                         acks.lock().unwrap().write_all(lines.as_bytes()).unwrap();
                     }
@@ -103,7 +128,11 @@ fn acknowledged_appends_survive_sigkill() {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut rng = rand::thread_rng();
     let started = Instant::now();
     let mut last_head = 0;
@@ -135,38 +164,63 @@ fn acknowledged_appends_survive_sigkill() {
         let opening = Instant::now();
         let head = runtime.block_on(check(&dir.path().join("log"), &acks));
         let checked_in = opening.elapsed();
-        assert!(head >= last_head, "round {round}: the log shrank from {last_head} to {head}");
+        assert!(
+            head >= last_head,
+            "round {round}: the log shrank from {last_head} to {head}"
+        );
         eprintln!("round {round}: killed after {delay} ms; {head} events, {} acknowledged; checked in {checked_in:?}", acks.len());
         last_head = head;
     }
-    assert!(last_head > 1000, "the children should have appended a fair amount, got {last_head}");
+    assert!(
+        last_head > 1000,
+        "the children should have appended a fair amount, got {last_head}"
+    );
     eprintln!("{ROUNDS} kill/reopen rounds in {:?}", started.elapsed());
 }
 
 async fn check(dir: &Path, acks: &[Ack]) -> u64 {
-    let log = EventLog::open(dir, options()).await.expect("log reopens after SIGKILL");
+    let log = EventLog::open(dir, options())
+        .await
+        .expect("log reopens after SIGKILL");
     let head = log.head_position();
     let mut by_position = HashMap::new();
     let mut from = 0;
     let mut versions: HashMap<String, u64> = HashMap::new();
     loop {
-        let batch = log.read_all(from, Direction::Forwards, &Filter::all(), 4096).await.unwrap();
+        let batch = log
+            .read_all(from, Direction::Forwards, &Filter::all(), 4096)
+            .await
+            .unwrap();
         if batch.is_empty() {
             break;
         }
         for event in batch {
             assert_eq!(event.position, from, "positions must be contiguous");
             let want = versions.get(&event.stream_id).map_or(0, |v| v + 1);
-            assert_eq!(event.stream_version, want, "versions of {} must be contiguous", event.stream_id);
+            assert_eq!(
+                event.stream_version, want,
+                "versions of {} must be contiguous",
+                event.stream_id
+            );
             versions.insert(event.stream_id.clone(), event.stream_version);
-            by_position.insert(event.position, (event.event_id, event.stream_id, event.stream_version));
+            by_position.insert(
+                event.position,
+                (event.event_id, event.stream_id, event.stream_version),
+            );
             from += 1;
         }
     }
     assert_eq!(from, head);
     for ack in acks {
-        let stored = by_position.get(&ack.position).unwrap_or_else(|| panic!("acknowledged position {} is lost", ack.position));
-        assert_eq!(stored, &(ack.id, ack.stream.clone(), ack.version), "acknowledged event at {} differs", ack.position);
+        let stored = by_position
+            .get(&ack.position)
+            .unwrap_or_else(|| panic!("acknowledged position {} is lost", ack.position));
+        assert_eq!(
+            stored,
+            &(ack.id, ack.stream.clone(), ack.version),
+            "acknowledged event at {} differs",
+            ack.position
+        );
     }
     let report = log.verify().await.unwrap();
     assert!(report.is_ok(), "verify: {:?}", report.problems);

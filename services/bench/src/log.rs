@@ -43,7 +43,8 @@ struct Run {
 }
 
 pub async fn run(args: LogArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
     let work = tempfile::Builder::new()
         .prefix("anju-bench-log-")
         .tempdir_in(&args.dir)
@@ -51,11 +52,19 @@ pub async fn run(args: LogArgs) -> anyhow::Result<()> {
     // The disk is shared, so its fdatasync rate is sampled before, between and after the
     // log runs, and the best sample is taken as the disk's limit (the strictest baseline).
     let mut samples = vec![fsync_rates(work.path())?];
-    let one = log_run(&work.path().join("log-1"), 1, (args.events / 20).clamp(1000, 20_000)).await?;
+    let one = log_run(
+        &work.path().join("log-1"),
+        1,
+        (args.events / 20).clamp(1000, 20_000),
+    )
+    .await?;
     eprintln!("log, 1 writer: {:.0} appends/s", one.appends_per_sec);
     samples.push(fsync_rates(work.path())?);
     let many = log_run(&work.path().join("log-256"), WRITERS, args.events).await?;
-    eprintln!("log, 256 writers: {:.0} appends/s, p99 {:.2} ms", many.appends_per_sec, many.p99_ms);
+    eprintln!(
+        "log, 256 writers: {:.0} appends/s, p99 {:.2} ms",
+        many.appends_per_sec, many.p99_ms
+    );
     let rss_mb = peak_rss_mb();
     samples.push(fsync_rates(work.path())?);
     let fsync_append = samples.iter().map(|s| s.0).fold(0.0, f64::max);
@@ -65,8 +74,16 @@ pub async fn run(args: LogArgs) -> anyhow::Result<()> {
 
     let postgres = match &args.postgres {
         Some(url) => {
-            let run = postgres_run(url, args.postgres_connections, (args.events / 4).max(WRITERS * 10)).await?;
-            eprintln!("postgres, 256 writers: {:.0} appends/s", run.appends_per_sec);
+            let run = postgres_run(
+                url,
+                args.postgres_connections,
+                (args.events / 4).max(WRITERS * 10),
+            )
+            .await?;
+            eprintln!(
+                "postgres, 256 writers: {:.0} appends/s",
+                run.appends_per_sec
+            );
             Some(run)
         }
         None => None,
@@ -94,7 +111,8 @@ pub async fn run(args: LogArgs) -> anyhow::Result<()> {
         json["postgres_appends_per_sec_256"] = round(pg.appends_per_sec).into();
         json["postgres_p50_ms_256"] = round3(pg.p50_ms).into();
         json["postgres_p99_ms_256"] = round3(pg.p99_ms).into();
-        json["speedup_over_postgres_256"] = round3(many.appends_per_sec / pg.appends_per_sec).into();
+        json["speedup_over_postgres_256"] =
+            round3(many.appends_per_sec / pg.appends_per_sec).into();
     }
     if args.json {
         println!("{json}");
@@ -102,11 +120,26 @@ pub async fn run(args: LogArgs) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "| measurement | appends/s | p50 ms | p99 ms |")?;
         writeln!(out, "|---|---:|---:|---:|")?;
-        writeln!(out, "| raw write + fdatasync (best of append/overwrite) | {fsync_per_sec:.0} | | |")?;
-        writeln!(out, "| anju log, 1 writer | {:.0} | {:.3} | {:.3} |", one.appends_per_sec, one.p50_ms, one.p99_ms)?;
-        writeln!(out, "| anju log, 256 writers | {:.0} | {:.3} | {:.3} |", many.appends_per_sec, many.p50_ms, many.p99_ms)?;
+        writeln!(
+            out,
+            "| raw write + fdatasync (best of append/overwrite) | {fsync_per_sec:.0} | | |"
+        )?;
+        writeln!(
+            out,
+            "| anju log, 1 writer | {:.0} | {:.3} | {:.3} |",
+            one.appends_per_sec, one.p50_ms, one.p99_ms
+        )?;
+        writeln!(
+            out,
+            "| anju log, 256 writers | {:.0} | {:.3} | {:.3} |",
+            many.appends_per_sec, many.p50_ms, many.p99_ms
+        )?;
         if let Some(pg) = &postgres {
-            writeln!(out, "| PostgreSQL, 256 writers | {:.0} | {:.3} | {:.3} |", pg.appends_per_sec, pg.p50_ms, pg.p99_ms)?;
+            writeln!(
+                out,
+                "| PostgreSQL, 256 writers | {:.0} | {:.3} | {:.3} |",
+                pg.appends_per_sec, pg.p50_ms, pg.p99_ms
+            )?;
         }
     }
     Ok(())
@@ -124,8 +157,17 @@ fn round3(x: f64) -> f64 {
 /// overwriting a zero-filled one (no size change to persist).
 fn fsync_rates(dir: &Path) -> anyhow::Result<(f64, f64)> {
     let measure = |preallocate: bool| -> anyhow::Result<f64> {
-        let path = dir.join(if preallocate { "fsync-overwrite" } else { "fsync-append" });
-        let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+        let path = dir.join(if preallocate {
+            "fsync-overwrite"
+        } else {
+            "fsync-append"
+        });
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
         let buf = [0x42u8; PAYLOAD_BYTES];
         if preallocate {
             file.write_all_at(&vec![0u8; 8 << 20], 0)?;
@@ -162,7 +204,9 @@ fn summarize(events: u64, elapsed: Duration, latencies: &Histogram<u64>) -> Run 
 /// `writers` tasks each append single events to their own stream with an exact expected
 /// version, until `events` appends are acknowledged in total.
 async fn log_run(dir: &Path, writers: u64, events: u64) -> anyhow::Result<Run> {
-    let log = EventLog::open(dir, LogOptions::default()).await.context("opening the log")?;
+    let log = EventLog::open(dir, LogOptions::default())
+        .await
+        .context("opening the log")?;
     let per_writer = events.div_ceil(writers);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -172,7 +216,11 @@ async fn log_run(dir: &Path, writers: u64, events: u64) -> anyhow::Result<Run> {
             let stream = format!("request-{}", uuid::Uuid::now_v7());
             let mut latencies = histogram();
             for version in 0..per_writer {
-                let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version - 1) };
+                let expected = if version == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(version - 1)
+                };
                 let event = NewEvent::new("BenchmarkEvent", vec![writer as u8; PAYLOAD_BYTES]);
                 let sent = Instant::now();
                 log.append(&stream, expected, vec![event]).await?;
@@ -201,8 +249,9 @@ async fn log_run(dir: &Path, writers: u64, events: u64) -> anyhow::Result<Run> {
 async fn postgres_run(url: &str, connections: usize, events: u64) -> anyhow::Result<Run> {
     let mut clients = Vec::new();
     for _ in 0..connections {
-        let (client, connection) =
-            tokio_postgres::connect(url, tokio_postgres::NoTls).await.with_context(|| format!("connecting to {url}"))?;
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 eprintln!("postgres connection ended: {e}");
@@ -231,7 +280,11 @@ async fn postgres_run(url: &str, connections: usize, events: u64) -> anyhow::Res
             .context("creating the benchmark table")?;
     }
     for client in &clients {
-        client.lock().await.batch_execute("SET synchronous_commit = on").await?;
+        client
+            .lock()
+            .await
+            .batch_execute("SET synchronous_commit = on")
+            .await?;
     }
     let per_writer = events.div_ceil(WRITERS);
     let started = Instant::now();
@@ -267,7 +320,11 @@ async fn postgres_run(url: &str, connections: usize, events: u64) -> anyhow::Res
         latencies.add(task.await??)?;
     }
     let run = summarize(per_writer * WRITERS, started.elapsed(), &latencies);
-    clients[0].lock().await.batch_execute("DROP TABLE anju_bench_events").await?;
+    clients[0]
+        .lock()
+        .await
+        .batch_execute("DROP TABLE anju_bench_events")
+        .await?;
     Ok(run)
 }
 

@@ -8,13 +8,29 @@ use std::sync::Arc;
 async fn expected_version_no_stream_accepts_only_a_new_stream() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    let first = log.append("request-a", ExpectedVersion::NoStream, events(2)).await.unwrap();
-    assert_eq!(first, AppendResult { first_position: 0, last_position: 1, stream_version: 1 });
-    let err = log.append("request-a", ExpectedVersion::NoStream, events(1)).await.unwrap_err();
-    assert!(matches!(
-        err,
-        AppendError::WrongExpectedVersion { ref stream, expected: ExpectedVersion::NoStream, actual: Some(1) } if stream == "request-a"
-    ), "{err:?}");
+    let first = log
+        .append("request-a", ExpectedVersion::NoStream, events(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        AppendResult {
+            first_position: 0,
+            last_position: 1,
+            stream_version: 1
+        }
+    );
+    let err = log
+        .append("request-a", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::WrongExpectedVersion { ref stream, expected: ExpectedVersion::NoStream, actual: Some(1) } if stream == "request-a"
+        ),
+        "{err:?}"
+    );
     assert_eq!(log.head_position(), 2);
 }
 
@@ -22,10 +38,21 @@ async fn expected_version_no_stream_accepts_only_a_new_stream() {
 async fn expected_version_stream_exists_refuses_a_missing_stream() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    let err = log.append("request-b", ExpectedVersion::StreamExists, events(1)).await.unwrap_err();
-    assert!(matches!(err, AppendError::WrongExpectedVersion { actual: None, .. }), "{err:?}");
-    log.append("request-b", ExpectedVersion::Any, events(1)).await.unwrap();
-    let ok = log.append("request-b", ExpectedVersion::StreamExists, events(1)).await.unwrap();
+    let err = log
+        .append("request-b", ExpectedVersion::StreamExists, events(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::WrongExpectedVersion { actual: None, .. }),
+        "{err:?}"
+    );
+    log.append("request-b", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    let ok = log
+        .append("request-b", ExpectedVersion::StreamExists, events(1))
+        .await
+        .unwrap();
     assert_eq!(ok.stream_version, 1);
 }
 
@@ -33,18 +60,43 @@ async fn expected_version_stream_exists_refuses_a_missing_stream() {
 async fn expected_version_exact_must_match_the_last_version() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    let err = log.append("request-c", ExpectedVersion::Exact(0), events(1)).await.unwrap_err();
-    assert!(matches!(err, AppendError::WrongExpectedVersion { expected: ExpectedVersion::Exact(0), actual: None, .. }));
-    log.append("request-c", ExpectedVersion::NoStream, events(3)).await.unwrap();
+    let err = log
+        .append("request-c", ExpectedVersion::Exact(0), events(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AppendError::WrongExpectedVersion {
+            expected: ExpectedVersion::Exact(0),
+            actual: None,
+            ..
+        }
+    ));
+    log.append("request-c", ExpectedVersion::NoStream, events(3))
+        .await
+        .unwrap();
     for wrong in [0, 1, 3, 99] {
-        let err = log.append("request-c", ExpectedVersion::Exact(wrong), events(1)).await.unwrap_err();
+        let err = log
+            .append("request-c", ExpectedVersion::Exact(wrong), events(1))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, AppendError::WrongExpectedVersion { expected: ExpectedVersion::Exact(w), actual: Some(2), .. } if w == wrong),
             "{err:?}"
         );
     }
-    let ok = log.append("request-c", ExpectedVersion::Exact(2), events(1)).await.unwrap();
-    assert_eq!(ok, AppendResult { first_position: 3, last_position: 3, stream_version: 3 });
+    let ok = log
+        .append("request-c", ExpectedVersion::Exact(2), events(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok,
+        AppendResult {
+            first_position: 3,
+            last_position: 3,
+            stream_version: 3
+        }
+    );
     assert_eq!(log.stream_version("request-c"), Some(3));
     assert_eq!(log.stream_version("request-none"), None);
 }
@@ -53,10 +105,23 @@ async fn expected_version_exact_must_match_the_last_version() {
 async fn expected_version_any_always_appends() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    let a = log.append("request-d", ExpectedVersion::Any, events(1)).await.unwrap();
-    let b = log.append("request-d", ExpectedVersion::Any, events(2)).await.unwrap();
+    let a = log
+        .append("request-d", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    let b = log
+        .append("request-d", ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
     assert_eq!(a.stream_version, 0);
-    assert_eq!(b, AppendResult { first_position: 1, last_position: 2, stream_version: 2 });
+    assert_eq!(
+        b,
+        AppendResult {
+            first_position: 1,
+            last_position: 2,
+            stream_version: 2
+        }
+    );
 }
 
 #[tokio::test]
@@ -64,18 +129,32 @@ async fn a_retried_append_returns_the_original_result_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
     let batch = events(3);
-    let original = log.append("request-e", ExpectedVersion::NoStream, batch.clone()).await.unwrap();
-    log.append("request-other", ExpectedVersion::Any, events(1)).await.unwrap();
+    let original = log
+        .append("request-e", ExpectedVersion::NoStream, batch.clone())
+        .await
+        .unwrap();
+    log.append("request-other", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
     // The retry carries the same stale expected version; idempotency wins over the check.
-    let retry = log.append("request-e", ExpectedVersion::NoStream, batch.clone()).await.unwrap();
+    let retry = log
+        .append("request-e", ExpectedVersion::NoStream, batch.clone())
+        .await
+        .unwrap();
     assert_eq!(retry, original);
-    let retry_any = log.append("request-e", ExpectedVersion::Any, batch.clone()).await.unwrap();
+    let retry_any = log
+        .append("request-e", ExpectedVersion::Any, batch.clone())
+        .await
+        .unwrap();
     assert_eq!(retry_any, original);
     assert_eq!(log.head_position(), 4);
     // Also after a reopen, when the ids come from the index rather than this session.
     log.close().await.unwrap();
     let log = open(dir.path()).await;
-    let retry = log.append("request-e", ExpectedVersion::Exact(7), batch).await.unwrap();
+    let retry = log
+        .append("request-e", ExpectedVersion::Exact(7), batch)
+        .await
+        .unwrap();
     assert_eq!(retry, original);
     assert_eq!(log.head_position(), 4);
     assert_verifies(&log).await;
@@ -86,20 +165,37 @@ async fn a_retry_with_only_some_ids_stored_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
     let batch = events(2);
-    log.append("request-f", ExpectedVersion::Any, batch.clone()).await.unwrap();
+    log.append("request-f", ExpectedVersion::Any, batch.clone())
+        .await
+        .unwrap();
     let mut mixed = vec![batch[0].clone()];
     mixed.push(event("Other", "new"));
-    let err = log.append("request-f", ExpectedVersion::Any, mixed).await.unwrap_err();
+    let err = log
+        .append("request-f", ExpectedVersion::Any, mixed)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, AppendError::PartiallyDuplicate { ref already_stored, .. } if already_stored == &vec![batch[0].event_id]),
         "{err:?}"
     );
     // All ids stored, but in another stream: not the same append, so refused too.
-    let err = log.append("request-g", ExpectedVersion::Any, batch.clone()).await.unwrap_err();
-    assert!(matches!(err, AppendError::PartiallyDuplicate { .. }), "{err:?}");
+    let err = log
+        .append("request-g", ExpectedVersion::Any, batch.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::PartiallyDuplicate { .. }),
+        "{err:?}"
+    );
     // Part of an earlier append is not that append either.
-    let err = log.append("request-f", ExpectedVersion::Any, vec![batch[1].clone()]).await.unwrap_err();
-    assert!(matches!(err, AppendError::PartiallyDuplicate { .. }), "{err:?}");
+    let err = log
+        .append("request-f", ExpectedVersion::Any, vec![batch[1].clone()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::PartiallyDuplicate { .. }),
+        "{err:?}"
+    );
     assert_eq!(log.head_position(), 2);
 }
 
@@ -125,14 +221,37 @@ async fn invalid_appends_are_refused_before_writing() {
         ("", events(1)),
         ("$all", events(1)),
         ("request-i", Vec::new()),
-        ("request-i", { let e = event("A", "x"); vec![e.clone(), e] }),
-        ("request-i", vec![{ let mut e = event("A", "x"); e.event_type.clear(); e }]),
-        ("request-i", vec![{ let mut e = event("A", "x"); e.payload = vec![0; 5 << 20]; e }]),
+        ("request-i", {
+            let e = event("A", "x");
+            vec![e.clone(), e]
+        }),
+        (
+            "request-i",
+            vec![{
+                let mut e = event("A", "x");
+                e.event_type.clear();
+                e
+            }],
+        ),
+        (
+            "request-i",
+            vec![{
+                let mut e = event("A", "x");
+                e.payload = vec![0; 5 << 20];
+                e
+            }],
+        ),
         (&long, events(1)),
     ];
     for (stream, batch) in cases {
-        let err = log.append(stream, ExpectedVersion::Any, batch).await.unwrap_err();
-        assert!(matches!(err, AppendError::Invalid(_)), "{stream:?}: {err:?}");
+        let err = log
+            .append(stream, ExpectedVersion::Any, batch)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AppendError::Invalid(_)),
+            "{stream:?}: {err:?}"
+        );
     }
     assert_eq!(log.head_position(), 0);
 }
@@ -146,13 +265,27 @@ async fn of_two_racing_exact_appends_exactly_one_wins() {
         let current = log.stream_version(&stream);
         let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         let (a, b) = tokio::join!(
-            tokio::spawn({ let log = log.clone(); let s = stream.clone(); async move { log.append(&s, expected, events(1)).await } }),
-            tokio::spawn({ let log = log.clone(); let s = stream.clone(); async move { log.append(&s, expected, events(2)).await } })
+            tokio::spawn({
+                let log = log.clone();
+                let s = stream.clone();
+                async move { log.append(&s, expected, events(1)).await }
+            }),
+            tokio::spawn({
+                let log = log.clone();
+                let s = stream.clone();
+                async move { log.append(&s, expected, events(2)).await }
+            })
         );
         let (a, b) = (a.unwrap(), b.unwrap());
-        assert!(a.is_ok() != b.is_ok(), "round {round}: exactly one should win: {a:?} {b:?}");
+        assert!(
+            a.is_ok() != b.is_ok(),
+            "round {round}: exactly one should win: {a:?} {b:?}"
+        );
         let loser = if a.is_ok() { b } else { a };
-        assert!(matches!(loser, Err(AppendError::WrongExpectedVersion { .. })));
+        assert!(matches!(
+            loser,
+            Err(AppendError::WrongExpectedVersion { .. })
+        ));
     }
     assert_verifies(&log).await;
 }
@@ -168,7 +301,11 @@ async fn many_appenders_to_one_stream_get_contiguous_versions() {
         tasks.push(tokio::spawn(async move {
             let mut results = Vec::new();
             for _ in 0..25 {
-                results.push(log.append("request-shared", ExpectedVersion::Any, events(2)).await.unwrap());
+                results.push(
+                    log.append("request-shared", ExpectedVersion::Any, events(2))
+                        .await
+                        .unwrap(),
+                );
             }
             results
         }));
@@ -192,6 +329,9 @@ async fn appends_after_close_report_closed() {
     let log = open(dir.path()).await;
     let other = log.clone();
     log.close().await.unwrap();
-    let err = other.append("request-j", ExpectedVersion::Any, events(1)).await.unwrap_err();
+    let err = other
+        .append("request-j", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppendError::Closed), "{err:?}");
 }

@@ -6,11 +6,16 @@ use uuid::Uuid;
 
 /// Small segments so tests cross segment boundaries.
 pub fn small_options() -> LogOptions {
-    LogOptions { segment_size: 64 * 1024, ..LogOptions::default() }
+    LogOptions {
+        segment_size: 64 * 1024,
+        ..LogOptions::default()
+    }
 }
 
 pub async fn open(dir: &Path) -> EventLog {
-    EventLog::open(dir, small_options()).await.expect("log should open")
+    EventLog::open(dir, small_options())
+        .await
+        .expect("log should open")
 }
 
 pub fn event(event_type: &str, payload: &str) -> NewEvent {
@@ -28,7 +33,9 @@ pub fn event(event_type: &str, payload: &str) -> NewEvent {
 }
 
 pub fn events(n: usize) -> Vec<NewEvent> {
-    (0..n).map(|i| event("Something", &format!("payload-{i}"))).collect()
+    (0..n)
+        .map(|i| event("Something", &format!("payload-{i}")))
+        .collect()
 }
 
 pub async fn read_everything(log: &EventLog) -> Vec<RecordedEvent> {
@@ -59,10 +66,17 @@ pub fn last_segment(dir: &Path) -> PathBuf {
 /// preallocated segment.
 pub fn data_end(path: &Path) -> u64 {
     let bytes = std::fs::read(path).expect("segment readable");
-    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i as u64 + 1)
+    bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 pub async fn assert_verifies(log: &EventLog) {
     let report = log.verify().await.expect("verify should run");
-    assert!(report.is_ok(), "verify found problems: {:?}", report.problems);
+    assert!(
+        report.is_ok(),
+        "verify found problems: {:?}",
+        report.problems
+    );
 }

@@ -7,10 +7,26 @@ use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { stream: u8, expected: u8, count: u8 },
-    Retry { back: u8 },
-    ReadStream { stream: u8, from: u8, forwards: bool, max: u8 },
-    ReadAll { from: u8, forwards: bool, prefix: bool, max: u8 },
+    Append {
+        stream: u8,
+        expected: u8,
+        count: u8,
+    },
+    Retry {
+        back: u8,
+    },
+    ReadStream {
+        stream: u8,
+        from: u8,
+        forwards: bool,
+        max: u8,
+    },
+    ReadAll {
+        from: u8,
+        forwards: bool,
+        prefix: bool,
+        max: u8,
+    },
     Reopen,
 }
 
@@ -36,7 +52,11 @@ struct Model {
 }
 
 fn stream_name(n: u8) -> String {
-    if n == 3 { "timer-3".to_string() } else { format!("request-{n}") }
+    if n == 3 {
+        "timer-3".to_string()
+    } else {
+        format!("request-{n}")
+    }
 }
 
 async fn run(ops: Vec<Op>) {
@@ -47,7 +67,11 @@ async fn run(ops: Vec<Op>) {
     let mut model = Model::default();
     for op in ops {
         match op {
-            Op::Append { stream, expected, count } => {
+            Op::Append {
+                stream,
+                expected,
+                count,
+            } => {
                 let name = stream_name(stream);
                 let current = model.versions.get(&name).copied();
                 let expected = match expected {
@@ -64,21 +88,39 @@ async fn run(ops: Vec<Op>) {
                     ExpectedVersion::StreamExists => current.is_some(),
                     ExpectedVersion::Exact(n) => current == Some(n),
                 };
-                let batch: Vec<NewEvent> = (0..count).map(|i| event("Modelled", &format!("{name}-{i}"))).collect();
+                let batch: Vec<NewEvent> = (0..count)
+                    .map(|i| event("Modelled", &format!("{name}-{i}")))
+                    .collect();
                 match log.append(&name, expected, batch.clone()).await {
                     Ok(result) => {
-                        assert!(should_pass, "append with {expected:?} at {current:?} should fail");
+                        assert!(
+                            should_pass,
+                            "append with {expected:?} at {current:?} should fail"
+                        );
                         let first_version = current.map_or(0, |v| v + 1);
                         assert_eq!(result.first_position, model.events.len() as u64);
                         assert_eq!(result.stream_version, first_version + count as u64 - 1);
                         for (i, e) in batch.iter().enumerate() {
-                            model.events.push((name.clone(), first_version + i as u64, e.clone()));
+                            model
+                                .events
+                                .push((name.clone(), first_version + i as u64, e.clone()));
                         }
                         model.versions.insert(name.clone(), result.stream_version);
-                        model.appends.push((name, batch, (result.first_position, result.last_position, result.stream_version)));
+                        model.appends.push((
+                            name,
+                            batch,
+                            (
+                                result.first_position,
+                                result.last_position,
+                                result.stream_version,
+                            ),
+                        ));
                     }
                     Err(AppendError::WrongExpectedVersion { actual, .. }) => {
-                        assert!(!should_pass, "append with {expected:?} at {current:?} should pass");
+                        assert!(
+                            !should_pass,
+                            "append with {expected:?} at {current:?} should pass"
+                        );
                         assert_eq!(actual, current);
                     }
                     Err(e) => panic!("unexpected append error {e}"),
@@ -90,13 +132,35 @@ async fn run(ops: Vec<Op>) {
                 }
                 let index = model.appends.len() - 1 - (back as usize % model.appends.len());
                 let (name, batch, original) = model.appends[index].clone();
-                let result = log.append(&name, ExpectedVersion::NoStream, batch).await.unwrap();
-                assert_eq!((result.first_position, result.last_position, result.stream_version), original);
+                let result = log
+                    .append(&name, ExpectedVersion::NoStream, batch)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (
+                        result.first_position,
+                        result.last_position,
+                        result.stream_version
+                    ),
+                    original
+                );
             }
-            Op::ReadStream { stream, from, forwards, max } => {
+            Op::ReadStream {
+                stream,
+                from,
+                forwards,
+                max,
+            } => {
                 let name = stream_name(stream);
-                let direction = if forwards { Direction::Forwards } else { Direction::Backwards };
-                let got = log.read_stream(&name, from as u64, direction, max as usize).await.unwrap();
+                let direction = if forwards {
+                    Direction::Forwards
+                } else {
+                    Direction::Backwards
+                };
+                let got = log
+                    .read_stream(&name, from as u64, direction, max as usize)
+                    .await
+                    .unwrap();
                 let mut want: Vec<_> = model.events.iter().filter(|(s, _, _)| *s == name).collect();
                 if forwards {
                     want.retain(|(_, v, _)| *v >= from as u64);
@@ -109,10 +173,26 @@ async fn run(ops: Vec<Op>) {
                 let want: Vec<_> = want.iter().map(|(_, v, e)| (*v, e.event_id)).collect();
                 assert_eq!(got, want);
             }
-            Op::ReadAll { from, forwards, prefix, max } => {
-                let filter = if prefix { Filter::stream_prefix("request-") } else { Filter::all() };
-                let direction = if forwards { Direction::Forwards } else { Direction::Backwards };
-                let got = log.read_all(from as u64, direction, &filter, max as usize).await.unwrap();
+            Op::ReadAll {
+                from,
+                forwards,
+                prefix,
+                max,
+            } => {
+                let filter = if prefix {
+                    Filter::stream_prefix("request-")
+                } else {
+                    Filter::all()
+                };
+                let direction = if forwards {
+                    Direction::Forwards
+                } else {
+                    Direction::Backwards
+                };
+                let got = log
+                    .read_all(from as u64, direction, &filter, max as usize)
+                    .await
+                    .unwrap();
                 let mut want: Vec<(u64, &NewEvent)> = model
                     .events
                     .iter()
@@ -127,8 +207,14 @@ async fn run(ops: Vec<Op>) {
                     want.reverse();
                 }
                 want.truncate(max as usize);
-                let got: Vec<_> = got.iter().map(|e| (e.position, e.event_id, e.payload.clone())).collect();
-                let want: Vec<_> = want.iter().map(|(p, e)| (*p, e.event_id, e.payload.clone())).collect();
+                let got: Vec<_> = got
+                    .iter()
+                    .map(|e| (e.position, e.event_id, e.payload.clone()))
+                    .collect();
+                let want: Vec<_> = want
+                    .iter()
+                    .map(|(p, e)| (*p, e.event_id, e.payload.clone()))
+                    .collect();
                 assert_eq!(got, want);
             }
             Op::Reopen => {

@@ -1,32 +1,50 @@
 //! Recovery on open: torn and garbage tails are cut off, a missing or damaged sled index
 //! is rebuilt with the same answers, and a second open of a directory in use is refused.
 
-use crate::helpers::{assert_verifies, data_end, event, events, last_segment, open, read_everything};
+use crate::helpers::{
+    assert_verifies, data_end, event, events, last_segment, open, read_everything,
+};
 use anju_eventlog::{Direction, EventLog, ExpectedVersion, Filter, LogOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 fn unpreallocated() -> LogOptions {
-    LogOptions { preallocate: false, ..crate::helpers::small_options() }
+    LogOptions {
+        preallocate: false,
+        ..crate::helpers::small_options()
+    }
 }
 
 #[tokio::test]
 async fn a_torn_last_frame_is_cut_off_and_everything_before_it_stays() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
-    log.append("request-t", ExpectedVersion::Any, events(5)).await.unwrap();
-    let last = log.append("request-t", ExpectedVersion::Any, events(1)).await.unwrap();
+    log.append("request-t", ExpectedVersion::Any, events(5))
+        .await
+        .unwrap();
+    let last = log
+        .append("request-t", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
     assert_eq!(last.last_position, 5);
     log.close().await.unwrap();
     let segment = last_segment(dir.path());
     let len = std::fs::metadata(&segment).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 7).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
 
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
     assert_eq!(log.head_position(), 5);
     assert_eq!(log.stream_version("request-t"), Some(4));
     assert_verifies(&log).await;
-    let again = log.append("request-t", ExpectedVersion::Exact(4), events(1)).await.unwrap();
+    let again = log
+        .append("request-t", ExpectedVersion::Exact(4), events(1))
+        .await
+        .unwrap();
     assert_eq!(again.first_position, 5);
     log.close().await.unwrap();
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
@@ -38,13 +56,22 @@ async fn a_torn_last_frame_is_cut_off_and_everything_before_it_stays() {
 async fn a_torn_multi_event_append_disappears_whole() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
-    log.append("request-u", ExpectedVersion::Any, events(2)).await.unwrap();
-    log.append("request-u", ExpectedVersion::Any, events(3)).await.unwrap();
+    log.append("request-u", ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
+    log.append("request-u", ExpectedVersion::Any, events(3))
+        .await
+        .unwrap();
     log.close().await.unwrap();
     let segment = last_segment(dir.path());
     let len = std::fs::metadata(&segment).unwrap().len();
     // Lose the last frame of the three-event append: the first two must go too.
-    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 20).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 20)
+        .unwrap();
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
     assert_eq!(log.head_position(), 2);
     assert_eq!(log.stream_version("request-u"), Some(1));
@@ -55,16 +82,23 @@ async fn a_torn_multi_event_append_disappears_whole() {
 async fn a_garbage_tail_is_cut_off_without_losing_events() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
-    log.append("request-v", ExpectedVersion::Any, events(4)).await.unwrap();
+    log.append("request-v", ExpectedVersion::Any, events(4))
+        .await
+        .unwrap();
     log.close().await.unwrap();
     let segment = last_segment(dir.path());
-    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
     file.write_all(&[0x5a; 3]).unwrap();
     file.write_all(&rand::random::<[u8; 32]>()).unwrap();
     drop(file);
     let log = EventLog::open(dir.path(), unpreallocated()).await.unwrap();
     assert_eq!(log.head_position(), 4);
-    log.append("request-v", ExpectedVersion::Exact(3), events(1)).await.unwrap();
+    log.append("request-v", ExpectedVersion::Exact(3), events(1))
+        .await
+        .unwrap();
     assert_verifies(&log).await;
 }
 
@@ -72,18 +106,29 @@ async fn a_garbage_tail_is_cut_off_without_losing_events() {
 async fn in_a_preallocated_segment_garbage_after_the_data_is_zeroed() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    log.append("request-w", ExpectedVersion::Any, events(3)).await.unwrap();
+    log.append("request-w", ExpectedVersion::Any, events(3))
+        .await
+        .unwrap();
     log.close().await.unwrap();
     let segment = last_segment(dir.path());
     let end = data_end(&segment);
-    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
     // A stale frame-like fragment some way after the end, behind a zero gap.
     file.write_all_at(&[7u8; 40], end + 100).unwrap();
     drop(file);
     let log = open(dir.path()).await;
     assert_eq!(log.head_position(), 3);
-    assert_eq!(data_end(&segment), end, "the fragment should have been zeroed");
-    log.append("request-w", ExpectedVersion::Exact(2), events(2)).await.unwrap();
+    assert_eq!(
+        data_end(&segment),
+        end,
+        "the fragment should have been zeroed"
+    );
+    log.append("request-w", ExpectedVersion::Exact(2), events(2))
+        .await
+        .unwrap();
     log.close().await.unwrap();
     let log = open(dir.path()).await;
     assert_eq!(log.head_position(), 5);
@@ -94,12 +139,19 @@ async fn in_a_preallocated_segment_garbage_after_the_data_is_zeroed() {
 async fn in_a_preallocated_segment_a_damaged_last_frame_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    log.append("request-x", ExpectedVersion::Any, events(3)).await.unwrap();
-    log.append("request-x", ExpectedVersion::Any, events(1)).await.unwrap();
+    log.append("request-x", ExpectedVersion::Any, events(3))
+        .await
+        .unwrap();
+    log.append("request-x", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
     log.close().await.unwrap();
     let segment = last_segment(dir.path());
     let end = data_end(&segment);
-    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
     file.write_all_at(&[0xff; 4], end - 10).unwrap();
     drop(file);
     let log = open(dir.path()).await;
@@ -107,20 +159,42 @@ async fn in_a_preallocated_segment_a_damaged_last_frame_is_cut_off() {
     assert_verifies(&log).await;
 }
 
-async fn answers(log: &EventLog) -> (Vec<anju_eventlog::RecordedEvent>, Vec<anju_eventlog::RecordedEvent>, Option<u64>, u64) {
+async fn answers(
+    log: &EventLog,
+) -> (
+    Vec<anju_eventlog::RecordedEvent>,
+    Vec<anju_eventlog::RecordedEvent>,
+    Option<u64>,
+    u64,
+) {
     (
         read_everything(log).await,
-        log.read_stream("request-y1", 0, Direction::Forwards, 1000).await.unwrap(),
+        log.read_stream("request-y1", 0, Direction::Forwards, 1000)
+            .await
+            .unwrap(),
         log.stream_version("request-y2"),
         log.head_position(),
     )
 }
 
-async fn fill_for_index_tests(dir: &std::path::Path) -> (Vec<anju_eventlog::RecordedEvent>, Vec<anju_eventlog::RecordedEvent>, Option<u64>, u64) {
+async fn fill_for_index_tests(
+    dir: &std::path::Path,
+) -> (
+    Vec<anju_eventlog::RecordedEvent>,
+    Vec<anju_eventlog::RecordedEvent>,
+    Option<u64>,
+    u64,
+) {
     let log = open(dir).await;
     for i in 0..200 {
         let stream = format!("request-y{}", i % 3);
-        log.append(&stream, ExpectedVersion::Any, vec![event("Filled", &"p".repeat(i))]).await.unwrap();
+        log.append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![event("Filled", &"p".repeat(i))],
+        )
+        .await
+        .unwrap();
     }
     let before = answers(&log).await;
     log.close().await.unwrap();
@@ -134,7 +208,10 @@ async fn a_deleted_index_is_rebuilt_with_the_same_answers() {
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     let log = open(dir.path()).await;
     assert_eq!(answers(&log).await, before);
-    assert_eq!(log.event_position(before.0[150].event_id).unwrap(), Some(150));
+    assert_eq!(
+        log.event_position(before.0[150].event_id).unwrap(),
+        Some(150)
+    );
     assert_verifies(&log).await;
     // Idempotency still holds after the rebuild.
     log.close().await.unwrap();
@@ -148,7 +225,13 @@ async fn a_corrupted_index_is_rebuilt_with_the_same_answers() {
     let before = fill_for_index_tests(dir.path()).await;
     for entry in walk(&dir.path().join("index")) {
         let len = std::fs::metadata(&entry).unwrap().len() as usize;
-        std::fs::write(&entry, (0..len.max(64)).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>()).unwrap();
+        std::fs::write(
+            &entry,
+            (0..len.max(64))
+                .map(|i| (i * 31 % 251) as u8)
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
     }
     let log = open(dir.path()).await;
     assert_eq!(answers(&log).await, before);
@@ -178,11 +261,19 @@ async fn an_index_that_is_behind_catches_up_from_its_mark() {
 async fn a_directory_in_use_is_not_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    log.append("request-z", ExpectedVersion::Any, events(1)).await.unwrap();
-    let err = EventLog::open(dir.path(), crate::helpers::small_options()).await.err().expect("second open should fail");
+    log.append("request-z", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    let err = EventLog::open(dir.path(), crate::helpers::small_options())
+        .await
+        .err()
+        .expect("second open should fail");
     assert!(err.to_string().contains("in use"), "{err}");
     assert!(dir.path().join("index").exists());
-    let all = log.read_all(0, Direction::Forwards, &Filter::all(), 10).await.unwrap();
+    let all = log
+        .read_all(0, Direction::Forwards, &Filter::all(), 10)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
 }
 

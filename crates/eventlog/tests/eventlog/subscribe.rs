@@ -12,7 +12,9 @@ async fn a_catch_up_subscription_crosses_into_live_without_gap_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
     for i in 0..50 {
-        log.append(&format!("request-{i}"), ExpectedVersion::Any, events(10)).await.unwrap();
+        log.append(&format!("request-{i}"), ExpectedVersion::Any, events(10))
+            .await
+            .unwrap();
     }
     let writers = 8;
     let per_writer = 150;
@@ -42,7 +44,9 @@ async fn a_catch_up_subscription_crosses_into_live_without_gap_or_duplicate() {
             // 100 appends of one or two events: 150 events per writer.
             for i in 0..100 {
                 let batch = events(1 + i % 2);
-                log.append(&format!("live-{w}"), ExpectedVersion::Any, batch).await.unwrap();
+                log.append(&format!("live-{w}"), ExpectedVersion::Any, batch)
+                    .await
+                    .unwrap();
                 if i % 20 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -63,38 +67,85 @@ async fn a_catch_up_subscription_crosses_into_live_without_gap_or_duplicate() {
 async fn a_filtered_subscription_sees_only_matching_events_live() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    let filter = Filter { stream_prefix: Some("request-".into()), event_types: vec!["Submitted".into()] };
+    let filter = Filter {
+        stream_prefix: Some("request-".into()),
+        event_types: vec!["Submitted".into()],
+    };
     let mut stream = log.subscribe_all(0, filter).into_stream().boxed();
-    log.append("timer-1", ExpectedVersion::Any, vec![event("Submitted", "no")]).await.unwrap();
-    log.append("request-1", ExpectedVersion::Any, vec![event("Noted", "no")]).await.unwrap();
-    log.append("request-1", ExpectedVersion::Any, vec![event("Submitted", "yes")]).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!((got.position, got.payload.as_slice()), (2, b"yes".as_slice()));
+    log.append(
+        "timer-1",
+        ExpectedVersion::Any,
+        vec![event("Submitted", "no")],
+    )
+    .await
+    .unwrap();
+    log.append(
+        "request-1",
+        ExpectedVersion::Any,
+        vec![event("Noted", "no")],
+    )
+    .await
+    .unwrap();
+    log.append(
+        "request-1",
+        ExpectedVersion::Any,
+        vec![event("Submitted", "yes")],
+    )
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.position, got.payload.as_slice()),
+        (2, b"yes".as_slice())
+    );
     let next = log.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         // More non-matching events than one history scan covers, in few appends.
         for _ in 0..5 {
             let ticks = (0..1000).map(|i| event("Tick", &i.to_string())).collect();
-            next.append("timer-2", ExpectedVersion::Any, ticks).await.unwrap();
+            next.append("timer-2", ExpectedVersion::Any, ticks)
+                .await
+                .unwrap();
         }
-        next.append("request-2", ExpectedVersion::Any, vec![event("Submitted", "later")]).await.unwrap();
+        next.append(
+            "request-2",
+            ExpectedVersion::Any,
+            vec![event("Submitted", "later")],
+        )
+        .await
+        .unwrap();
     });
-    let got = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!((got.position, got.payload.as_slice()), (5003, b"later".as_slice()));
+    let got = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.position, got.payload.as_slice()),
+        (5003, b"later".as_slice())
+    );
 }
 
 #[tokio::test]
 async fn closing_the_log_ends_a_caught_up_subscription() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
-    log.append("request-1", ExpectedVersion::Any, events(2)).await.unwrap();
+    log.append("request-1", ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
     let mut subscription = log.subscribe_all(0, Filter::all());
     assert_eq!(subscription.next().await.unwrap().unwrap().position, 0);
     assert_eq!(subscription.next().await.unwrap().unwrap().position, 1);
     let position = log.wait_for_position(1).await.unwrap();
     assert_eq!(position, 2);
     log.clone().close().await.unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(5), subscription.next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .unwrap();
     assert!(end.is_none());
 }
