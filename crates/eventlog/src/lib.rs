@@ -339,9 +339,12 @@ impl EventLog {
             .copied()
     }
 
-    /// The position of the event with this id, once it is indexed.
-    pub fn event_position(&self, event_id: uuid::Uuid) -> Result<Option<u64>, LogError> {
-        self.shared().index.event_position(event_id)
+    /// The position of the committed event with this id, `None` if there is none. Waits
+    /// for the indexer to cover what was committed when called.
+    pub async fn event_position(&self, event_id: uuid::Uuid) -> Result<Option<u64>, LogError> {
+        let shared = self.shared();
+        shared.wait_indexed(shared.head()).await?;
+        shared.index.event_position(event_id)
     }
 
     /// The position stored under `name`, e.g. how far a projection has read.

@@ -219,7 +219,7 @@ async fn segments_roll_over_and_every_event_reads_back_after_reopen() {
         .iter()
         .enumerate()
         .all(|(i, e)| e.stream_version == i as u64));
-    assert_eq!(log.event_position(stored[123]).unwrap(), Some(123));
+    assert_eq!(log.event_position(stored[123]).await.unwrap(), Some(123));
     assert_verifies(&log).await;
 }
 

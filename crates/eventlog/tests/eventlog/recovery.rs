@@ -209,7 +209,7 @@ async fn a_deleted_index_is_rebuilt_with_the_same_answers() {
     let log = open(dir.path()).await;
     assert_eq!(answers(&log).await, before);
     assert_eq!(
-        log.event_position(before.0[150].event_id).unwrap(),
+        log.event_position(before.0[150].event_id).await.unwrap(),
         Some(150)
     );
     assert_verifies(&log).await;
