@@ -313,46 +313,50 @@ impl Application {
         query: MetricsQuery,
         min_position: Option<u64>,
     ) -> Result<Metrics, AppError> {
-        if !matches!(actor.role, Role::Manager | Role::Admin) {
-            return Err(AppError::Forbidden(format!(
-                "a {} cannot read metrics",
-                actor.role
-            )));
-        }
-        let sites = match (&actor.sites, query.sites) {
-            (_, Some(sites)) => {
-                if let Some(outside) = sites.iter().find(|s| !actor.sites.contains(s)) {
-                    return Err(AppError::Forbidden(format!(
-                        "{} {} does not oversee site {outside}",
-                        actor.role, actor.id
-                    )));
-                }
-                Some(sites)
-            }
-            (Scope::All, None) => None,
-            (Scope::Only(set), None) => Some(set.iter().cloned().collect()),
-        };
         self.wait_for(min_position, None).await?;
-        let filter = MetricsFilter {
-            sites,
-            category: query.category,
-            from: query.from,
-            to: query.to,
-        };
-        let projections = &self.inner.projections;
-        let now = self.now();
-        Ok(Metrics {
-            throughput: projections
-                .throughput(&filter, query.bucket)
-                .map_err(projection_error)?,
-            lead_times: projections.lead_times(&filter).map_err(projection_error)?,
-            sla: projections.sla_report(&filter).map_err(projection_error)?,
-            satisfaction: projections
-                .satisfaction(&filter)
-                .map_err(projection_error)?,
-            backlog: projections
-                .backlog(&filter, now)
-                .map_err(projection_error)?,
-        })
+        metrics_from(self.inner.projections.models(), actor, query, self.now())
     }
+}
+
+/// The manager figures for `actor` from a set of read models: the node's own, or
+/// anju-insight's province-wide ones. Managers and admins only, and only for sites in
+/// their scope (`*` = every site).
+pub fn metrics_from(
+    models: &anju_projections::ReadModels,
+    actor: &Actor,
+    query: MetricsQuery,
+    now: anju_domain::Timestamp,
+) -> Result<Metrics, AppError> {
+    if !matches!(actor.role, Role::Manager | Role::Admin) {
+        return Err(AppError::Forbidden(format!(
+            "a {} cannot read metrics",
+            actor.role
+        )));
+    }
+    let sites = match (&actor.sites, query.sites) {
+        (_, Some(sites)) => {
+            if let Some(outside) = sites.iter().find(|s| !actor.sites.contains(s)) {
+                return Err(AppError::Forbidden(format!(
+                    "{} {} does not oversee site {outside}",
+                    actor.role, actor.id
+                )));
+            }
+            Some(sites)
+        }
+        (Scope::All, None) => None,
+        (Scope::Only(set), None) => Some(set.iter().cloned().collect()),
+    };
+    let filter = MetricsFilter {
+        sites,
+        category: query.category,
+        from: query.from,
+        to: query.to,
+    };
+    Ok(Metrics {
+        throughput: models.throughput(&filter, query.bucket).map_err(projection_error)?,
+        lead_times: models.lead_times(&filter).map_err(projection_error)?,
+        sla: models.sla_report(&filter).map_err(projection_error)?,
+        satisfaction: models.satisfaction(&filter).map_err(projection_error)?,
+        backlog: models.backlog(&filter, now).map_err(projection_error)?,
+    })
 }
