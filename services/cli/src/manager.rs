@@ -29,28 +29,28 @@ pub enum Report {
     LeadTimes {
         #[command(flatten)]
         filter: FilterArgs,
-        #[arg(long, value_enum, default_value = "site")]
+        #[arg(long, value_enum, default_value = "category")]
         by: Grouping,
     },
     /// Warnings, yellow and red cards, deadlines met, overdue now.
     Sla {
         #[command(flatten)]
         filter: FilterArgs,
-        #[arg(long, value_enum, default_value = "site")]
+        #[arg(long, value_enum, default_value = "category")]
         by: Grouping,
     },
     /// Ratings by grade, satisfaction rate, remediation and appeals.
     Satisfaction {
         #[command(flatten)]
         filter: FilterArgs,
-        #[arg(long, value_enum, default_value = "site")]
+        #[arg(long, value_enum, default_value = "category")]
         by: Grouping,
     },
     /// Open requests by state and age (working days since submission).
     Backlog {
         #[command(flatten)]
         filter: FilterArgs,
-        #[arg(long, value_enum, default_value = "site")]
+        #[arg(long, value_enum, default_value = "category")]
         by: Grouping,
     },
 }
