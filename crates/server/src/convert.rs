@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use anju_app::{ResidentStatus, TimelineEntry};
 use anju_auth::Claims;
 use anju_domain::{
-    Actor, ActorId, Answer, Calendar, Category, FieldKind, Grade, RemediationState, Request,
-    Role, Scope, ServiceDefinition, SiteId, Status, Timestamp,
+    Actor, ActorId, Answer, Calendar, Category, FieldKind, Grade, RemediationState, Request, Role,
+    Scope, ServiceDefinition, SiteId, Status, Timestamp,
 };
 use anju_eventlog::RecordedEvent;
 use anju_proto::v1 as pb;
@@ -360,7 +360,11 @@ fn sla_of(request: &Request) -> pb::SlaStatus {
 }
 
 /// The deadline now running for a request, if any.
-pub fn request_deadline(request: &Request, now: Timestamp, calendar: &Calendar) -> Option<pb::Deadline> {
+pub fn request_deadline(
+    request: &Request,
+    now: Timestamp,
+    calendar: &Calendar,
+) -> Option<pb::Deadline> {
     let sla = sla_of(request);
     match request.status {
         Status::Submitted => request
@@ -481,7 +485,11 @@ pub fn resident_status(
         deadline: status
             .deadline
             .map(|due| deadline(deadline_kind, due, now, calendar, 0, sla)),
-        missing_materials: status.missing_materials.iter().map(|m| material(m)).collect(),
+        missing_materials: status
+            .missing_materials
+            .iter()
+            .map(|m| material(m))
+            .collect(),
         info_request_message: String::new(),
         decision_reason: status.outcome_reason.clone().unwrap_or_default(),
         can_withdraw: status.can_withdraw,
@@ -542,15 +550,18 @@ pub fn request_detail(
             entry.event_type == "StepCompleted" && entry.summary == format!("step {code} completed")
         })
     };
-    let pending = request.pending_extension.as_ref().map(|ext| pb::ExtensionRecord {
-        extension_id: format!("ext-{}", ext.at.0),
-        working_days: ext.days,
-        reason: ext.reason.clone(),
-        requested_by: by(&ext.by),
-        requested_at: Some(timestamp(ext.at)),
-        granted: None,
-        ..pb::ExtensionRecord::default()
-    });
+    let pending = request
+        .pending_extension
+        .as_ref()
+        .map(|ext| pb::ExtensionRecord {
+            extension_id: format!("ext-{}", ext.at.0),
+            working_days: ext.days,
+            reason: ext.reason.clone(),
+            requested_by: by(&ext.by),
+            requested_at: Some(timestamp(ext.at)),
+            granted: None,
+            ..pb::ExtensionRecord::default()
+        });
     pb::RequestDetail {
         request_id: request.id.to_string(),
         tracking_code: request.tracking_code.to_string(),

@@ -95,9 +95,7 @@ impl RateLimiter {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate_per_second < capacity
             });
         }
-        let (tokens, at) = buckets
-            .entry(client.to_string())
-            .or_insert((capacity, now));
+        let (tokens, at) = buckets.entry(client.to_string()).or_insert((capacity, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate_per_second).min(capacity);
         *at = now;
         if *tokens >= 1.0 {

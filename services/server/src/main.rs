@@ -71,7 +71,9 @@ async fn rebuild(config: &Config) -> anyhow::Result<()> {
     );
     let report = anju_server_core::rebuild_projections(config)
         .await
-        .context("rebuilding the read models (is the server still running on this data directory?)")?;
+        .context(
+            "rebuilding the read models (is the server still running on this data directory?)",
+        )?;
     println!(
         "log holds {} events; read models were at position {}, rebuilt to {} in {:.2}s",
         report.log_events,

@@ -49,7 +49,10 @@ async fn connect(port: u16) -> Channel {
         if let Ok(channel) = endpoint.connect().await {
             return channel;
         }
-        assert!(Instant::now() < deadline, "anju-server never listened on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "anju-server never listened on {port}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -150,7 +153,11 @@ async fn every_acknowledged_submission_survives_sigkill() {
         writer.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 200, "only {} acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() >= 200,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
 
     // Restart on the same data directory and look every acknowledged request up.
     let port = free_port();

@@ -4,14 +4,20 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use anju_app::{Executed, QueueFilter as AppQueueFilter, ReassignTarget, RequestDetail as AppDetail};
-use anju_domain::{Action, Actor, ActorId, Category, Event, RequestId, Role, Scope, SiteId, Status};
+use anju_app::{
+    Executed, QueueFilter as AppQueueFilter, ReassignTarget, RequestDetail as AppDetail,
+};
+use anju_domain::{
+    Action, Actor, ActorId, Category, Event, RequestId, Role, Scope, SiteId, Status,
+};
 use anju_eventlog::Filter;
 use anju_proto::v1::caseworker_service_server::CaseworkerService;
 use anju_proto::v1::*;
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use super::{caller, spawn_stream, ResponseStream, APPEAL_ROLES, CASEWORKER_ROLES, SUPERVISOR_ROLES};
+use super::{
+    caller, spawn_stream, ResponseStream, APPEAL_ROLES, CASEWORKER_ROLES, SUPERVISOR_ROLES,
+};
 use crate::convert::{self, api_position, api_version};
 use crate::error::{ApiError, Violations};
 use crate::state::{call_timeout, AppState};
@@ -355,7 +361,13 @@ impl CaseworkerService for CaseworkerHandler {
         let message = request.get_ref();
         let assignee = actor.id.to_string();
         let written = self
-            .write(&request, actor, &message.request_id, message.expected_version, Action::Claim)
+            .write(
+                &request,
+                actor,
+                &message.request_id,
+                message.expected_version,
+                Action::Claim,
+            )
             .await?;
         Ok(Response::new(ClaimRequestResponse {
             position: written.position(),
@@ -375,22 +387,32 @@ impl CaseworkerService for CaseworkerHandler {
         convert::text(&mut violations, "comment", &message.comment);
         required(violations)?;
         let written = self
-            .write(&request, actor, &message.request_id, message.expected_version, Action::Accept)
+            .write(
+                &request,
+                actor,
+                &message.request_id,
+                message.expected_version,
+                Action::Accept,
+            )
             .await?;
         let application = &self.state.application;
-        let deadline = written.executed.events.iter().find_map(|event| match event {
-            Event::RequestAccepted {
-                promised_deadline, ..
-            } => Some(convert::deadline(
-                "decision",
-                *promised_deadline,
-                application.now(),
-                application.calendar(),
-                0,
-                SlaStatus::OnTime,
-            )),
-            _ => None,
-        });
+        let deadline = written
+            .executed
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::RequestAccepted {
+                    promised_deadline, ..
+                } => Some(convert::deadline(
+                    "decision",
+                    *promised_deadline,
+                    application.now(),
+                    application.calendar(),
+                    0,
+                    SlaStatus::OnTime,
+                )),
+                _ => None,
+            });
         Ok(Response::new(AcceptRequestResponse {
             position: written.position(),
             version: written.version(),
@@ -413,7 +435,13 @@ impl CaseworkerService for CaseworkerHandler {
             reason: with_legal_basis(reason, basis),
         };
         let written = self
-            .write(&request, actor, &message.request_id, message.expected_version, action)
+            .write(
+                &request,
+                actor,
+                &message.request_id,
+                message.expected_version,
+                action,
+            )
             .await?;
         Ok(Response::new(RefuseRequestResponse {
             position: written.position(),
@@ -430,7 +458,10 @@ impl CaseworkerService for CaseworkerHandler {
         let message = request.get_ref();
         let mut violations = Violations::new();
         if message.missing.is_empty() {
-            violations.add("missing", "missing is required: list every missing item at once");
+            violations.add(
+                "missing",
+                "missing is required: list every missing item at once",
+            );
         }
         let mut missing = Vec::new();
         for (i, item) in message.missing.iter().enumerate() {
@@ -492,7 +523,13 @@ impl CaseworkerService for CaseworkerHandler {
             }
         };
         let written = self
-            .write(&request, actor, &message.request_id, message.expected_version, action)
+            .write(
+                &request,
+                actor,
+                &message.request_id,
+                message.expected_version,
+                action,
+            )
             .await?;
         let levels = u32::from(written.before.request.terms.approval_levels);
         let levels_remaining = if written.executed.status == Status::Approved
@@ -524,7 +561,13 @@ impl CaseworkerService for CaseworkerHandler {
             reason: with_legal_basis(reason, basis),
         };
         let written = self
-            .write(&request, actor, &message.request_id, message.expected_version, action)
+            .write(
+                &request,
+                actor,
+                &message.request_id,
+                message.expected_version,
+                action,
+            )
             .await?;
         Ok(Response::new(DenyRequestResponse {
             position: written.position(),
@@ -713,7 +756,9 @@ impl CaseworkerService for CaseworkerHandler {
         if let Some(pending) = &before.request.pending_extension {
             let id = format!("ext-{}", pending.at.0);
             if !message.extension_id.is_empty() && message.extension_id != id {
-                return Err(ApiError::NotFound(format!("extension {:?}", message.extension_id)).into());
+                return Err(
+                    ApiError::NotFound(format!("extension {:?}", message.extension_id)).into(),
+                );
             }
             if message.grant
                 && message.granted_working_days != 0
@@ -738,21 +783,25 @@ impl CaseworkerService for CaseworkerHandler {
             )
             .await?;
         let application = &self.state.application;
-        let deadline = written.executed.events.iter().find_map(|event| match event {
-            Event::ExtensionApproved {
-                promised_deadline: Some(due),
-                days,
-                ..
-            } => Some(convert::deadline(
-                "decision",
-                *due,
-                application.now(),
-                application.calendar(),
-                *days,
-                SlaStatus::OnTime,
-            )),
-            _ => None,
-        });
+        let deadline = written
+            .executed
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::ExtensionApproved {
+                    promised_deadline: Some(due),
+                    days,
+                    ..
+                } => Some(convert::deadline(
+                    "decision",
+                    *due,
+                    application.now(),
+                    application.calendar(),
+                    *days,
+                    SlaStatus::OnTime,
+                )),
+                _ => None,
+            });
         Ok(Response::new(DecideExtensionResponse {
             position: written.position(),
             version: written.version(),

@@ -47,7 +47,11 @@ impl EventLogHandler {
     }
 
     /// Waits until the log has committed the API position `min_position`.
-    async fn wait_committed<T>(&self, request: &Request<T>, min_position: u64) -> Result<(), ApiError> {
+    async fn wait_committed<T>(
+        &self,
+        request: &Request<T>,
+        min_position: u64,
+    ) -> Result<(), ApiError> {
         let Some(position) = convert::log_position(min_position) else {
             return Ok(());
         };
@@ -92,7 +96,9 @@ impl EventLogService for EventLogHandler {
             .read_stream(&message.stream_id, from, direction, max)
             .await
             .map_err(ApiError::from)?;
-        let stream_version = log.stream_version(&message.stream_id).map_or(0, api_version);
+        let stream_version = log
+            .stream_version(&message.stream_id)
+            .map_or(0, api_version);
         Ok(Response::new(ReadStreamResponse {
             end_of_stream: events.len() < max,
             events: events.iter().map(convert::event).collect(),
@@ -229,7 +235,10 @@ impl EventLogService for EventLogHandler {
             .await
             .map_err(ApiError::from)?;
         let recorded = |events: &[RecordedEvent]| {
-            events.first().map(|e| convert::event(e).recorded_at).flatten()
+            events
+                .first()
+                .map(|e| convert::event(e).recorded_at)
+                .flatten()
         };
         let projections = application.projections().position();
         Ok(Response::new(GetLogStatsResponse {

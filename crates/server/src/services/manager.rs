@@ -57,7 +57,10 @@ impl ManagerHandler {
         for (i, text) in filter.categories.iter().enumerate() {
             match Category::parse(text) {
                 Some(category) => categories.push(category),
-                None => violations.add(format!("filter.categories[{i}]"), "is not a service category"),
+                None => violations.add(
+                    format!("filter.categories[{i}]"),
+                    "is not a service category",
+                ),
             }
         }
         if categories.len() > 1 {
@@ -270,7 +273,9 @@ impl ManagerService for ManagerHandler {
                 sum.refused += b.refused + b.denied + b.withdrawn;
                 ThroughputBucket {
                     start: Some(convert::timestamp(b.start)),
-                    end: Some(convert::timestamp(anju_domain::Timestamp(b.start.0 + width))),
+                    end: Some(convert::timestamp(anju_domain::Timestamp(
+                        b.start.0 + width,
+                    ))),
                     submitted: b.submitted,
                     accepted: b.accepted,
                     approved: b.approved,

@@ -328,7 +328,13 @@ impl ResidentService for ResidentHandler {
         }
         violations.into_result()?;
         let status = self
-            .lookup(&request, &actor, &message.tracking_code, &message.phone_last4, 0)
+            .lookup(
+                &request,
+                &actor,
+                &message.tracking_code,
+                &message.phone_last4,
+                0,
+            )
             .await?;
         let executed = self
             .state
@@ -352,7 +358,13 @@ impl ResidentService for ResidentHandler {
         let reason = convert::text(&mut violations, "reason", &message.reason);
         violations.into_result()?;
         let status = self
-            .lookup(&request, &actor, &message.tracking_code, &message.phone_last4, 0)
+            .lookup(
+                &request,
+                &actor,
+                &message.tracking_code,
+                &message.phone_last4,
+                0,
+            )
             .await?;
         let executed = self
             .state
@@ -377,7 +389,13 @@ impl ResidentService for ResidentHandler {
         violations.into_result()?;
         let grade = convert::from_grade(message.grade)?;
         let status = self
-            .lookup(&request, &actor, &message.tracking_code, &message.phone_last4, 0)
+            .lookup(
+                &request,
+                &actor,
+                &message.tracking_code,
+                &message.phone_last4,
+                0,
+            )
             .await?;
         let executed = self
             .state

@@ -26,7 +26,15 @@ use Outcome::{Denied as D, Hidden as H, Ok as O, Unauth as U};
 
 /// Callers, in the order of the table columns.
 const CALLERS: [&str; 9] = [
-    "none", "resident", "kiosk", "cw-a", "cw-b", "supervisor", "manager-a", "manager-*", "admin",
+    "none",
+    "resident",
+    "kiosk",
+    "cw-a",
+    "cw-b",
+    "supervisor",
+    "manager-a",
+    "manager-*",
+    "admin",
 ];
 
 /// How far a fresh request is taken before the call.
@@ -45,7 +53,10 @@ enum Stage {
 
 /// Medical-insurance enrolment: no approval levels, two steps.
 fn form() -> Form {
-    Form::text("JY-YIBAO", &[("action", "新参保 new enrolment"), ("people", "2")])
+    Form::text(
+        "JY-YIBAO",
+        &[("action", "新参保 new enrolment"), ("people", "2")],
+    )
 }
 
 struct Matrix<'a> {
@@ -80,7 +91,12 @@ impl Matrix<'_> {
         let w = self.world;
         let t = &w.tokens;
         let submitted = w
-            .submit(&t.resident, &form(), &format!("matrix-{n:05}"), "13700001234")
+            .submit(
+                &t.resident,
+                &form(),
+                &format!("matrix-{n:05}"),
+                "13700001234",
+            )
             .await
             .expect("submits");
         let id = submitted.request_id.clone();
@@ -88,15 +104,24 @@ impl Matrix<'_> {
         let cw_call = |token: &str| token.to_string();
         let a = cw_call(&t.caseworker_a);
         if stage >= Stage::Claimed {
-            cw.claim_request(authed(ClaimRequestRequest { request_id: id.clone(), ..Default::default() }, &a))
-                .await
-                .unwrap();
+            cw.claim_request(authed(
+                ClaimRequestRequest {
+                    request_id: id.clone(),
+                    ..Default::default()
+                },
+                &a,
+            ))
+            .await
+            .unwrap();
         }
         if stage == Stage::AwaitingInfo {
             cw.request_info(authed(
                 RequestInfoRequest {
                     request_id: id.clone(),
-                    missing: vec![MissingMaterial { material_code: "photo".into(), description: String::new() }],
+                    missing: vec![MissingMaterial {
+                        material_code: "photo".into(),
+                        description: String::new(),
+                    }],
                     ..Default::default()
                 },
                 &a,
@@ -106,9 +131,15 @@ impl Matrix<'_> {
             return submitted;
         }
         if stage >= Stage::Accepted {
-            cw.accept_request(authed(AcceptRequestRequest { request_id: id.clone(), ..Default::default() }, &a))
-                .await
-                .unwrap();
+            cw.accept_request(authed(
+                AcceptRequestRequest {
+                    request_id: id.clone(),
+                    ..Default::default()
+                },
+                &a,
+            ))
+            .await
+            .unwrap();
         }
         if stage == Stage::ExtensionPending {
             cw.request_extension(authed(
@@ -126,14 +157,24 @@ impl Matrix<'_> {
         }
         if stage >= Stage::InFulfilment {
             cw.approve_request(authed(
-                ApproveRequestRequest { request_id: id.clone(), level: 0, ..Default::default() },
+                ApproveRequestRequest {
+                    request_id: id.clone(),
+                    level: 0,
+                    ..Default::default()
+                },
                 &a,
             ))
             .await
             .unwrap();
-            cw.start_fulfilment(authed(StartFulfilmentRequest { request_id: id.clone(), ..Default::default() }, &a))
-                .await
-                .unwrap();
+            cw.start_fulfilment(authed(
+                StartFulfilmentRequest {
+                    request_id: id.clone(),
+                    ..Default::default()
+                },
+                &a,
+            ))
+            .await
+            .unwrap();
         }
         if stage >= Stage::Fulfilled {
             for step in ["register", "confirm-payment"] {
@@ -167,7 +208,11 @@ impl Matrix<'_> {
         }
         if stage >= Stage::Appealed {
             cw.appeal_rating(authed(
-                AppealRatingRequest { request_id: id.clone(), reason: "unfair".into(), ..Default::default() },
+                AppealRatingRequest {
+                    request_id: id.clone(),
+                    reason: "unfair".into(),
+                    ..Default::default()
+                },
                 &a,
             ))
             .await
@@ -187,12 +232,18 @@ impl Matrix<'_> {
         let lookup = |s: &Submitted| (s.tracking_code.clone(), s.phone_last4.clone());
         let stage = |stage| self.prepare(stage);
         match method {
-            "ListServices" => resident.list_services(req(&token, ListServicesRequest::default())).await.map(drop),
+            "ListServices" => resident
+                .list_services(req(&token, ListServicesRequest::default()))
+                .await
+                .map(drop),
             "GetServiceDefinition" => resident
-                .get_service_definition(req(&token, GetServiceDefinitionRequest {
-                    service_code: "JY-YIBAO".into(),
-                    min_position: 0,
-                }))
+                .get_service_definition(req(
+                    &token,
+                    GetServiceDefinitionRequest {
+                        service_code: "JY-YIBAO".into(),
+                        min_position: 0,
+                    },
+                ))
                 .await
                 .map(drop),
             "SubmitRequest" => {
@@ -206,173 +257,312 @@ impl Matrix<'_> {
                         ..Default::default()
                     });
                 }
-                resident.submit_request(req(&token, request)).await.map(drop)
+                resident
+                    .submit_request(req(&token, request))
+                    .await
+                    .map(drop)
             }
             "GetRequestStatus" => {
                 let (tracking_code, phone_last4) = lookup(shared);
                 resident
-                    .get_request_status(req(&token, GetRequestStatusRequest { tracking_code, phone_last4, min_position: 0 }))
+                    .get_request_status(req(
+                        &token,
+                        GetRequestStatusRequest {
+                            tracking_code,
+                            phone_last4,
+                            min_position: 0,
+                        },
+                    ))
                     .await
                     .map(drop)
             }
             "WatchRequest" => {
                 let (tracking_code, phone_last4) = lookup(shared);
                 let mut stream = resident
-                    .watch_request(req(&token, WatchRequestRequest { tracking_code, phone_last4, after_position: 0 }))
+                    .watch_request(req(
+                        &token,
+                        WatchRequestRequest {
+                            tracking_code,
+                            phone_last4,
+                            after_position: 0,
+                        },
+                    ))
                     .await?
                     .into_inner();
-                stream.next().await.expect("the current status comes first").map(drop)
+                stream
+                    .next()
+                    .await
+                    .expect("the current status comes first")
+                    .map(drop)
             }
             "ProvideInfo" => {
                 let (tracking_code, phone_last4) = lookup(&stage(Stage::AwaitingInfo).await);
                 resident
-                    .provide_info(req(&token, ProvideInfoRequest { tracking_code, phone_last4, ..Default::default() }))
+                    .provide_info(req(
+                        &token,
+                        ProvideInfoRequest {
+                            tracking_code,
+                            phone_last4,
+                            ..Default::default()
+                        },
+                    ))
                     .await
                     .map(drop)
             }
             "WithdrawRequest" => {
                 let (tracking_code, phone_last4) = lookup(&stage(Stage::Submitted).await);
                 resident
-                    .withdraw_request(req(&token, WithdrawRequestRequest { tracking_code, phone_last4, ..Default::default() }))
+                    .withdraw_request(req(
+                        &token,
+                        WithdrawRequestRequest {
+                            tracking_code,
+                            phone_last4,
+                            ..Default::default()
+                        },
+                    ))
                     .await
                     .map(drop)
             }
             "RateRequest" => {
                 let (tracking_code, phone_last4) = lookup(&stage(Stage::Fulfilled).await);
                 resident
-                    .rate_request(req(&token, RateRequestRequest {
-                        tracking_code,
-                        phone_last4,
-                        grade: SatisfactionGrade::Satisfied as i32,
-                        ..Default::default()
-                    }))
+                    .rate_request(req(
+                        &token,
+                        RateRequestRequest {
+                            tracking_code,
+                            phone_last4,
+                            grade: SatisfactionGrade::Satisfied as i32,
+                            ..Default::default()
+                        },
+                    ))
                     .await
                     .map(drop)
             }
-            "ListQueue" => cw.list_queue(req(&token, ListQueueRequest::default())).await.map(drop),
+            "ListQueue" => cw
+                .list_queue(req(&token, ListQueueRequest::default()))
+                .await
+                .map(drop),
             "GetRequest" => cw
-                .get_request(req(&token, GetRequestRequest { request_id: shared.request_id.clone(), min_position: 0 }))
+                .get_request(req(
+                    &token,
+                    GetRequestRequest {
+                        request_id: shared.request_id.clone(),
+                        min_position: 0,
+                    },
+                ))
                 .await
                 .map(drop),
             "ClaimRequest" => {
                 let request_id = stage(Stage::Submitted).await.request_id;
-                cw.claim_request(req(&token, ClaimRequestRequest { request_id, ..Default::default() })).await.map(drop)
+                cw.claim_request(req(
+                    &token,
+                    ClaimRequestRequest {
+                        request_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "AcceptRequest" => {
                 let request_id = stage(Stage::Claimed).await.request_id;
-                cw.accept_request(req(&token, AcceptRequestRequest { request_id, ..Default::default() })).await.map(drop)
+                cw.accept_request(req(
+                    &token,
+                    AcceptRequestRequest {
+                        request_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "RefuseRequest" => {
                 let request_id = stage(Stage::Claimed).await.request_id;
-                cw.refuse_request(req(&token, RefuseRequestRequest {
-                    request_id,
-                    reason: "not resident here".into(),
-                    ..Default::default()
-                }))
+                cw.refuse_request(req(
+                    &token,
+                    RefuseRequestRequest {
+                        request_id,
+                        reason: "not resident here".into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop)
             }
             "RequestInfo" => {
                 let request_id = stage(Stage::Claimed).await.request_id;
-                cw.request_info(req(&token, RequestInfoRequest {
-                    request_id,
-                    missing: vec![MissingMaterial { material_code: "photo".into(), description: String::new() }],
-                    ..Default::default()
-                }))
+                cw.request_info(req(
+                    &token,
+                    RequestInfoRequest {
+                        request_id,
+                        missing: vec![MissingMaterial {
+                            material_code: "photo".into(),
+                            description: String::new(),
+                        }],
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop)
             }
             "ApproveRequest" => {
                 let request_id = stage(Stage::Accepted).await.request_id;
-                cw.approve_request(req(&token, ApproveRequestRequest { request_id, level: 0, ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.approve_request(req(
+                    &token,
+                    ApproveRequestRequest {
+                        request_id,
+                        level: 0,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "DenyRequest" => {
                 let request_id = stage(Stage::Accepted).await.request_id;
-                cw.deny_request(req(&token, DenyRequestRequest { request_id, reason: "not eligible".into(), ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.deny_request(req(
+                    &token,
+                    DenyRequestRequest {
+                        request_id,
+                        reason: "not eligible".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "StartFulfilment" => {
                 let submitted = stage(Stage::Accepted).await;
                 cw.approve_request(authed(
-                    ApproveRequestRequest { request_id: submitted.request_id.clone(), level: 0, ..Default::default() },
+                    ApproveRequestRequest {
+                        request_id: submitted.request_id.clone(),
+                        level: 0,
+                        ..Default::default()
+                    },
                     &w.tokens.caseworker_a,
                 ))
                 .await
                 .unwrap();
-                cw.start_fulfilment(req(&token, StartFulfilmentRequest { request_id: submitted.request_id, ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.start_fulfilment(req(
+                    &token,
+                    StartFulfilmentRequest {
+                        request_id: submitted.request_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "CompleteFulfilmentStep" => {
                 let request_id = stage(Stage::InFulfilment).await.request_id;
-                cw.complete_fulfilment_step(req(&token, CompleteFulfilmentStepRequest {
-                    request_id,
-                    step_code: "register".into(),
-                    ..Default::default()
-                }))
+                cw.complete_fulfilment_step(req(
+                    &token,
+                    CompleteFulfilmentStepRequest {
+                        request_id,
+                        step_code: "register".into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop)
             }
             "AddNote" => {
                 let request_id = stage(Stage::Claimed).await.request_id;
-                cw.add_note(req(&token, AddNoteRequest { request_id, text: "called the resident".into(), ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.add_note(req(
+                    &token,
+                    AddNoteRequest {
+                        request_id,
+                        text: "called the resident".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "ReassignRequest" => {
                 let request_id = stage(Stage::Claimed).await.request_id;
-                cw.reassign_request(req(&token, ReassignRequestRequest {
-                    request_id,
-                    new_assignee: "cw-chen".into(),
-                    ..Default::default()
-                }))
+                cw.reassign_request(req(
+                    &token,
+                    ReassignRequestRequest {
+                        request_id,
+                        new_assignee: "cw-chen".into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop)
             }
             "RequestExtension" => {
                 let request_id = stage(Stage::Accepted).await.request_id;
-                cw.request_extension(req(&token, RequestExtensionRequest {
-                    request_id,
-                    working_days: 2,
-                    reason: "insurer".into(),
-                    ..Default::default()
-                }))
+                cw.request_extension(req(
+                    &token,
+                    RequestExtensionRequest {
+                        request_id,
+                        working_days: 2,
+                        reason: "insurer".into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop)
             }
             "DecideExtension" => {
                 let request_id = stage(Stage::ExtensionPending).await.request_id;
-                cw.decide_extension(req(&token, DecideExtensionRequest { request_id, grant: true, ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.decide_extension(req(
+                    &token,
+                    DecideExtensionRequest {
+                        request_id,
+                        grant: true,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "ResolveRemediation" => {
                 let request_id = stage(Stage::RatedBadly).await.request_id;
-                cw.resolve_remediation(req(&token, ResolveRemediationRequest {
-                    request_id,
-                    resolution: "apologised".into(),
-                    ..Default::default()
-                }))
+                cw.resolve_remediation(req(
+                    &token,
+                    ResolveRemediationRequest {
+                        request_id,
+                        resolution: "apologised".into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map(drop)
             }
             "AppealRating" => {
                 let request_id = stage(Stage::RatedBadly).await.request_id;
-                cw.appeal_rating(req(&token, AppealRatingRequest { request_id, reason: "unfair".into(), ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.appeal_rating(req(
+                    &token,
+                    AppealRatingRequest {
+                        request_id,
+                        reason: "unfair".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "DecideAppeal" => {
                 let request_id = stage(Stage::Appealed).await.request_id;
-                cw.decide_appeal(req(&token, DecideAppealRequest { request_id, uphold: false, ..Default::default() }))
-                    .await
-                    .map(drop)
+                cw.decide_appeal(req(
+                    &token,
+                    DecideAppealRequest {
+                        request_id,
+                        uphold: false,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
             }
             "WatchQueue" => {
-                let mut stream = cw.watch_queue(req(&token, WatchQueueRequest::default())).await?.into_inner();
+                let mut stream = cw
+                    .watch_queue(req(&token, WatchQueueRequest::default()))
+                    .await?
+                    .into_inner();
                 // The snapshot ends with CAUGHT_UP.
                 while let Some(item) = stream.next().await {
                     if item?.kind() == QueueChangeKind::CaughtUp {
@@ -381,24 +571,51 @@ impl Matrix<'_> {
                 }
                 panic!("the queue watch ended before CAUGHT_UP");
             }
-            "GetThroughput" => manager.get_throughput(req(&token, GetThroughputRequest::default())).await.map(drop),
-            "GetLeadTimes" => manager.get_lead_times(req(&token, GetLeadTimesRequest::default())).await.map(drop),
-            "GetSlaReport" => manager.get_sla_report(req(&token, GetSlaReportRequest::default())).await.map(drop),
-            "GetSatisfaction" => manager.get_satisfaction(req(&token, GetSatisfactionRequest::default())).await.map(drop),
-            "GetBacklog" => manager.get_backlog(req(&token, GetBacklogRequest::default())).await.map(drop),
-            "ReadStream" => log
-                .read_stream(req(&token, ReadStreamRequest {
-                    stream_id: format!("request-{}", shared.request_id),
-                    ..Default::default()
-                }))
+            "GetThroughput" => manager
+                .get_throughput(req(&token, GetThroughputRequest::default()))
                 .await
                 .map(drop),
-            "ReadAll" => log.read_all(req(&token, ReadAllRequest::default())).await.map(drop),
+            "GetLeadTimes" => manager
+                .get_lead_times(req(&token, GetLeadTimesRequest::default()))
+                .await
+                .map(drop),
+            "GetSlaReport" => manager
+                .get_sla_report(req(&token, GetSlaReportRequest::default()))
+                .await
+                .map(drop),
+            "GetSatisfaction" => manager
+                .get_satisfaction(req(&token, GetSatisfactionRequest::default()))
+                .await
+                .map(drop),
+            "GetBacklog" => manager
+                .get_backlog(req(&token, GetBacklogRequest::default()))
+                .await
+                .map(drop),
+            "ReadStream" => log
+                .read_stream(req(
+                    &token,
+                    ReadStreamRequest {
+                        stream_id: format!("request-{}", shared.request_id),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "ReadAll" => log
+                .read_all(req(&token, ReadAllRequest::default()))
+                .await
+                .map(drop),
             "SubscribeAll" => {
-                let mut stream = log.subscribe_all(req(&token, SubscribeAllRequest::default())).await?.into_inner();
+                let mut stream = log
+                    .subscribe_all(req(&token, SubscribeAllRequest::default()))
+                    .await?
+                    .into_inner();
                 stream.next().await.expect("the first event").map(drop)
             }
-            "GetLogStats" => log.get_log_stats(req(&token, GetLogStatsRequest::default())).await.map(drop),
+            "GetLogStats" => log
+                .get_log_stats(req(&token, GetLogStatsRequest::default()))
+                .await
+                .map(drop),
             other => panic!("no such method {other}"),
         }
     }
@@ -478,7 +695,10 @@ fn outcome(result: &Result<(), Status>) -> Option<Outcome> {
 #[tokio::test]
 async fn every_method_admits_exactly_the_roles_and_sites_it_should() {
     let world = World::new().await;
-    let matrix = Matrix { world: &world, next: std::cell::Cell::new(0) };
+    let matrix = Matrix {
+        world: &world,
+        next: std::cell::Cell::new(0),
+    };
     let shared = matrix.prepare(Stage::Claimed).await;
     // Reads of a settled log position.
     world.status(&shared, world.head().await).await;
@@ -487,20 +707,34 @@ async fn every_method_admits_exactly_the_roles_and_sites_it_should() {
         for (caller, expected) in CALLERS.iter().zip(expected) {
             let result = matrix.call(method, caller, &shared).await;
             if outcome(&result) != Some(*expected) {
-                failures.push(format!("{method} as {caller}: expected {expected:?}, got {result:?}"));
+                failures.push(format!(
+                    "{method} as {caller}: expected {expected:?}, got {result:?}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let covered: std::collections::BTreeSet<&str> = TABLE.iter().map(|(m, _)| *m).collect();
-    assert_eq!(covered.len(), 8 + 18 + 5 + 4, "every RPC of the four services is in the table");
+    assert_eq!(
+        covered.len(),
+        8 + 18 + 5 + 4,
+        "every RPC of the four services is in the table"
+    );
 }
 
 #[tokio::test]
 async fn scope_is_checked_on_filters_and_status_look_ups() {
     let world = World::new().await;
     let t = &world.tokens;
-    let submitted = world.submit(&t.resident, &form(), "scope-check-0001", "13700009999").await.unwrap();
+    let submitted = world
+        .submit(&t.resident, &form(), "scope-check-0001", "13700009999")
+        .await
+        .unwrap();
     // A manager of site A naming site B.
     let status = world
         .clients
@@ -508,7 +742,10 @@ async fn scope_is_checked_on_filters_and_status_look_ups() {
         .clone()
         .get_backlog(authed(
             GetBacklogRequest {
-                filter: Some(ReportFilter { site_ids: vec!["site-b".into()], ..Default::default() }),
+                filter: Some(ReportFilter {
+                    site_ids: vec!["site-b".into()],
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             &t.manager_a,
@@ -523,7 +760,10 @@ async fn scope_is_checked_on_filters_and_status_look_ups() {
         .clone()
         .list_queue(authed(
             ListQueueRequest {
-                filter: Some(QueueFilter { site_ids: vec!["site-a".into()], ..Default::default() }),
+                filter: Some(QueueFilter {
+                    site_ids: vec!["site-a".into()],
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             &t.caseworker_b,
@@ -537,7 +777,13 @@ async fn scope_is_checked_on_filters_and_status_look_ups() {
         let min_position = submitted.position;
         async move {
             client
-                .list_queue(authed(ListQueueRequest { min_position, ..Default::default() }, &token))
+                .list_queue(authed(
+                    ListQueueRequest {
+                        min_position,
+                        ..Default::default()
+                    },
+                    &token,
+                ))
                 .await
                 .unwrap()
                 .into_inner()
@@ -550,11 +796,18 @@ async fn scope_is_checked_on_filters_and_status_look_ups() {
     let mut resident = world.clients.resident.clone();
     for (tracking_code, phone_last4) in [
         (submitted.tracking_code.clone(), "0000".to_string()),
-        ("AJ-0000-0000-0000".to_string(), submitted.phone_last4.clone()),
+        (
+            "AJ-0000-0000-0000".to_string(),
+            submitted.phone_last4.clone(),
+        ),
     ] {
         let status = resident
             .get_request_status(authed(
-                GetRequestStatusRequest { tracking_code, phone_last4, min_position: submitted.position },
+                GetRequestStatusRequest {
+                    tracking_code,
+                    phone_last4,
+                    min_position: submitted.position,
+                },
                 &t.resident,
             ))
             .await
@@ -563,7 +816,9 @@ async fn scope_is_checked_on_filters_and_status_look_ups() {
         assert!(!status.message().contains(&submitted.phone_last4));
     }
     // A kiosk of another site does not find it either.
-    let kiosk_b = world.app.token(anju_auth::Role::Kiosk, "kiosk-b1", &["site-b"], &[]);
+    let kiosk_b = world
+        .app
+        .token(anju_auth::Role::Kiosk, "kiosk-b1", &["site-b"], &[]);
     let status = resident
         .get_request_status(authed(
             GetRequestStatusRequest {
@@ -580,10 +835,14 @@ async fn scope_is_checked_on_filters_and_status_look_ups() {
 
 #[tokio::test]
 async fn status_look_ups_are_rate_limited_per_client() {
-    let app = crate::helpers::TestApp::spawn_with(|config| config.status_lookups_per_minute = 5).await;
+    let app =
+        crate::helpers::TestApp::spawn_with(|config| config.status_lookups_per_minute = 5).await;
     let world = World::on(app).await;
     let t = &world.tokens;
-    let submitted = world.submit(&t.resident, &form(), "rate-limit-0001", "13700008888").await.unwrap();
+    let submitted = world
+        .submit(&t.resident, &form(), "rate-limit-0001", "13700008888")
+        .await
+        .unwrap();
     let mut resident = world.clients.resident.clone();
     let look = |token: &str| {
         authed(
@@ -596,11 +855,24 @@ async fn status_look_ups_are_rate_limited_per_client() {
         )
     };
     for _ in 0..5 {
-        resident.get_request_status(look(&t.resident)).await.unwrap();
+        resident
+            .get_request_status(look(&t.resident))
+            .await
+            .unwrap();
     }
-    let status = resident.get_request_status(look(&t.resident)).await.unwrap_err();
+    let status = resident
+        .get_request_status(look(&t.resident))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("5 per minute"), "{}", status.message());
+    assert!(
+        status.message().contains("5 per minute"),
+        "{}",
+        status.message()
+    );
     // Another client has its own bucket.
-    resident.get_request_status(look(&t.other_resident)).await.unwrap();
+    resident
+        .get_request_status(look(&t.other_resident))
+        .await
+        .unwrap();
 }

@@ -39,7 +39,10 @@ fn check(name: &str, result: Result<(), Status>, expect: &Expect) -> Option<Stri
         Err(status) => status,
     };
     if status.code() != expect.code {
-        return Some(format!("{name}: expected {:?}, got {status:?}", expect.code));
+        return Some(format!(
+            "{name}: expected {:?}, got {status:?}",
+            expect.code
+        ));
     }
     if let Some(field) = expect.field {
         let details = status.get_error_details();
@@ -48,11 +51,17 @@ fn check(name: &str, result: Result<(), Status>, expect: &Expect) -> Option<Stri
             .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
             .unwrap_or_default();
         if !fields.iter().any(|f| f.contains(field)) {
-            return Some(format!("{name}: no violation of {field} in {fields:?} ({})", status.message()));
+            return Some(format!(
+                "{name}: no violation of {field} in {fields:?} ({})",
+                status.message()
+            ));
         }
     }
     if status.message().contains("13812345678") {
-        return Some(format!("{name}: the phone number leaked into {:?}", status.message()));
+        return Some(format!(
+            "{name}: the phone number leaked into {:?}",
+            status.message()
+        ));
     }
     None
 }
@@ -85,7 +94,10 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
     let world = World::on(app).await;
     let t = &world.tokens;
     // One good request to aim the request-level calls at.
-    let good = world.submit(&t.resident, &dibao(), "inputs-good-0001", "13812345678").await.unwrap();
+    let good = world
+        .submit(&t.resident, &dibao(), "inputs-good-0001", "13812345678")
+        .await
+        .unwrap();
     world.status(&good, good.position).await;
     let head = world.head().await;
     let mut resident = world.clients.resident.clone();
@@ -93,32 +105,74 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
     let mut failures = Vec::new();
 
     let submit_cases: Vec<(&str, SubmitRequestRequest, Expect)> = vec![
-        ("missing form field", weixiu(&[("problem", "漏水 leak")]).request("inputs-0001", "13812345678"), invalid("location")),
+        (
+            "missing form field",
+            weixiu(&[("problem", "漏水 leak")]).request("inputs-0001", "13812345678"),
+            invalid("location"),
+        ),
         (
             "unknown form field",
-            weixiu(&[("problem", "漏水 leak"), ("location", "1-1"), ("colour", "red")]).request("inputs-0002", "13812345678"),
+            weixiu(&[
+                ("problem", "漏水 leak"),
+                ("location", "1-1"),
+                ("colour", "red"),
+            ])
+            .request("inputs-0002", "13812345678"),
             invalid("colour"),
         ),
         (
             "text in a number field",
-            Form::text("JY-YIBAO", &[("action", "新参保 new enrolment"), ("people", "two")]).request("inputs-0003", "13812345678"),
+            Form::text(
+                "JY-YIBAO",
+                &[("action", "新参保 new enrolment"), ("people", "two")],
+            )
+            .request("inputs-0003", "13812345678"),
             invalid("people"),
         ),
         (
             "oversized answer",
-            weixiu(&[("problem", "漏水 leak"), ("location", "0123456789012345678901234567890123456789012345678901234567890")])
-                .request("inputs-0004", "13812345678"),
+            weixiu(&[
+                ("problem", "漏水 leak"),
+                (
+                    "location",
+                    "0123456789012345678901234567890123456789012345678901234567890",
+                ),
+            ])
+            .request("inputs-0004", "13812345678"),
             invalid("location"),
         ),
-        ("choice not offered", weixiu(&[("problem", "fire"), ("location", "1-1")]).request("inputs-0005", "13812345678"), invalid("problem")),
-        ("unknown service code", Form::text("XX-NOPE", &[]).request("inputs-0006", "13812345678"), invalid("service_code")),
-        ("malformed service code", Form::text("bad code!", &[]).request("inputs-0007", "13812345678"), invalid("service_code")),
-        ("bad phone", weixiu(&[("problem", "漏水 leak"), ("location", "1-1")]).request("inputs-0008", "12345"), invalid("applicant.phone")),
-        ("missing idempotency key", weixiu(&[("problem", "漏水 leak"), ("location", "1-1")]).request("", "13812345678"), invalid("idempotency_key")),
+        (
+            "choice not offered",
+            weixiu(&[("problem", "fire"), ("location", "1-1")])
+                .request("inputs-0005", "13812345678"),
+            invalid("problem"),
+        ),
+        (
+            "unknown service code",
+            Form::text("XX-NOPE", &[]).request("inputs-0006", "13812345678"),
+            invalid("service_code"),
+        ),
+        (
+            "malformed service code",
+            Form::text("bad code!", &[]).request("inputs-0007", "13812345678"),
+            invalid("service_code"),
+        ),
+        (
+            "bad phone",
+            weixiu(&[("problem", "漏水 leak"), ("location", "1-1")])
+                .request("inputs-0008", "12345"),
+            invalid("applicant.phone"),
+        ),
+        (
+            "missing idempotency key",
+            weixiu(&[("problem", "漏水 leak"), ("location", "1-1")]).request("", "13812345678"),
+            invalid("idempotency_key"),
+        ),
         (
             "oversized applicant name",
             {
-                let mut r = weixiu(&[("problem", "漏水 leak"), ("location", "1-1")]).request("inputs-0010", "13812345678");
+                let mut r = weixiu(&[("problem", "漏水 leak"), ("location", "1-1")])
+                    .request("inputs-0010", "13812345678");
                 r.applicant.as_mut().unwrap().name = "名".repeat(41);
                 r
             },
@@ -145,15 +199,20 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
         (
             "oversized message",
             {
-                let mut r = weixiu(&[("problem", "漏水 leak"), ("location", "1-1")]).request("inputs-0013", "13812345678");
-                r.text_answers.insert("details".into(), "x".repeat(100 * 1024));
+                let mut r = weixiu(&[("problem", "漏水 leak"), ("location", "1-1")])
+                    .request("inputs-0013", "13812345678");
+                r.text_answers
+                    .insert("details".into(), "x".repeat(100 * 1024));
                 r
             },
             code(Code::OutOfRange),
         ),
     ];
     for (name, request, expect) in submit_cases {
-        let result = resident.submit_request(authed(request, &t.resident)).await.map(drop);
+        let result = resident
+            .submit_request(authed(request, &t.resident))
+            .await
+            .map(drop);
         failures.extend(check(name, result, &expect));
     }
 
@@ -162,13 +221,24 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
         phone_last4: phone_last4.into(),
         min_position: 0,
     };
-    let result = resident.get_request_status(authed(lookup("hello", "5678"), &t.resident)).await.map(drop);
-    failures.extend(check("malformed tracking code", result, &invalid("tracking_code")));
+    let result = resident
+        .get_request_status(authed(lookup("hello", "5678"), &t.resident))
+        .await
+        .map(drop);
+    failures.extend(check(
+        "malformed tracking code",
+        result,
+        &invalid("tracking_code"),
+    ));
     let result = resident
         .get_request_status(authed(lookup(&good.tracking_code, "56a8"), &t.resident))
         .await
         .map(drop);
-    failures.extend(check("phone digits not digits", result, &invalid("phone_last4")));
+    failures.extend(check(
+        "phone digits not digits",
+        result,
+        &invalid("phone_last4"),
+    ));
     let result = resident
         .withdraw_request(authed(
             WithdrawRequestRequest {
@@ -180,7 +250,11 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
         ))
         .await
         .map(drop);
-    failures.extend(check("malformed tracking code on a write", result, &invalid("tracking_code")));
+    failures.extend(check(
+        "malformed tracking code on a write",
+        result,
+        &invalid("tracking_code"),
+    ));
     let result = resident
         .rate_request(authed(
             RateRequestRequest {
@@ -203,7 +277,11 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
         ))
         .await
         .map(drop);
-    failures.extend(check("malformed request id", result, &invalid("request_id")));
+    failures.extend(check(
+        "malformed request id",
+        result,
+        &invalid("request_id"),
+    ));
     let result = cw
         .refuse_request(authed(
             RefuseRequestRequest {
@@ -214,7 +292,11 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
         ))
         .await
         .map(drop);
-    failures.extend(check("refusal without a reason", result, &invalid("reason")));
+    failures.extend(check(
+        "refusal without a reason",
+        result,
+        &invalid("reason"),
+    ));
     let result = cw
         .add_note(authed(
             AddNoteRequest {
@@ -237,7 +319,11 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
         ))
         .await
         .map(drop);
-    failures.extend(check("accept before claiming", result, &code(Code::FailedPrecondition)));
+    failures.extend(check(
+        "accept before claiming",
+        result,
+        &code(Code::FailedPrecondition),
+    ));
 
     // Invalid UTF-8 in a string field: prost refuses to decode the message, and tonic
     // answers INTERNAL before any handler runs.
@@ -250,7 +336,14 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
     failures.extend(check("invalid utf-8", result, &code(Code::Internal)));
 
     // Tokens: expired, and forged with another secret.
-    let expired = token_with(&world.app.secret, Role::Resident, "resident-li", &[], &[], 1_000);
+    let expired = token_with(
+        &world.app.secret,
+        Role::Resident,
+        "resident-li",
+        &[],
+        &[],
+        1_000,
+    );
     let forged = token_with(
         &anju_auth::Secret::from_bytes(vec![7; 32]),
         Role::Admin,
@@ -261,7 +354,10 @@ async fn bad_inputs_get_their_own_error_and_write_nothing() {
     );
     for (name, token) in [("expired token", expired), ("forged token", forged)] {
         let result = resident
-            .submit_request(authed(dibao().request("inputs-token-0001", "13812345678"), &token))
+            .submit_request(authed(
+                dibao().request("inputs-token-0001", "13812345678"),
+                &token,
+            ))
             .await
             .map(drop);
         failures.extend(check(name, result, &code(Code::Unauthenticated)));

@@ -179,14 +179,20 @@ async fn every_category_goes_through_its_whole_life() {
             .expect("decide extension")
             .into_inner();
         assert_eq!(
-            decided.deadline.as_ref().map(|d| d.extended_by_working_days),
+            decided
+                .deadline
+                .as_ref()
+                .map(|d| d.extended_by_working_days),
             Some(3)
         );
         let detail = world
             .detail(&t.caseworker_a, &id, decided.position)
             .await
             .unwrap();
-        assert!(detail.extensions.is_empty(), "no extension pending any more");
+        assert!(
+            detail.extensions.is_empty(),
+            "no extension pending any more"
+        );
         assert_eq!(detail.deadline.unwrap().extended_by_working_days, 3);
 
         // The caseworker's review (level 0), then the supervisors' levels.
@@ -262,7 +268,11 @@ async fn every_category_goes_through_its_whole_life() {
             .detail(&t.caseworker_a, &id, started.position)
             .await
             .unwrap();
-        let steps: Vec<String> = detail.fulfilment_steps.iter().map(|s| s.code.clone()).collect();
+        let steps: Vec<String> = detail
+            .fulfilment_steps
+            .iter()
+            .map(|s| s.code.clone())
+            .collect();
         assert!(!steps.is_empty());
         let mut done = None;
         for (n, step) in steps.iter().enumerate() {
@@ -316,8 +326,14 @@ async fn every_category_goes_through_its_whole_life() {
             continue;
         }
         assert_eq!(rated.remediation(), RemediationStatus::Open);
-        let detail = world.detail(&t.caseworker_a, &id, rated.position).await.unwrap();
-        assert_eq!(detail.rating.unwrap().remediation(), RemediationStatus::Open);
+        let detail = world
+            .detail(&t.caseworker_a, &id, rated.position)
+            .await
+            .unwrap();
+        assert_eq!(
+            detail.rating.unwrap().remediation(),
+            RemediationStatus::Open
+        );
         let resolved = cw
             .resolve_remediation(authed(
                 ResolveRemediationRequest {
@@ -346,7 +362,10 @@ async fn every_category_goes_through_its_whole_life() {
             .expect("appeal")
             .into_inner();
         assert_eq!(appealed.appeal(), AppealStatus::Pending);
-        let detail = world.detail(&t.caseworker_a, &id, appealed.position).await.unwrap();
+        let detail = world
+            .detail(&t.caseworker_a, &id, appealed.position)
+            .await
+            .unwrap();
         let rating = detail.rating.unwrap();
         assert_eq!(rating.remediation(), RemediationStatus::Resolved);
         assert_eq!(rating.appeal(), AppealStatus::Pending);
@@ -364,9 +383,16 @@ async fn every_category_goes_through_its_whole_life() {
             .expect("decide appeal")
             .into_inner();
         assert_eq!(decided.appeal(), AppealStatus::Upheld);
-        let detail = world.detail(&t.caseworker_a, &id, decided.position).await.unwrap();
+        let detail = world
+            .detail(&t.caseworker_a, &id, decided.position)
+            .await
+            .unwrap();
         assert_eq!(detail.rating.unwrap().appeal(), AppealStatus::Upheld);
-        let types: Vec<&str> = detail.timeline.iter().map(|e| e.event_type.as_str()).collect();
+        let types: Vec<&str> = detail
+            .timeline
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
         for expected in [
             "RequestSubmitted",
             "RequestClaimed",
@@ -386,7 +412,10 @@ async fn every_category_goes_through_its_whole_life() {
             "RatingAppealed",
             "AppealDecided",
         ] {
-            assert!(types.contains(&expected), "{expected} missing from {types:?}");
+            assert!(
+                types.contains(&expected),
+                "{expected} missing from {types:?}"
+            );
         }
         let positions: Vec<u64> = detail.timeline.iter().map(|e| e.position).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");

@@ -6,6 +6,7 @@ mod inputs;
 mod lifecycle;
 mod race;
 mod restart;
+mod streams;
 
 use std::collections::HashMap;
 
@@ -97,7 +98,12 @@ impl World {
             .expect("a status")
     }
 
-    pub async fn detail(&self, token: &str, request_id: &str, min_position: u64) -> Result<RequestDetail, Status> {
+    pub async fn detail(
+        &self,
+        token: &str,
+        request_id: &str,
+        min_position: u64,
+    ) -> Result<RequestDetail, Status> {
         self.clients
             .caseworker
             .clone()
@@ -112,7 +118,13 @@ impl World {
             .map(|r| r.into_inner().request.expect("a request"))
     }
 
-    pub async fn submit(&self, token: &str, form: &Form, key: &str, phone: &str) -> Result<Submitted, Status> {
+    pub async fn submit(
+        &self,
+        token: &str,
+        form: &Form,
+        key: &str,
+        phone: &str,
+    ) -> Result<Submitted, Status> {
         let response = self
             .clients
             .resident
@@ -215,7 +227,10 @@ pub fn dibao() -> Form {
                     values: vec!["务工 wages".into()],
                 }),
             ),
-            ("id_number", form_value::Value::Text(SAMPLE_ID_NUMBER.into())),
+            (
+                "id_number",
+                form_value::Value::Text(SAMPLE_ID_NUMBER.into()),
+            ),
         ],
         id_number: Some(SAMPLE_ID_NUMBER),
     }
@@ -228,16 +243,25 @@ pub fn one_per_category() -> Vec<Form> {
         Form::text("YL-JUJIA", &[("services", "助餐 meals")]),
         Form::text(
             "TY-TUOYU",
-            &[("child_birth_date", "2024-03-01"), ("schedule", "全日 full day")],
+            &[
+                ("child_birth_date", "2024-03-01"),
+                ("schedule", "全日 full day"),
+            ],
         ),
-        Form::text("JY-YIBAO", &[("action", "新参保 new enrolment"), ("people", "2")]),
+        Form::text(
+            "JY-YIBAO",
+            &[("action", "新参保 new enrolment"), ("people", "2")],
+        ),
         Form::text(
             "JX-ZHUANXUE",
             &[("current_school", "县第二小学"), ("current_grade", "3")],
         ),
         Form::text("ZC-FUJU", &[("device", "轮椅 wheelchair")]),
         Form::text("JYE-PEIXUN", &[("course", "电工 electrician")]),
-        Form::text("SQ-WEIXIU", &[("problem", "漏水 leak"), ("location", "3-2-501")]),
+        Form::text(
+            "SQ-WEIXIU",
+            &[("problem", "漏水 leak"), ("location", "3-2-501")],
+        ),
     ]
 }
 

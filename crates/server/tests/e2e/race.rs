@@ -85,7 +85,11 @@ async fn a_stale_expected_version_is_aborted_and_writes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
-    assert!(status.message().contains("version 1"), "{}", status.message());
+    assert!(
+        status.message().contains("version 1"),
+        "{}",
+        status.message()
+    );
     assert_eq!(world.head().await, head);
 }
 

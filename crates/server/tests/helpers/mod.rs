@@ -6,15 +6,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anju_auth::Secret;
+use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
+use anju_proto::v1::event_log_service_client::EventLogServiceClient;
+use anju_proto::v1::manager_service_client::ManagerServiceClient;
+use anju_proto::v1::resident_service_client::ResidentServiceClient;
 use anju_server_core::{App, Config, ServeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
-use anju_proto::v1::event_log_service_client::EventLogServiceClient;
-use anju_proto::v1::manager_service_client::ManagerServiceClient;
-use anju_proto::v1::resident_service_client::ResidentServiceClient;
 use tonic::transport::Channel;
 
 /// A running server; stopped when dropped (its task ends with the test runtime).
@@ -101,7 +101,10 @@ impl TestApp {
     }
 
     /// Spawns on an existing temporary directory, e.g. one a stopped server left.
-    pub async fn spawn_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    pub async fn spawn_in(
+        data_dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = Config::ephemeral(data_dir.path().join("data"));
         adjust(&mut config);
         let secret_path = config.secret_path();
@@ -150,7 +153,13 @@ impl TestApp {
     }
 
     /// A token signed with the server's secret, valid for an hour.
-    pub fn token(&self, role: anju_auth::Role, subject: &str, sites: &[&str], categories: &[&str]) -> String {
+    pub fn token(
+        &self,
+        role: anju_auth::Role,
+        subject: &str,
+        sites: &[&str],
+        categories: &[&str],
+    ) -> String {
         token_with(&self.secret, role, subject, sites, categories, now() + 3600)
     }
 
