@@ -5,7 +5,7 @@ use anju_proto::v1::{
     BacklogRow, GetBacklogRequest, GetBacklogResponse, GetLeadTimesRequest, GetLeadTimesResponse,
     GetSatisfactionRequest, GetSatisfactionResponse, GetSlaReportRequest, GetSlaReportResponse,
     GetThroughputRequest, GetThroughputResponse, LeadTimeSegment, ReportFilter, ReportGrouping,
-    RequestState, SatisfactionGrade, SatisfactionRow, SlaReportRow, ThroughputBucket, TimeBucket,
+    SatisfactionGrade, SatisfactionRow, SlaReportRow, ThroughputBucket, TimeBucket,
     TimeRange,
 };
 use clap::{Args, Subcommand, ValueEnum};
@@ -360,13 +360,27 @@ pub fn render_satisfaction(lang: Lang, response: &GetSatisfactionResponse) -> St
     table.render()
 }
 
+/// The age buckets docs/api.md names, in order; a server may use other labels, which
+/// then come after these in the order they first appear.
 const AGE_BUCKETS: [&str; 4] = ["0-1", "2-5", "6-10", "11+"];
 
 pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
+    let mut buckets: Vec<String> = Vec::new();
+    for cell in response.rows.iter().chain(response.total.iter()).flat_map(|r| r.cells.iter()) {
+        if !buckets.contains(&cell.age_bucket) {
+            buckets.push(cell.age_bucket.clone());
+        }
+    }
+    buckets.sort_by_key(|b| AGE_BUCKETS.iter().position(|known| known == b).unwrap_or(AGE_BUCKETS.len()));
+    if buckets.is_empty() {
+        buckets = AGE_BUCKETS.iter().map(|b| b.to_string()).collect();
+    }
     let mut headers = vec![lang.pick("group", "分组").to_string(), lang.pick("state", "状态").to_string()];
-    headers.extend(AGE_BUCKETS.iter().map(|b| format!("{b}{}", lang.pick("d", "天"))));
+    headers.extend(buckets.iter().map(|b| {
+        if AGE_BUCKETS.contains(&b.as_str()) { format!("{b}{}", lang.pick("d", "天")) } else { b.clone() }
+    }));
     headers.push(lang.pick("oldest", "最早提交").to_string());
-    let mut table = Table::new(&headers).right(&[2, 3, 4, 5]);
+    let mut table = Table::new(&headers).right(&(2..2 + buckets.len()).collect::<Vec<_>>());
     let add = |table: &mut Table, label: String, row: &BacklogRow, total: bool| {
         let mut states: Vec<i32> = row.cells.iter().map(|c| c.state).collect();
         states.sort_unstable();
@@ -376,8 +390,8 @@ pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
                 if index == 0 { label.clone() } else { String::new() },
                 labels::state(lang, *state),
             ];
-            for bucket in AGE_BUCKETS {
-                let count: u64 = row.cells.iter().filter(|c| c.state == *state && c.age_bucket == bucket).map(|c| c.count).sum();
+            for bucket in &buckets {
+                let count: u64 = row.cells.iter().filter(|c| c.state == *state && &c.age_bucket == bucket).map(|c| c.count).sum();
                 cells.push(if count == 0 { "·".into() } else { count.to_string() });
             }
             let oldest = row
@@ -419,14 +433,13 @@ pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
             total.overdue
         ));
     }
-    let _ = RequestState::Submitted;
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anju_proto::v1::{BacklogCell, GradeCount, LeadTimeRow, LeadTimeStats, RemediationSummary};
+    use anju_proto::v1::{BacklogCell, GradeCount, LeadTimeRow, LeadTimeStats, RemediationSummary, RequestState};
 
     fn ts(day: i64) -> Option<prost_types::Timestamp> {
         Some(prost_types::Timestamp { seconds: 1_764_288_000 + day * 86_400, nanos: 0 })
