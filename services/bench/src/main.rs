@@ -2,6 +2,7 @@
 //!
 //! Each benchmark is a subcommand in its own module; `main` only parses and dispatches.
 
+mod e2e;
 mod log;
 mod relay;
 
@@ -22,6 +23,9 @@ enum Bench {
     /// The NATS relay: a backlog published to JetStream with acknowledgements, with
     /// nats-server's default sync interval and with `sync_interval: always`.
     Relay(relay::RelayArgs),
+    /// The whole service over gRPC: durable submissions per second and latency, a mixed
+    /// workload, and the server's peak memory.
+    E2e(e2e::E2eArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         match cli.bench {
             Bench::Log(args) => log::run(args).await,
             Bench::Relay(args) => relay::run(args).await,
+            Bench::E2e(args) => e2e::run(args).await,
         }
     })
 }
