@@ -623,7 +623,7 @@ pub fn render_queue(lang: Lang, items: &[QueueItem]) -> String {
             item.tracking_code.clone(),
             item.site_id.clone(),
             item.service_name.clone(),
-            item.applicant_name_masked.clone(),
+            if item.applicant_name_masked.is_empty() { "-".into() } else { item.applicant_name_masked.clone() },
             labels::state(lang, item.state),
             if item.assignee.is_empty() { "-".into() } else { item.assignee.clone() },
             labels::deadline(lang, item.deadline.as_ref()),
