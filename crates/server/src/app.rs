@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anju_relay::{RelayConfig, RelayHandle, Route};
 use anju_auth::{load_or_create_secret, read_secret_file, Secret, SecretError};
 use anju_proto::v1::caseworker_service_server::CaseworkerServiceServer;
 use anju_proto::v1::event_log_service_server::EventLogServiceServer;
@@ -80,6 +81,8 @@ pub struct App {
     http_listener: TcpListener,
     secret_path: PathBuf,
     secret_created: bool,
+    /// The NATS relay, unless publishing is off.
+    relay: Option<RelayHandle>,
 }
 
 impl std::fmt::Debug for App {
@@ -184,6 +187,14 @@ impl App {
         // ------------------------------------------------------------------------------
 
         let metrics = Arc::new(Metrics::new());
+        let relay = config.nats_url.as_ref().map(|url| {
+            let mut relay_config = RelayConfig::new(url.clone(), config.node_id.clone());
+            relay_config.replicas = config.nats_replicas;
+            let handle = anju_relay::start(application.log().clone(), relay_config, Arc::new(route_request));
+            metrics.attach_relay(handle.status(), application.log().clone());
+            tracing::info!(nats_url = %url, node_id = %config.node_id, "publishing events to nats");
+            handle
+        });
         let (stop_sender, stopping) = watch::channel(false);
         let resident_salt = {
             use sha2::{Digest, Sha256};
@@ -268,6 +279,7 @@ impl App {
             http_listener,
             secret_path,
             secret_created,
+            relay,
         })
     }
 
@@ -320,6 +332,7 @@ impl App {
             http_listener,
             grpc_addr,
             http_addr,
+            relay,
             ..
         } = self;
         let grace = state.config.shutdown_grace;
@@ -335,6 +348,9 @@ impl App {
         if let Some(result) = ended_early {
             let _ = stop_sender.send(true);
             let _ = http_task.await;
+            if let Some(relay) = relay {
+                relay.stop().await;
+            }
             let closed = state.application.close().await;
             result??;
             return closed.map_err(ServeError::Close);
@@ -357,11 +373,29 @@ impl App {
             }
         };
         let _ = http_task.await;
+        // The relay stops first: its checkpoint holds what JetStream acknowledged.
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
         // In-flight calls are done (or cut off after the grace): now the log, the
         // projections, the scheduler and the key store can be flushed and closed.
         let closed = state.application.close().await.map_err(ServeError::Close);
         tracing::info!("stopped");
         result.and(closed)
+    }
+}
+
+/// The NATS subject route of a request stream, read from its first event
+/// (`RequestSubmitted` names the site and the category).
+fn route_request(first: &anju_eventlog::RecordedEvent) -> Route {
+    #[derive(serde::Deserialize)]
+    struct Submitted {
+        site: String,
+        category: String,
+    }
+    match serde_json::from_slice::<Submitted>(&first.payload) {
+        Ok(submitted) => Route { site: submitted.site, category: submitted.category },
+        Err(_) => Route::unrouted(),
     }
 }
 

@@ -21,6 +21,11 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// NATS server the relay publishes to; `None` when configured as `none`.
     pub nats_url: Option<String>,
+    /// This node's name in NATS subjects and headers; unique among the nodes that share
+    /// the stream.
+    pub node_id: String,
+    /// Replicas of the JetStream stream the relay creates (3 on a 3-node cluster).
+    pub nats_replicas: usize,
     /// Token signing secret; `None` means `<data_dir>/token-secret`, created on first
     /// start.
     pub secret_file: Option<PathBuf>,
@@ -60,6 +65,8 @@ impl Default for Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             nats_url: Some("nats://127.0.0.1:4222".to_string()),
+            node_id: default_node_id(),
+            nats_replicas: 1,
             secret_file: None,
             log_format: LogFormat::Text,
             log_filter: "info".to_string(),
@@ -118,6 +125,14 @@ impl Config {
         if self.concurrency_limit == 0 {
             return invalid("concurrency_limit", "must be at least 1");
         }
+        if self.node_id.is_empty()
+            || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid("node_id", "must be ASCII letters, digits, '-' or '_' (it is a NATS subject token)");
+        }
+        if !matches!(self.nats_replicas, 1..=5) {
+            return invalid("nats_replicas", "must be between 1 and 5");
+        }
         if self.max_message_bytes < 1024 {
             return invalid("max_message_bytes", "must be at least 1024");
         }
@@ -161,6 +176,15 @@ fn parse_duration_value(key: &'static str, text: &str) -> Result<Duration, Confi
     })
 }
 
+/// The machine's host name, or `anju-1` when it cannot be read.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "anju-1".to_string())
+}
+
 fn nats_url_value(text: &str) -> Option<String> {
     let text = text.trim();
     (!text.eq_ignore_ascii_case(NATS_DISABLED)).then(|| text.to_string())
@@ -174,6 +198,8 @@ struct FileConfig {
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     nats_url: Option<String>,
+    node_id: Option<String>,
+    nats_replicas: Option<usize>,
     secret_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_filter: Option<String>,
@@ -204,6 +230,8 @@ impl FileConfig {
         if let Some(url) = self.nats_url {
             config.nats_url = nats_url_value(&url);
         }
+        set(&mut config.node_id, self.node_id);
+        set(&mut config.nats_replicas, self.nats_replicas);
         if self.secret_file.is_some() {
             config.secret_file = self.secret_file;
         }
@@ -251,6 +279,12 @@ pub struct ServerArgs {
     /// NATS server URL, or `none` [default: nats://127.0.0.1:4222].
     #[arg(long, env = "ANJU_NATS_URL", value_name = "URL")]
     pub nats_url: Option<String>,
+    /// This node's name in NATS subjects [default: the host name].
+    #[arg(long, env = "ANJU_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
+    /// Replicas of the ANJU_EVENTS stream [default: 1].
+    #[arg(long, env = "ANJU_NATS_REPLICAS", value_name = "N")]
+    pub nats_replicas: Option<usize>,
     /// Token secret file [default: <data-dir>/token-secret].
     #[arg(long, env = "ANJU_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -293,6 +327,8 @@ impl ServerArgs {
         if let Some(url) = &self.nats_url {
             config.nats_url = nats_url_value(url);
         }
+        set(&mut config.node_id, self.node_id.clone());
+        set(&mut config.nats_replicas, self.nats_replicas);
         if self.secret_file.is_some() {
             config.secret_file = self.secret_file.clone();
         }

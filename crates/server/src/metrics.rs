@@ -14,6 +14,8 @@ const KNOWN_PREFIXES: [&str; 3] = ["/anju.v1.", "/grpc.health.v1.", "/grpc.refle
 /// The server's counters.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The NATS relay's progress, when publishing is on.
+    relay: std::sync::OnceLock<RelayGauges>,
     started: Instant,
     grpc_requests: Mutex<BTreeMap<String, u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -29,11 +31,23 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         Metrics {
+            relay: std::sync::OnceLock::new(),
             started: Instant::now(),
             grpc_requests: Mutex::new(BTreeMap::new()),
             auth_failures: Mutex::new(BTreeMap::new()),
             http_requests: AtomicU64::new(0),
         }
+    }
+
+    /// Reports the relay's connection and lag from now on.
+    pub fn attach_relay(&self, status: std::sync::Arc<anju_relay::RelayStatus>, log: anju_eventlog::EventLog) {
+        let _ = self.relay.set(RelayGauges { status, log });
+    }
+
+    /// Events committed to the log and not yet acknowledged by JetStream, when the relay
+    /// runs.
+    pub fn relay_lag(&self) -> Option<u64> {
+        self.relay.get().map(RelayGauges::lag)
     }
 
     /// Counts a gRPC call by its path, e.g. `/anju.v1.ResidentService/SubmitRequest`.
@@ -61,6 +75,14 @@ impl Metrics {
     /// The text exposition; `projection_position` is how far the read models are.
     pub fn render(&self, projection_position: u64) -> String {
         let mut out = String::new();
+        if let Some(relay) = self.relay.get() {
+            let _ = writeln!(out, "# HELP anju_relay_lag_events Committed events not yet acknowledged by JetStream.");
+            let _ = writeln!(out, "# TYPE anju_relay_lag_events gauge\nanju_relay_lag_events {}", relay.lag());
+            let _ = writeln!(out, "# HELP anju_relay_connected 1 while the relay is connected to NATS.");
+            let _ = writeln!(out, "# TYPE anju_relay_connected gauge\nanju_relay_connected {}", u8::from(relay.status.connected()));
+            let _ = writeln!(out, "# HELP anju_relay_republished_total Events published again after JetStream was found behind the log.");
+            let _ = writeln!(out, "# TYPE anju_relay_republished_total counter\nanju_relay_republished_total {}", relay.status.republished());
+        }
         let _ = writeln!(out, "# HELP anju_up 1 while the server is running.");
         let _ = writeln!(out, "# TYPE anju_up gauge\nanju_up 1");
         let _ = writeln!(out, "# HELP anju_build_info Version of the running server.");
@@ -134,6 +156,18 @@ impl Metrics {
 
 /// A tower layer counting every gRPC call by path before it is routed.
 #[derive(Debug, Clone)]
+#[derive(Debug)]
+struct RelayGauges {
+    status: std::sync::Arc<anju_relay::RelayStatus>,
+    log: anju_eventlog::EventLog,
+}
+
+impl RelayGauges {
+    fn lag(&self) -> u64 {
+        self.log.head_position().saturating_sub(self.status.published_up_to())
+    }
+}
+
 pub struct MetricsLayer {
     metrics: std::sync::Arc<Metrics>,
 }

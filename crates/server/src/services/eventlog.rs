@@ -234,12 +234,8 @@ impl EventLogService for EventLogHandler {
             .read_all(u64::MAX, Direction::Backwards, &Filter::all(), 1)
             .await
             .map_err(ApiError::from)?;
-        let recorded = |events: &[RecordedEvent]| {
-            events
-                .first()
-                .map(|e| convert::event(e).recorded_at)
-                .flatten()
-        };
+        let recorded =
+            |events: &[RecordedEvent]| events.first().and_then(|e| convert::event(e).recorded_at);
         let projections = application.projections().position();
         Ok(Response::new(GetLogStatsResponse {
             head_position: head,
