@@ -35,9 +35,7 @@ pub enum CaseworkerCommand {
     /// The requests waiting for work, soonest deadline first.
     Queue(QueueArgs),
     /// One request in full, with its timeline.
-    Show {
-        request_id: String,
-    },
+    Show { request_id: String },
     /// Makes you the request's responsible caseworker.
     Claim(Target),
     /// Accepts the request (受理).
@@ -272,7 +270,15 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "ClaimRequestResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("assignee", "经办人"), r.assignee))
+            done(
+                context,
+                "ClaimRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {}", lang.pick("assignee", "经办人"), r.assignee),
+            )
         }
         CaseworkerCommand::Accept { target: t, comment } => {
             let r = call(
@@ -286,9 +292,21 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
             )
             .await?;
             let due = labels::deadline(lang, r.decision_deadline.as_ref());
-            done(context, "AcceptRequestResponse", &r, &t.request_id, r.state, r.version, &format!("{} {due}", lang.pick("decide by", "办理期限")))
+            done(
+                context,
+                "AcceptRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {due}", lang.pick("decide by", "办理期限")),
+            )
         }
-        CaseworkerCommand::Refuse { target: t, reason, legal_basis } => {
+        CaseworkerCommand::Refuse {
+            target: t,
+            reason,
+            legal_basis,
+        } => {
             let r = call(
                 "refusing the request",
                 client().refuse_request(session.request(RefuseRequestRequest {
@@ -300,9 +318,21 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "RefuseRequestResponse", &r, &t.request_id, r.state, r.version, "")
+            done(
+                context,
+                "RefuseRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                "",
+            )
         }
-        CaseworkerCommand::RequestInfo { target: t, missing, message } => {
+        CaseworkerCommand::RequestInfo {
+            target: t,
+            missing,
+            message,
+        } => {
             let missing = missing
                 .into_iter()
                 .map(|item| match item.split_once('=') {
@@ -327,7 +357,15 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "RequestInfoResponse", &r, &t.request_id, r.state, r.version, "")
+            done(
+                context,
+                "RequestInfoResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                "",
+            )
         }
         CaseworkerCommand::Review { target: t, opinion } => {
             let r = call(
@@ -341,9 +379,25 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "ApproveRequestResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("levels remaining", "剩余审批层级"), r.levels_remaining))
+            done(
+                context,
+                "ApproveRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!(
+                    "{} {}",
+                    lang.pick("levels remaining", "剩余审批层级"),
+                    r.levels_remaining
+                ),
+            )
         }
-        CaseworkerCommand::Approve { target: t, level, comment } => {
+        CaseworkerCommand::Approve {
+            target: t,
+            level,
+            comment,
+        } => {
             let r = call(
                 &format!("approving at level {level}"),
                 client().approve_request(session.request(ApproveRequestRequest {
@@ -355,9 +409,26 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "ApproveRequestResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("levels remaining", "剩余审批层级"), r.levels_remaining))
+            done(
+                context,
+                "ApproveRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!(
+                    "{} {}",
+                    lang.pick("levels remaining", "剩余审批层级"),
+                    r.levels_remaining
+                ),
+            )
         }
-        CaseworkerCommand::Deny { target: t, level, reason, legal_basis } => {
+        CaseworkerCommand::Deny {
+            target: t,
+            level,
+            reason,
+            legal_basis,
+        } => {
             let r = call(
                 &format!("denying at level {level}"),
                 client().deny_request(session.request(DenyRequestRequest {
@@ -370,9 +441,19 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "DenyRequestResponse", &r, &t.request_id, r.state, r.version, "")
+            done(
+                context,
+                "DenyRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                "",
+            )
         }
-        CaseworkerCommand::Fulfil { command: FulfilCommand::Start { target: t, note } } => {
+        CaseworkerCommand::Fulfil {
+            command: FulfilCommand::Start { target: t, note },
+        } => {
             let r = call(
                 "starting fulfilment",
                 client().start_fulfilment(session.request(StartFulfilmentRequest {
@@ -384,24 +465,57 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
             )
             .await?;
             let due = labels::deadline(lang, r.fulfilment_deadline.as_ref());
-            done(context, "StartFulfilmentResponse", &r, &t.request_id, r.state, r.version, &format!("{} {due}", lang.pick("fulfil by", "办结期限")))
+            done(
+                context,
+                "StartFulfilmentResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {due}", lang.pick("fulfil by", "办结期限")),
+            )
         }
-        CaseworkerCommand::Fulfil { command: FulfilCommand::Step { target: t, step, note } } => {
+        CaseworkerCommand::Fulfil {
+            command:
+                FulfilCommand::Step {
+                    target: t,
+                    step,
+                    note,
+                },
+        } => {
             let r = call(
                 &format!("completing step {step}"),
-                client().complete_fulfilment_step(session.request(CompleteFulfilmentStepRequest {
-                    request_id: t.request_id.clone(),
-                    expected_version: t.expected_version,
-                    idempotency_key: idempotency(t.idempotency_key),
-                    step_code: step,
-                    note,
-                })?),
+                client().complete_fulfilment_step(session.request(
+                    CompleteFulfilmentStepRequest {
+                        request_id: t.request_id.clone(),
+                        expected_version: t.expected_version,
+                        idempotency_key: idempotency(t.idempotency_key),
+                        step_code: step,
+                        note,
+                    },
+                )?),
             )
             .await?;
-            let remaining = if r.steps_remaining.is_empty() { "-".to_string() } else { r.steps_remaining.join(", ") };
-            done(context, "CompleteFulfilmentStepResponse", &r, &t.request_id, r.state, r.version, &format!("{} {remaining}", lang.pick("steps remaining", "剩余步骤")))
+            let remaining = if r.steps_remaining.is_empty() {
+                "-".to_string()
+            } else {
+                r.steps_remaining.join(", ")
+            };
+            done(
+                context,
+                "CompleteFulfilmentStepResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {remaining}", lang.pick("steps remaining", "剩余步骤")),
+            )
         }
-        CaseworkerCommand::Note { target: t, text, public } => {
+        CaseworkerCommand::Note {
+            target: t,
+            text,
+            public,
+        } => {
             let r = call(
                 "adding the note",
                 client().add_note(session.request(AddNoteRequest {
@@ -413,9 +527,21 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "AddNoteResponse", &r, &t.request_id, r.state, r.version, "")
+            done(
+                context,
+                "AddNoteResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                "",
+            )
         }
-        CaseworkerCommand::Reassign { target: t, to, reason } => {
+        CaseworkerCommand::Reassign {
+            target: t,
+            to,
+            reason,
+        } => {
             let r = call(
                 "reassigning the request",
                 client().reassign_request(session.request(ReassignRequestRequest {
@@ -427,9 +553,24 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "ReassignRequestResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("assignee", "经办人"), r.assignee))
+            done(
+                context,
+                "ReassignRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {}", lang.pick("assignee", "经办人"), r.assignee),
+            )
         }
-        CaseworkerCommand::Extension { command: ExtensionCommand::Request { target: t, days, reason } } => {
+        CaseworkerCommand::Extension {
+            command:
+                ExtensionCommand::Request {
+                    target: t,
+                    days,
+                    reason,
+                },
+        } => {
             let r = call(
                 "asking for an extension",
                 client().request_extension(session.request(RequestExtensionRequest {
@@ -441,9 +582,27 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "RequestExtensionResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("extension", "延期申请"), r.extension_id))
+            done(
+                context,
+                "RequestExtensionResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {}", lang.pick("extension", "延期申请"), r.extension_id),
+            )
         }
-        CaseworkerCommand::Extension { command: ExtensionCommand::Decide { target: t, extension_id, grant, reject: _, days, comment } } => {
+        CaseworkerCommand::Extension {
+            command:
+                ExtensionCommand::Decide {
+                    target: t,
+                    extension_id,
+                    grant,
+                    reject: _,
+                    days,
+                    comment,
+                },
+        } => {
             let r = call(
                 "deciding the extension",
                 client().decide_extension(session.request(DecideExtensionRequest {
@@ -458,9 +617,22 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
             )
             .await?;
             let due = labels::deadline(lang, r.deadline.as_ref());
-            done(context, "DecideExtensionResponse", &r, &t.request_id, r.state, r.version, &format!("{} {due}", lang.pick("deadline", "期限")))
+            done(
+                context,
+                "DecideExtensionResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!("{} {due}", lang.pick("deadline", "期限")),
+            )
         }
-        CaseworkerCommand::Remediate { target: t, resolution, contacted, agrees } => {
+        CaseworkerCommand::Remediate {
+            target: t,
+            resolution,
+            contacted,
+            agrees,
+        } => {
             let r = call(
                 "recording the remediation",
                 client().resolve_remediation(session.request(ResolveRemediationRequest {
@@ -473,9 +645,23 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "ResolveRemediationResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("remediation", "整改"), labels::remediation(lang, r.remediation)))
+            done(
+                context,
+                "ResolveRemediationResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!(
+                    "{} {}",
+                    lang.pick("remediation", "整改"),
+                    labels::remediation(lang, r.remediation)
+                ),
+            )
         }
-        CaseworkerCommand::Appeal { command: AppealCommand::File { target: t, reason } } => {
+        CaseworkerCommand::Appeal {
+            command: AppealCommand::File { target: t, reason },
+        } => {
             let r = call(
                 "appealing the rating",
                 client().appeal_rating(session.request(AppealRatingRequest {
@@ -486,9 +672,29 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "AppealRatingResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("appeal", "申诉"), labels::appeal(lang, r.appeal)))
+            done(
+                context,
+                "AppealRatingResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!(
+                    "{} {}",
+                    lang.pick("appeal", "申诉"),
+                    labels::appeal(lang, r.appeal)
+                ),
+            )
         }
-        CaseworkerCommand::Appeal { command: AppealCommand::Decide { target: t, uphold, reject: _, comment } } => {
+        CaseworkerCommand::Appeal {
+            command:
+                AppealCommand::Decide {
+                    target: t,
+                    uphold,
+                    reject: _,
+                    comment,
+                },
+        } => {
             let r = call(
                 "deciding the appeal",
                 client().decide_appeal(session.request(DecideAppealRequest {
@@ -500,7 +706,19 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                 })?),
             )
             .await?;
-            done(context, "DecideAppealResponse", &r, &t.request_id, r.state, r.version, &format!("{} {}", lang.pick("appeal", "申诉"), labels::appeal(lang, r.appeal)))
+            done(
+                context,
+                "DecideAppealResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                &format!(
+                    "{} {}",
+                    lang.pick("appeal", "申诉"),
+                    labels::appeal(lang, r.appeal)
+                ),
+            )
         }
     }
 }
@@ -533,13 +751,19 @@ fn done<M: prost::Message>(
     Ok(())
 }
 
-pub async fn detail(session: &Session, request_id: &str, min_position: u64) -> anyhow::Result<RequestDetail> {
+pub async fn detail(
+    session: &Session,
+    request_id: &str,
+    min_position: u64,
+) -> anyhow::Result<RequestDetail> {
     let response = call(
         &format!("reading request {request_id}"),
-        session.caseworker().get_request(session.request(GetRequestRequest {
-            request_id: request_id.to_string(),
-            min_position,
-        })?),
+        session
+            .caseworker()
+            .get_request(session.request(GetRequestRequest {
+                request_id: request_id.to_string(),
+                min_position,
+            })?),
     )
     .await?;
     response
@@ -558,7 +782,11 @@ async fn queue(session: &Session, args: QueueArgs) -> anyhow::Result<()> {
         states: args.states.iter().map(|s| *s as i32).collect(),
         overdue_only: args.overdue,
         sla_statuses: Vec::new(),
-        assignee: if args.mine { "me".into() } else { String::new() },
+        assignee: if args.mine {
+            "me".into()
+        } else {
+            String::new()
+        },
         unassigned_only: args.unassigned,
     };
     let mut items: Vec<QueueItem> = Vec::new();
@@ -567,12 +795,14 @@ async fn queue(session: &Session, args: QueueArgs) -> anyhow::Result<()> {
     loop {
         let page = call(
             "listing the queue",
-            session.caseworker().list_queue(session.request(ListQueueRequest {
-                filter: Some(filter.clone()),
-                page_size: args.limit.min(500),
-                page_token: page_token.clone(),
-                min_position: 0,
-            })?),
+            session
+                .caseworker()
+                .list_queue(session.request(ListQueueRequest {
+                    filter: Some(filter.clone()),
+                    page_size: args.limit.min(500),
+                    page_token: page_token.clone(),
+                    min_position: 0,
+                })?),
         )
         .await?;
         total = page.total_size;
@@ -623,9 +853,17 @@ pub fn render_queue(lang: Lang, items: &[QueueItem]) -> String {
             item.tracking_code.clone(),
             item.site_id.clone(),
             item.service_name.clone(),
-            if item.applicant_name_masked.is_empty() { "-".into() } else { item.applicant_name_masked.clone() },
+            if item.applicant_name_masked.is_empty() {
+                "-".into()
+            } else {
+                item.applicant_name_masked.clone()
+            },
             labels::state(lang, item.state),
-            if item.assignee.is_empty() { "-".into() } else { item.assignee.clone() },
+            if item.assignee.is_empty() {
+                "-".into()
+            } else {
+                item.assignee.clone()
+            },
             labels::deadline(lang, item.deadline.as_ref()),
             labels::sla(lang, sla),
         ]);
@@ -635,21 +873,60 @@ pub fn render_queue(lang: Lang, items: &[QueueItem]) -> String {
 
 /// One request in full, for caseworkers.
 pub fn render_detail(lang: Lang, detail: &RequestDetail) -> String {
-    let applicant = detail.applicant.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    let applicant = detail
+        .applicant
+        .as_ref()
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
     let mut pairs = vec![
-        (lang.pick("request id", "申请ID").to_string(), detail.request_id.clone()),
-        (lang.pick("tracking code", "受理编号").into(), detail.tracking_code.clone()),
-        (lang.pick("service", "服务").into(), format!("{} {} (v{})", detail.service_code, detail.service_name, detail.service_version)),
-        (lang.pick("category", "类别").into(), detail.category.clone()),
+        (
+            lang.pick("request id", "申请ID").to_string(),
+            detail.request_id.clone(),
+        ),
+        (
+            lang.pick("tracking code", "受理编号").into(),
+            detail.tracking_code.clone(),
+        ),
+        (
+            lang.pick("service", "服务").into(),
+            format!(
+                "{} {} (v{})",
+                detail.service_code, detail.service_name, detail.service_version
+            ),
+        ),
+        (
+            lang.pick("category", "类别").into(),
+            detail.category.clone(),
+        ),
         (lang.pick("site", "站点").into(), detail.site_id.clone()),
         (lang.pick("applicant", "申请人").into(), applicant),
-        (lang.pick("state", "状态").into(), labels::state(lang, detail.state)),
-        (lang.pick("version", "版本").into(), detail.version.to_string()),
-        (lang.pick("assignee", "经办人").into(), if detail.assignee.is_empty() { "-".into() } else { detail.assignee.clone() }),
-        (lang.pick("deadline", "期限").into(), labels::deadline(lang, detail.deadline.as_ref())),
+        (
+            lang.pick("state", "状态").into(),
+            labels::state(lang, detail.state),
+        ),
+        (
+            lang.pick("version", "版本").into(),
+            detail.version.to_string(),
+        ),
+        (
+            lang.pick("assignee", "经办人").into(),
+            if detail.assignee.is_empty() {
+                "-".into()
+            } else {
+                detail.assignee.clone()
+            },
+        ),
+        (
+            lang.pick("deadline", "期限").into(),
+            labels::deadline(lang, detail.deadline.as_ref()),
+        ),
         (
             lang.pick("approvals", "审批").into(),
-            format!("{}/{}", detail.approvals.iter().filter(|a| a.approved).count(), detail.approval_levels_required),
+            format!(
+                "{}/{}",
+                detail.approvals.iter().filter(|a| a.approved).count(),
+                detail.approval_levels_required
+            ),
         ),
     ];
     if !detail.fulfilment_steps.is_empty() {

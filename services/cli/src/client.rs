@@ -68,9 +68,11 @@ pub fn load_profile(explicit: Option<&Path>, name: Option<&str>) -> anyhow::Resu
             })?
         }
         Some(path) if must_exist => {
-            return Err(Failure::usage(format!("config file {} does not exist", path.display()))
-                .hint("create it (see docs/cli.md, \"profiles\") or leave out --config")
-                .into())
+            return Err(
+                Failure::usage(format!("config file {} does not exist", path.display()))
+                    .hint("create it (see docs/cli.md, \"profiles\") or leave out --config")
+                    .into(),
+            )
         }
         _ => ConfigFile::default(),
     };
@@ -140,7 +142,12 @@ impl Context {
 
     /// The token, checked for presence and expiry before it is sent.
     pub fn bearer(&self) -> anyhow::Result<String> {
-        let Some(token) = self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        let Some(token) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
             return Err(Failure::new(Exit::Auth, "missing token: this command needs a bearer token")
                 .hint("pass --token TOKEN, set ANJU_TOKEN, or add token = ... to a profile; issue one with `anju token issue --role ROLE --site SITE --subject NAME --data-dir DATA_DIR`")
                 .into());
@@ -151,7 +158,10 @@ impl Context {
                 .map_or(0, |d| d.as_secs());
             if let Some(exp) = claims.get("exp").and_then(|e| e.as_u64()) {
                 if exp <= now {
-                    let role = claims.get("role").and_then(|r| r.as_str()).unwrap_or("ROLE");
+                    let role = claims
+                        .get("role")
+                        .and_then(|r| r.as_str())
+                        .unwrap_or("ROLE");
                     let subject = claims.get("sub").and_then(|r| r.as_str()).unwrap_or("NAME");
                     let sites: Vec<String> = claims
                         .get("sites")
@@ -216,8 +226,11 @@ impl Session {
         let token = self.context.bearer()?;
         let mut request = tonic::Request::new(message);
         let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
-            Failure::new(Exit::Auth, "the token holds characters a header cannot carry")
-                .hint("pass the token exactly as `anju token issue` printed it")
+            Failure::new(
+                Exit::Auth,
+                "the token holds characters a header cannot carry",
+            )
+            .hint("pass the token exactly as `anju token issue` printed it")
         })?;
         request.metadata_mut().insert("authorization", value);
         request.set_timeout(self.context.timeout);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anju_auth::{Role, Secret};
 use anju_domain::{Catalogue, Category, FieldKind};
 use anju_proto::v1::{
-    AcceptRequestRequest, AddNoteRequest, Applicant, AppealRatingRequest, ApproveRequestRequest,
+    AcceptRequestRequest, AddNoteRequest, AppealRatingRequest, Applicant, ApproveRequestRequest,
     ClaimRequestRequest, CompleteFulfilmentStepRequest, DecideAppealRequest,
     DecideExtensionRequest, DenyRequestRequest, MissingMaterial, OnBehalfOf, ProvideInfoRequest,
     RateRequestRequest, ReassignRequestRequest, RefuseRequestRequest, RequestExtensionRequest,
@@ -53,7 +53,12 @@ pub struct DemoArgs {
     secret_file: Option<PathBuf>,
 }
 
-const DEFAULT_SITES: [&str; 4] = ["zhaojue-muendi", "xichang-anning", "butuo-tongxin", "meigu-xingfu"];
+const DEFAULT_SITES: [&str; 4] = [
+    "zhaojue-muendi",
+    "xichang-anning",
+    "butuo-tongxin",
+    "meigu-xingfu",
+];
 
 /// Where a demo request is driven to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +109,11 @@ impl Plan {
     fn weight(self) -> u32 {
         match self {
             Plan::RatedWell => 8,
-            Plan::Waiting | Plan::InfoRequested | Plan::Accepted | Plan::InFulfilment | Plan::Fulfilled => 3,
+            Plan::Waiting
+            | Plan::InfoRequested
+            | Plan::Accepted
+            | Plan::InFulfilment
+            | Plan::Fulfilled => 3,
             Plan::Claimed | Plan::Approved => 2,
             _ => 1,
         }
@@ -141,7 +150,13 @@ impl Plan {
     fn resident_acts(self) -> bool {
         matches!(
             self,
-            Plan::Withdrawn | Plan::Accepted | Plan::RatedWell | Plan::RatedBadly | Plan::Remediated | Plan::AppealUpheld | Plan::AppealRejected
+            Plan::Withdrawn
+                | Plan::Accepted
+                | Plan::RatedWell
+                | Plan::RatedBadly
+                | Plan::Remediated
+                | Plan::AppealUpheld
+                | Plan::AppealRejected
         )
     }
 }
@@ -213,7 +228,10 @@ pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     let mut latest: BTreeMap<String, anju_domain::ServiceDefinition> = BTreeMap::new();
     for service in catalogue.services() {
         let code = service.code.to_string();
-        if latest.get(&code).is_none_or(|known| known.version < service.version) {
+        if latest
+            .get(&code)
+            .is_none_or(|known| known.version < service.version)
+        {
             latest.insert(code, service.clone());
         }
     }
@@ -242,15 +260,27 @@ pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
         let in_category: Vec<&anju_domain::ServiceDefinition> =
             latest.values().filter(|s| s.category == category).collect();
         let service = if plan.needs_levels() {
-            in_category.iter().max_by_key(|s| (s.approval_levels, s.code.to_string())).copied()
+            in_category
+                .iter()
+                .max_by_key(|s| (s.approval_levels, s.code.to_string()))
+                .copied()
         } else {
             in_category.choose(&mut rng).copied()
         }
         .with_context(|| format!("the catalogue has no service in {}", category.as_str()))?;
         let definition = &definitions[&service.code.to_string()];
-        let outcome = drive(&base, &tokens, &mut rng, index, plan, &site, service, definition)
-            .await
-            .with_context(|| format!("demo request {} ({}, {} at {site})", index + 1, plan.name(), service.code))?;
+        let outcome = drive(
+            &base, &tokens, &mut rng, index, plan, &site, service, definition,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "demo request {} ({}, {} at {site})",
+                index + 1,
+                plan.name(),
+                service.code
+            )
+        })?;
         if !quiet {
             eprintln!(
                 "{:>3}/{}  {:<14} {:<16} {:<32} {}",
@@ -281,13 +311,22 @@ async fn drive(
     let code = service.code.to_string();
     let resident_subject = format!("resident-{:04}", index + 1);
     let resident = as_identity(base, tokens.mint(Role::Resident, &[], &resident_subject)?);
-    let kiosk = as_identity(base, tokens.mint(Role::Kiosk, &[site], &format!("kiosk-{site}"))?);
+    let kiosk = as_identity(
+        base,
+        tokens.mint(Role::Kiosk, &[site], &format!("kiosk-{site}"))?,
+    );
     let caseworker_a = format!("cw-{site}-1");
     let caseworker_b = format!("cw-{site}-2");
     let worker = as_identity(base, tokens.mint(Role::Caseworker, &[site], &caseworker_a)?);
     let worker_b = as_identity(base, tokens.mint(Role::Caseworker, &[site], &caseworker_b)?);
-    let supervisor_1 = as_identity(base, tokens.mint(Role::Supervisor, &[site], &format!("sup-{site}-1"))?);
-    let supervisor_2 = as_identity(base, tokens.mint(Role::Supervisor, &[site], &format!("sup-{site}-2"))?);
+    let supervisor_1 = as_identity(
+        base,
+        tokens.mint(Role::Supervisor, &[site], &format!("sup-{site}-1"))?,
+    );
+    let supervisor_2 = as_identity(
+        base,
+        tokens.mint(Role::Supervisor, &[site], &format!("sup-{site}-2"))?,
+    );
     let manager = as_identity(base, tokens.mint(Role::Manager, &["*"], "manager-county")?);
 
     // The form, from the catalogue's limits, checked like `anju submit` checks it.
@@ -299,37 +338,50 @@ async fn drive(
         if !field.required && rng.gen_bool(0.4) {
             continue;
         }
-        pairs.push((field.name.clone(), field_value(rng, &code, field, &id_number)));
+        pairs.push((
+            field.name.clone(),
+            field_value(rng, &code, field, &id_number),
+        ));
     }
     let checked = form::check_answers(&definition.fields, &pairs)
         .map_err(|problems| crate::resident::invalid_form(&code, &problems))?;
     let answers = form::typed_answers(&definition.fields, &checked);
-    let phone = format!("1{}{:09}", rng.gen_range(3..=9), rng.gen_range(0..1_000_000_000u64));
+    let phone = format!(
+        "1{}{:09}",
+        rng.gen_range(3..=9),
+        rng.gen_range(0..1_000_000_000u64)
+    );
     let via_kiosk = !plan.resident_acts() && rng.gen_bool(0.4);
     let submitter = if via_kiosk { &kiosk } else { &resident };
     let submitted = call(
         "submitting",
-        submitter.resident().submit_request(submitter.request(SubmitRequestRequest {
-            // A fresh key per run, so a second demo against the same server adds requests
-            // rather than replaying the first run's (the mix still follows the seed).
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
-            service_code: code.clone(),
-            site_id: site.to_string(),
-            applicant: Some(Applicant {
-                name,
-                phone: phone.clone(),
-                id_number: definition.requires_id_number.then(|| id_number.clone()),
-            }),
-            answers,
-            text_answers: HashMap::new(),
-            materials: HashMap::new(),
-            on_behalf_of: via_kiosk.then(|| OnBehalfOf {
-                kiosk_id: format!("kiosk-{site}"),
-                staff_name: "帮办员 李梅".into(),
-                relation: if rng.gen_bool(0.5) { "本人 self".into() } else { "子女 child".into() },
-                note: String::new(),
-            }),
-        })?),
+        submitter
+            .resident()
+            .submit_request(submitter.request(SubmitRequestRequest {
+                // A fresh key per run, so a second demo against the same server adds requests
+                // rather than replaying the first run's (the mix still follows the seed).
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                service_code: code.clone(),
+                site_id: site.to_string(),
+                applicant: Some(Applicant {
+                    name,
+                    phone: phone.clone(),
+                    id_number: definition.requires_id_number.then(|| id_number.clone()),
+                }),
+                answers,
+                text_answers: HashMap::new(),
+                materials: HashMap::new(),
+                on_behalf_of: via_kiosk.then(|| OnBehalfOf {
+                    kiosk_id: format!("kiosk-{site}"),
+                    staff_name: "帮办员 李梅".into(),
+                    relation: if rng.gen_bool(0.5) {
+                        "本人 self".into()
+                    } else {
+                        "子女 child".into()
+                    },
+                    note: String::new(),
+                }),
+            })?),
     )
     .await?;
     let id = submitted.request_id.clone();
@@ -351,27 +403,42 @@ async fn drive(
     if plan == Plan::Withdrawn {
         let r = call(
             "withdrawing",
-            resident.resident().withdraw_request(resident.request(WithdrawRequestRequest {
-                tracking_code: tracking.clone(),
-                phone_last4: last4.clone(),
-                idempotency_key: String::new(),
-                reason: "家里已自行解决 sorted it out ourselves".into(),
-            })?),
+            resident
+                .resident()
+                .withdraw_request(resident.request(WithdrawRequestRequest {
+                    tracking_code: tracking.clone(),
+                    phone_last4: last4.clone(),
+                    idempotency_key: String::new(),
+                    reason: "家里已自行解决 sorted it out ourselves".into(),
+                })?),
         )
         .await?;
         return Ok(outcome(r.state));
     }
     let mut actor = worker.clone();
-    state = call("claiming", actor.caseworker().claim_request(actor.request(ClaimRequestRequest { request_id: id.clone(), ..Default::default() })?)).await?.state;
+    state = call(
+        "claiming",
+        actor
+            .caseworker()
+            .claim_request(actor.request(ClaimRequestRequest {
+                request_id: id.clone(),
+                ..Default::default()
+            })?),
+    )
+    .await?
+    .state;
     if plan == Plan::Claimed {
         call(
             "adding a note",
-            actor.caseworker().add_note(actor.request(AddNoteRequest {
-                request_id: id.clone(),
-                text: "已电话联系申请人，约定周三上门 called the applicant, visit on Wednesday".into(),
-                internal: true,
-                ..Default::default()
-            })?),
+            actor.caseworker().add_note(
+                actor.request(AddNoteRequest {
+                    request_id: id.clone(),
+                    text: "已电话联系申请人，约定周三上门 called the applicant, visit on Wednesday"
+                        .into(),
+                    internal: true,
+                    ..Default::default()
+                })?,
+            ),
         )
         .await?;
         return Ok(outcome(state));
@@ -379,12 +446,14 @@ async fn drive(
     if plan == Plan::Reassigned {
         call(
             "reassigning",
-            supervisor_1.caseworker().reassign_request(supervisor_1.request(ReassignRequestRequest {
-                request_id: id.clone(),
-                new_assignee: caseworker_b.clone(),
-                reason: "原经办人休假 the first caseworker is on leave".into(),
-                ..Default::default()
-            })?),
+            supervisor_1
+                .caseworker()
+                .reassign_request(supervisor_1.request(ReassignRequestRequest {
+                    request_id: id.clone(),
+                    new_assignee: caseworker_b.clone(),
+                    reason: "原经办人休假 the first caseworker is on leave".into(),
+                    ..Default::default()
+                })?),
         )
         .await?;
         actor = worker_b.clone();
@@ -392,12 +461,14 @@ async fn drive(
     if plan == Plan::Refused {
         let r = call(
             "refusing",
-            actor.caseworker().refuse_request(actor.request(RefuseRequestRequest {
-                request_id: id.clone(),
-                reason: "户籍不在本安置区 household not registered in this community".into(),
-                legal_basis: "《社会救助暂行办法》第十一条".into(),
-                ..Default::default()
-            })?),
+            actor
+                .caseworker()
+                .refuse_request(actor.request(RefuseRequestRequest {
+                    request_id: id.clone(),
+                    reason: "户籍不在本安置区 household not registered in this community".into(),
+                    legal_basis: "《社会救助暂行办法》第十一条".into(),
+                    ..Default::default()
+                })?),
         )
         .await?;
         return Ok(outcome(r.state));
@@ -405,15 +476,23 @@ async fn drive(
     if matches!(plan, Plan::InfoRequested | Plan::Accepted) {
         state = call(
             "asking for materials",
-            actor.caseworker().request_info(actor.request(RequestInfoRequest {
-                request_id: id.clone(),
-                missing: vec![
-                    MissingMaterial { material_code: String::new(), description: "户口簿复印件 copy of the household register".into() },
-                    MissingMaterial { material_code: String::new(), description: "银行卡复印件 copy of the bank card".into() },
-                ],
-                message: "请一次性补齐以下材料 please bring all of these at once".into(),
-                ..Default::default()
-            })?),
+            actor
+                .caseworker()
+                .request_info(actor.request(RequestInfoRequest {
+                    request_id: id.clone(),
+                    missing: vec![
+                        MissingMaterial {
+                            material_code: String::new(),
+                            description: "户口簿复印件 copy of the household register".into(),
+                        },
+                        MissingMaterial {
+                            material_code: String::new(),
+                            description: "银行卡复印件 copy of the bank card".into(),
+                        },
+                    ],
+                    message: "请一次性补齐以下材料 please bring all of these at once".into(),
+                    ..Default::default()
+                })?),
         )
         .await?
         .state;
@@ -422,16 +501,29 @@ async fn drive(
         }
         call(
             "providing materials",
-            resident.resident().provide_info(resident.request(ProvideInfoRequest {
-                tracking_code: tracking.clone(),
-                phone_last4: last4.clone(),
-                message: "材料已在社区服务中心窗口提交 handed in at the service centre".into(),
-                ..Default::default()
-            })?),
+            resident
+                .resident()
+                .provide_info(resident.request(ProvideInfoRequest {
+                    tracking_code: tracking.clone(),
+                    phone_last4: last4.clone(),
+                    message: "材料已在社区服务中心窗口提交 handed in at the service centre".into(),
+                    ..Default::default()
+                })?),
         )
         .await?;
     }
-    state = call("accepting", actor.caseworker().accept_request(actor.request(AcceptRequestRequest { request_id: id.clone(), comment: "材料齐全 materials complete".into(), ..Default::default() })?)).await?.state;
+    state = call(
+        "accepting",
+        actor
+            .caseworker()
+            .accept_request(actor.request(AcceptRequestRequest {
+                request_id: id.clone(),
+                comment: "材料齐全 materials complete".into(),
+                ..Default::default()
+            })?),
+    )
+    .await?
+    .state;
     if plan == Plan::Accepted {
         return Ok(outcome(state));
     }
@@ -440,39 +532,50 @@ async fn drive(
         // The caseworker's review (level 0) comes first, even with no sign-offs to follow.
         state = call(
             "reviewing",
-            actor.caseworker().approve_request(actor.request(ApproveRequestRequest {
-                request_id: id.clone(),
-                level: 0,
-                comment: "经入户核实，情况属实 verified at home".into(),
-                ..Default::default()
-            })?),
+            actor
+                .caseworker()
+                .approve_request(actor.request(ApproveRequestRequest {
+                    request_id: id.clone(),
+                    level: 0,
+                    comment: "经入户核实，情况属实 verified at home".into(),
+                    ..Default::default()
+                })?),
         )
         .await?
         .state;
         if plan == Plan::Denied && levels > 0 {
             let r = call(
                 "denying",
-                supervisor_1.caseworker().deny_request(supervisor_1.request(DenyRequestRequest {
-                    request_id: id.clone(),
-                    level: 1,
-                    reason: "家庭收入高于当地标准 household income above the local threshold".into(),
-                    legal_basis: "当地低保标准".into(),
-                    ..Default::default()
-                })?),
+                supervisor_1.caseworker().deny_request(
+                    supervisor_1.request(DenyRequestRequest {
+                        request_id: id.clone(),
+                        level: 1,
+                        reason: "家庭收入高于当地标准 household income above the local threshold"
+                            .into(),
+                        legal_basis: "当地低保标准".into(),
+                        ..Default::default()
+                    })?,
+                ),
             )
             .await?;
             return Ok(outcome(r.state));
         }
         for level in 1..=levels {
-            let approver = if level == 1 { &supervisor_1 } else { &supervisor_2 };
+            let approver = if level == 1 {
+                &supervisor_1
+            } else {
+                &supervisor_2
+            };
             state = call(
                 &format!("approving level {level}"),
-                approver.caseworker().approve_request(approver.request(ApproveRequestRequest {
-                    request_id: id.clone(),
-                    level,
-                    comment: "同意 approved".into(),
-                    ..Default::default()
-                })?),
+                approver
+                    .caseworker()
+                    .approve_request(approver.request(ApproveRequestRequest {
+                        request_id: id.clone(),
+                        level,
+                        comment: "同意 approved".into(),
+                        ..Default::default()
+                    })?),
             )
             .await?
             .state;
@@ -484,33 +587,50 @@ async fn drive(
     if matches!(plan, Plan::Approved | Plan::HalfApproved | Plan::Denied) {
         return Ok(outcome(state));
     }
-    state = call("starting fulfilment", actor.caseworker().start_fulfilment(actor.request(StartFulfilmentRequest { request_id: id.clone(), ..Default::default() })?)).await?.state;
+    state = call(
+        "starting fulfilment",
+        actor
+            .caseworker()
+            .start_fulfilment(actor.request(StartFulfilmentRequest {
+                request_id: id.clone(),
+                ..Default::default()
+            })?),
+    )
+    .await?
+    .state;
     let steps: Vec<String> = service.steps.iter().map(|s| s.code.clone()).collect();
     let steps_to_do = match plan {
-        Plan::InFulfilment | Plan::Extended | Plan::Reassigned => steps.len().saturating_sub(1).min(1),
+        Plan::InFulfilment | Plan::Extended | Plan::Reassigned => {
+            steps.len().saturating_sub(1).min(1)
+        }
         _ => steps.len(),
     };
     if plan == Plan::Extended {
         let extension = call(
             "asking for an extension",
-            actor.caseworker().request_extension(actor.request(RequestExtensionRequest {
-                request_id: id.clone(),
-                working_days: 5,
-                reason: "等待县医院鉴定结果 waiting for the county hospital's assessment".into(),
-                ..Default::default()
-            })?),
+            actor
+                .caseworker()
+                .request_extension(actor.request(RequestExtensionRequest {
+                    request_id: id.clone(),
+                    working_days: 5,
+                    reason:
+                        "等待县医院鉴定结果 waiting for the county hospital's assessment".into(),
+                    ..Default::default()
+                })?),
         )
         .await?;
         state = call(
             "granting the extension",
-            supervisor_1.caseworker().decide_extension(supervisor_1.request(DecideExtensionRequest {
-                request_id: id.clone(),
-                extension_id: extension.extension_id,
-                grant: true,
-                granted_working_days: 0,
-                comment: "同意延期 extension granted".into(),
-                ..Default::default()
-            })?),
+            supervisor_1
+                .caseworker()
+                .decide_extension(supervisor_1.request(DecideExtensionRequest {
+                    request_id: id.clone(),
+                    extension_id: extension.extension_id,
+                    grant: true,
+                    granted_working_days: 0,
+                    comment: "同意延期 extension granted".into(),
+                    ..Default::default()
+                })?),
         )
         .await?
         .state;
@@ -518,38 +638,49 @@ async fn drive(
     for step in steps.iter().take(steps_to_do) {
         state = call(
             &format!("completing step {step}"),
-            actor.caseworker().complete_fulfilment_step(actor.request(CompleteFulfilmentStepRequest {
-                request_id: id.clone(),
-                step_code: step.clone(),
-                note: String::new(),
-                ..Default::default()
-            })?),
+            actor.caseworker().complete_fulfilment_step(actor.request(
+                CompleteFulfilmentStepRequest {
+                    request_id: id.clone(),
+                    step_code: step.clone(),
+                    note: String::new(),
+                    ..Default::default()
+                },
+            )?),
         )
         .await?
         .state;
     }
     let grade = match plan {
-        Plan::RatedWell => [SatisfactionGrade::VerySatisfied, SatisfactionGrade::VerySatisfied, SatisfactionGrade::Satisfied, SatisfactionGrade::Neutral]
-            .choose(rng)
-            .copied()
-            .unwrap_or(SatisfactionGrade::Satisfied),
+        Plan::RatedWell => [
+            SatisfactionGrade::VerySatisfied,
+            SatisfactionGrade::VerySatisfied,
+            SatisfactionGrade::Satisfied,
+            SatisfactionGrade::Neutral,
+        ]
+        .choose(rng)
+        .copied()
+        .unwrap_or(SatisfactionGrade::Satisfied),
         Plan::RatedBadly | Plan::AppealRejected => SatisfactionGrade::Dissatisfied,
         Plan::Remediated | Plan::AppealUpheld => SatisfactionGrade::VeryDissatisfied,
         _ => return Ok(outcome(state)),
     };
     state = call(
         "rating",
-        resident.resident().rate_request(resident.request(RateRequestRequest {
-            tracking_code: tracking.clone(),
-            phone_last4: last4.clone(),
-            idempotency_key: String::new(),
-            grade: grade as i32,
-            comment: match grade {
-                SatisfactionGrade::VerySatisfied | SatisfactionGrade::Satisfied => "办事快，态度好 quick and friendly".into(),
-                SatisfactionGrade::Neutral => "还可以 fine".into(),
-                _ => "跑了三趟才办好 had to come three times".into(),
-            },
-        })?),
+        resident
+            .resident()
+            .rate_request(resident.request(RateRequestRequest {
+                tracking_code: tracking.clone(),
+                phone_last4: last4.clone(),
+                idempotency_key: String::new(),
+                grade: grade as i32,
+                comment: match grade {
+                    SatisfactionGrade::VerySatisfied | SatisfactionGrade::Satisfied => {
+                        "办事快，态度好 quick and friendly".into()
+                    }
+                    SatisfactionGrade::Neutral => "还可以 fine".into(),
+                    _ => "跑了三趟才办好 had to come three times".into(),
+                },
+            })?),
     )
     .await?
     .state;
@@ -580,12 +711,18 @@ async fn drive(
             .await?;
             state = call(
                 "deciding the appeal",
-                manager.caseworker().decide_appeal(manager.request(DecideAppealRequest {
-                    request_id: id.clone(),
-                    uphold: plan == Plan::AppealUpheld,
-                    comment: if plan == Plan::AppealUpheld { "申诉成立 upheld".into() } else { "评价有效 the rating stands".into() },
-                    ..Default::default()
-                })?),
+                manager
+                    .caseworker()
+                    .decide_appeal(manager.request(DecideAppealRequest {
+                        request_id: id.clone(),
+                        uphold: plan == Plan::AppealUpheld,
+                        comment: if plan == Plan::AppealUpheld {
+                            "申诉成立 upheld".into()
+                        } else {
+                            "评价有效 the rating stands".into()
+                        },
+                        ..Default::default()
+                    })?),
             )
             .await?
             .state;
@@ -624,14 +761,21 @@ fn print_summary(context: &Context, outcomes: &[Outcome]) -> anyhow::Result<()> 
         let mut cells = vec![label];
         for state in &states {
             let count = items.iter().filter(|o| o.state == *state).count();
-            cells.push(if count == 0 { "·".into() } else { count.to_string() });
+            cells.push(if count == 0 {
+                "·".into()
+            } else {
+                count.to_string()
+            });
         }
         cells.push(items.len().to_string());
         cells
     };
     for category in Category::ALL {
         let items: Vec<&Outcome> = outcomes.iter().filter(|o| o.category == category).collect();
-        table.row(row(format!("{} {}", category.name_zh(), category.as_str()), &items));
+        table.row(row(
+            format!("{} {}", category.name_zh(), category.as_str()),
+            &items,
+        ));
     }
     let all: Vec<&Outcome> = outcomes.iter().collect();
     table.total(row(lang.pick("total", "合计").to_string(), &all));
@@ -640,9 +784,18 @@ fn print_summary(context: &Context, outcomes: &[Outcome]) -> anyhow::Result<()> 
 }
 
 fn person_name(rng: &mut StdRng) -> String {
-    const SURNAMES: [&str; 12] = ["阿", "吉", "马", "沙", "曲", "吉克", "阿苏", "王", "李", "张", "杨", "罗"];
-    const GIVEN: [&str; 12] = ["木呷", "伍各", "拉哈", "阿依", "日火", "子莫", "秀英", "建国", "春梅", "志强", "海燕", "金花"];
-    format!("{}{}", SURNAMES.choose(rng).unwrap_or(&"王"), GIVEN.choose(rng).unwrap_or(&"芳"))
+    const SURNAMES: [&str; 12] = [
+        "阿", "吉", "马", "沙", "曲", "吉克", "阿苏", "王", "李", "张", "杨", "罗",
+    ];
+    const GIVEN: [&str; 12] = [
+        "木呷", "伍各", "拉哈", "阿依", "日火", "子莫", "秀英", "建国", "春梅", "志强", "海燕",
+        "金花",
+    ];
+    format!(
+        "{}{}",
+        SURNAMES.choose(rng).unwrap_or(&"王"),
+        GIVEN.choose(rng).unwrap_or(&"芳")
+    )
 }
 
 /// A well-formed identity number (ISO 7064 MOD 11-2 check character) born in `year`.
@@ -655,18 +808,40 @@ fn id_number(rng: &mut StdRng, year: u32) -> String {
     );
     const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     const CHECK: &[u8; 11] = b"10X98765432";
-    let sum: u32 = body.bytes().zip(WEIGHTS).map(|(b, w)| u32::from(b - b'0') * w).sum();
+    let sum: u32 = body
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
     format!("{body}{}", CHECK[(sum % 11) as usize] as char)
 }
 
-fn field_value(rng: &mut StdRng, service: &str, field: &anju_domain::FieldDefinition, id: &str) -> String {
+fn field_value(
+    rng: &mut StdRng,
+    service: &str,
+    field: &anju_domain::FieldDefinition,
+    id: &str,
+) -> String {
     let name = field.name.as_str();
     match field.kind {
         FieldKind::Number => {
-            let low = field.min.unwrap_or(0.0).max(if name.contains("income") || name.contains("amount") { 300.0 } else { 1.0 });
-            let high = field.max.unwrap_or(10.0).min(low + if low >= 300.0 { 3000.0 } else { 5.0 });
+            let low = field.min.unwrap_or(0.0).max(
+                if name.contains("income") || name.contains("amount") {
+                    300.0
+                } else {
+                    1.0
+                },
+            );
+            let high = field
+                .max
+                .unwrap_or(10.0)
+                .min(low + if low >= 300.0 { 3000.0 } else { 5.0 });
             let value = rng.gen_range(low as i64..=high.max(low) as i64);
-            if low >= 300.0 { (value / 100 * 100).to_string() } else { value.to_string() }
+            if low >= 300.0 {
+                (value / 100 * 100).to_string()
+            } else {
+                value.to_string()
+            }
         }
         FieldKind::Date => {
             let (low, high) = if service == "YL-GAOLING" {
@@ -677,7 +852,11 @@ fn field_value(rng: &mut StdRng, service: &str, field: &anju_domain::FieldDefini
                 (2026, 2026)
             };
             let year = rng.gen_range(low..=high);
-            let month = if year == 2026 { rng.gen_range(9..=11) } else { rng.gen_range(1..=12) };
+            let month = if year == 2026 {
+                rng.gen_range(9..=11)
+            } else {
+                rng.gen_range(1..=12)
+            };
             format!("{year:04}-{month:02}-{:02}", rng.gen_range(1..=28))
         }
         FieldKind::SingleChoice => field.options.choose(rng).cloned().unwrap_or_default(),
@@ -688,7 +867,11 @@ fn field_value(rng: &mut StdRng, service: &str, field: &anju_domain::FieldDefini
         }
         FieldKind::String => {
             let text = if name.contains("id_number") {
-                if name.contains("child") { id_number(rng, 2024) } else { id.to_string() }
+                if name.contains("child") {
+                    id_number(rng, 2024)
+                } else {
+                    id.to_string()
+                }
             } else if name == "certificate_number" {
                 format!("{}{}", &id[..18], rng.gen_range(11..=44))
             } else if name.contains("name") {
@@ -696,18 +879,26 @@ fn field_value(rng: &mut StdRng, service: &str, field: &anju_domain::FieldDefini
             } else if name.contains("school") {
                 "美姑县民族小学 Meigu ethnic primary school".into()
             } else if name == "location" {
-                format!("{}栋{}单元{}号 block {}", rng.gen_range(1..=30), rng.gen_range(1..=4), rng.gen_range(101..=1802), rng.gen_range(1..=30))
+                format!(
+                    "{}栋{}单元{}号 block {}",
+                    rng.gen_range(1..=30),
+                    rng.gen_range(1..=4),
+                    rng.gen_range(101..=1802),
+                    rng.gen_range(1..=30)
+                )
             } else if name == "purpose" {
                 "办理子女转学 for a child's school transfer".into()
             } else {
-                ["卫生间漏水，楼下墙面发霉 the bathroom leaks into the flat below",
-                 "老人行动不便，需要上门服务 elderly, cannot walk far",
-                 "家中主要劳动力生病住院 the main earner is in hospital",
-                 "路灯坏了一个月 the street light has been out for a month"]
-                    .choose(rng)
-                    .copied()
-                    .unwrap_or("情况说明")
-                    .to_string()
+                [
+                    "卫生间漏水，楼下墙面发霉 the bathroom leaks into the flat below",
+                    "老人行动不便，需要上门服务 elderly, cannot walk far",
+                    "家中主要劳动力生病住院 the main earner is in hospital",
+                    "路灯坏了一个月 the street light has been out for a month",
+                ]
+                .choose(rng)
+                .copied()
+                .unwrap_or("情况说明")
+                .to_string()
             };
             let max = field.max_length.unwrap_or(500) as usize;
             let mut text: String = text.chars().take(max).collect();

@@ -53,20 +53,24 @@ pub async fn tail(context: &Context, args: TailArgs) -> anyhow::Result<()> {
         // Only new events: start after the head the server reports now.
         let stats = call(
             "reading the log head",
-            session.eventlog().get_log_stats(session.request(GetLogStatsRequest { min_position: 0 })?),
+            session
+                .eventlog()
+                .get_log_stats(session.request(GetLogStatsRequest { min_position: 0 })?),
         )
         .await?;
         from = Some(stats.head_position + 1);
     }
     let mut stream = call(
         "following the event log",
-        session.eventlog().subscribe_all(session.stream_request(SubscribeAllRequest {
-            from_position: from.unwrap_or(0),
-            filter: Some(EventFilter {
-                stream_prefixes: args.prefixes,
-                event_types: args.types,
-            }),
-        })?),
+        session
+            .eventlog()
+            .subscribe_all(session.stream_request(SubscribeAllRequest {
+                from_position: from.unwrap_or(0),
+                filter: Some(EventFilter {
+                    stream_prefixes: args.prefixes,
+                    event_types: args.types,
+                }),
+            })?),
     )
     .await?;
     let mut shown = 0u64;
@@ -77,14 +81,17 @@ pub async fn tail(context: &Context, args: TailArgs) -> anyhow::Result<()> {
         let message = match stream.message().await {
             Ok(Some(message)) => message,
             Ok(None) => return Ok(()),
-            Err(status) => return Err(crate::failure::from_status("following the event log", &status).into()),
+            Err(status) => {
+                return Err(crate::failure::from_status("following the event log", &status).into())
+            }
         };
         match message.message {
             Some(Message::Event(event)) => {
                 if context.json {
                     let mut value = json::to_value("Event", &event)?;
                     // The payload is JSON already; show it as such rather than base64.
-                    if let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&event.payload) {
+                    if let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&event.payload)
+                    {
                         value["payload"] = payload;
                     }
                     println!("{}", serde_json::to_string(&value)?);
@@ -115,7 +122,9 @@ pub async fn run(context: &Context, command: LogCommand) -> anyhow::Result<()> {
             let session = context.connect().await?;
             let stats = call(
                 "reading the log stats",
-                session.eventlog().get_log_stats(session.request(GetLogStatsRequest { min_position: 0 })?),
+                session
+                    .eventlog()
+                    .get_log_stats(session.request(GetLogStatsRequest { min_position: 0 })?),
             )
             .await?;
             if context.json {
@@ -125,13 +134,34 @@ pub async fn run(context: &Context, command: LogCommand) -> anyhow::Result<()> {
             print!(
                 "{}",
                 key_values(&[
-                    (lang.pick("head position", "最新位置").into(), stats.head_position.to_string()),
-                    (lang.pick("events", "事件数").into(), stats.event_count.to_string()),
-                    (lang.pick("streams", "流数").into(), stats.stream_count.to_string()),
-                    (lang.pick("segments", "段文件").into(), stats.segment_count.to_string()),
-                    (lang.pick("size", "大小").into(), format!("{:.1} KiB", stats.size_bytes as f64 / 1024.0)),
-                    (lang.pick("first event", "最早事件").into(), labels::time(stats.first_recorded_at.as_ref())),
-                    (lang.pick("last event", "最新事件").into(), labels::time(stats.last_recorded_at.as_ref())),
+                    (
+                        lang.pick("head position", "最新位置").into(),
+                        stats.head_position.to_string()
+                    ),
+                    (
+                        lang.pick("events", "事件数").into(),
+                        stats.event_count.to_string()
+                    ),
+                    (
+                        lang.pick("streams", "流数").into(),
+                        stats.stream_count.to_string()
+                    ),
+                    (
+                        lang.pick("segments", "段文件").into(),
+                        stats.segment_count.to_string()
+                    ),
+                    (
+                        lang.pick("size", "大小").into(),
+                        format!("{:.1} KiB", stats.size_bytes as f64 / 1024.0)
+                    ),
+                    (
+                        lang.pick("first event", "最早事件").into(),
+                        labels::time(stats.first_recorded_at.as_ref())
+                    ),
+                    (
+                        lang.pick("last event", "最新事件").into(),
+                        labels::time(stats.last_recorded_at.as_ref())
+                    ),
                 ])
             );
             if !stats.readers.is_empty() {
@@ -148,7 +178,11 @@ pub async fn run(context: &Context, command: LogCommand) -> anyhow::Result<()> {
                         reader.name.clone(),
                         reader.position.to_string(),
                         reader.lag.to_string(),
-                        if reader.name.contains("relay") { reader.connected.to_string() } else { "-".into() },
+                        if reader.name.contains("relay") {
+                            reader.connected.to_string()
+                        } else {
+                            "-".into()
+                        },
                     ]);
                 }
                 print!("{}", table.render());
@@ -171,7 +205,9 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
             .hint("pass the server's data directory with --data-dir (the one anju-server was started with)")
             .into());
     }
-    let log = match anju_eventlog::EventLog::open(&log_dir, anju_eventlog::LogOptions::default()).await {
+    let log = match anju_eventlog::EventLog::open(&log_dir, anju_eventlog::LogOptions::default())
+        .await
+    {
         Ok(log) => log,
         Err(error) => {
             let text = error.to_string();
@@ -183,13 +219,19 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
                 .hint("stop anju-server first, or run `anju log stats` to ask the running server instead")
                 .into());
             }
-            return Err(Failure::new(Exit::Other, format!("opening the event log at {}: {text}", log_dir.display())).into());
+            return Err(Failure::new(
+                Exit::Other,
+                format!("opening the event log at {}: {text}", log_dir.display()),
+            )
+            .into());
         }
     };
-    let report = log
-        .verify()
-        .await
-        .map_err(|error| Failure::new(Exit::Other, format!("verifying {}: {error}", log_dir.display())))?;
+    let report = log.verify().await.map_err(|error| {
+        Failure::new(
+            Exit::Other,
+            format!("verifying {}: {error}", log_dir.display()),
+        )
+    })?;
     drop(log);
     if context.json {
         println!(
@@ -208,14 +250,34 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
         print!(
             "{}",
             key_values(&[
-                (lang.pick("log", "日志").into(), log_dir.display().to_string()),
-                (lang.pick("events", "事件数").into(), report.events.to_string()),
-                (lang.pick("streams", "流数").into(), report.streams.to_string()),
-                (lang.pick("segments", "段文件").into(), report.segments.to_string()),
+                (
+                    lang.pick("log", "日志").into(),
+                    log_dir.display().to_string()
+                ),
+                (
+                    lang.pick("events", "事件数").into(),
+                    report.events.to_string()
+                ),
+                (
+                    lang.pick("streams", "流数").into(),
+                    report.streams.to_string()
+                ),
+                (
+                    lang.pick("segments", "段文件").into(),
+                    report.segments.to_string()
+                ),
                 (lang.pick("bytes", "字节").into(), report.bytes.to_string()),
                 (
                     lang.pick("result", "结果").into(),
-                    if report.is_ok() { lang.pick("ok: the log is sound", "完好").into() } else { format!("{} {}", report.problems.len(), lang.pick("problems", "个问题")) }
+                    if report.is_ok() {
+                        lang.pick("ok: the log is sound", "完好").into()
+                    } else {
+                        format!(
+                            "{} {}",
+                            report.problems.len(),
+                            lang.pick("problems", "个问题")
+                        )
+                    }
                 ),
             ])
         );
@@ -226,6 +288,14 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
     if report.is_ok() {
         Ok(())
     } else {
-        Err(Failure::new(Exit::Other, format!("the event log at {} has {} problems", log_dir.display(), report.problems.len())).into())
+        Err(Failure::new(
+            Exit::Other,
+            format!(
+                "the event log at {} has {} problems",
+                log_dir.display(),
+                report.problems.len()
+            ),
+        )
+        .into())
     }
 }

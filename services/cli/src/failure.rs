@@ -208,7 +208,12 @@ mod tests {
             &tonic::Status::unauthenticated("token expired at 2026-01-01T00:00:00Z"),
         );
         assert_eq!(failure.exit, Exit::Auth);
-        assert!(failure.hint.unwrap().starts_with("token expired: issue a token"));
-        assert!(failure.message.starts_with("listing the queue: not authenticated: token expired"));
+        assert!(failure
+            .hint
+            .unwrap()
+            .starts_with("token expired: issue a token"));
+        assert!(failure
+            .message
+            .starts_with("listing the queue: not authenticated: token expired"));
     }
 }

@@ -37,7 +37,10 @@ pub fn check_answers(
             let known: Vec<&str> = fields.iter().map(|f| f.key.as_str()).collect();
             problems.push(FieldProblem {
                 field: key.clone(),
-                problem: format!("this service has no such field; its fields are {}", known.join(", ")),
+                problem: format!(
+                    "this service has no such field; its fields are {}",
+                    known.join(", ")
+                ),
             });
             continue;
         };
@@ -59,7 +62,10 @@ pub fn check_answers(
         }
     }
     for field in fields {
-        if field.required && !checked.contains_key(&field.key) && !problems.iter().any(|p| p.field == field.key) {
+        if field.required
+            && !checked.contains_key(&field.key)
+            && !problems.iter().any(|p| p.field == field.key)
+        {
             problems.push(FieldProblem {
                 field: field.key.clone(),
                 problem: format!("required ({}): add --field {}=...", field.label, field.key),
@@ -132,7 +138,12 @@ fn choice_code(field: &FormField, text: &str) -> Result<String, String> {
         .or_else(|| {
             field.choices.iter().find(|c| {
                 c.code.split_whitespace().next() == Some(text)
-                    || c.code.split_whitespace().skip(1).collect::<Vec<_>>().join(" ") == text
+                    || c.code
+                        .split_whitespace()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        == text
             })
         })
         .map(|c| c.code.clone())
@@ -153,13 +164,25 @@ pub fn typed_answers(
             let kind = fields
                 .iter()
                 .find(|f| &f.key == key)
-                .map_or(FieldType::Text, |f| FieldType::try_from(f.r#type).unwrap_or(FieldType::Text));
+                .map_or(FieldType::Text, |f| {
+                    FieldType::try_from(f.r#type).unwrap_or(FieldType::Text)
+                });
             let value = match kind {
-                FieldType::Integer => text.parse().map(Value::Integer).unwrap_or_else(|_| Value::Text(text.clone())),
-                FieldType::Decimal => text.parse().map(Value::Decimal).unwrap_or_else(|_| Value::Text(text.clone())),
+                FieldType::Integer => text
+                    .parse()
+                    .map(Value::Integer)
+                    .unwrap_or_else(|_| Value::Text(text.clone())),
+                FieldType::Decimal => text
+                    .parse()
+                    .map(Value::Decimal)
+                    .unwrap_or_else(|_| Value::Text(text.clone())),
                 FieldType::Flag => Value::Flag(text == "true"),
                 FieldType::Date => match crate::labels::parse_date(text) {
-                    Some((year, month, day)) => Value::Date(Date { year, month: month as i32, day: day as i32 }),
+                    Some((year, month, day)) => Value::Date(Date {
+                        year,
+                        month: month as i32,
+                        day: day as i32,
+                    }),
                     None => Value::Text(text.clone()),
                 },
                 FieldType::Choice => Value::Choice(text.clone()),
@@ -208,8 +231,14 @@ mod tests {
                 r#type: FieldType::Choices as i32,
                 required: false,
                 choices: vec![
-                    FieldChoice { code: "务工 wages".into(), label: "务工 wages".into() },
-                    FieldChoice { code: "其他 other".into(), label: "其他 other".into() },
+                    FieldChoice {
+                        code: "务工 wages".into(),
+                        label: "务工 wages".into(),
+                    },
+                    FieldChoice {
+                        code: "其他 other".into(),
+                        label: "其他 other".into(),
+                    },
                 ],
                 ..FormField::default()
             },
@@ -243,7 +272,10 @@ mod tests {
         ];
         let problems = check_answers(&fields(), &answers).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["income_sources", "situation", "colour", "household_size"]);
+        assert_eq!(
+            fields,
+            ["income_sources", "situation", "colour", "household_size"]
+        );
         assert!(problems[3].problem.starts_with("required"));
         assert!(parse_pair("novalue").is_err());
     }

@@ -1,8 +1,6 @@
 //! Words for the enums and times the tables show, in Chinese or English.
 
-use anju_proto::v1::{
-    AppealStatus, RemediationStatus, RequestState, SatisfactionGrade, SlaStatus,
-};
+use anju_proto::v1::{AppealStatus, RemediationStatus, RequestState, SatisfactionGrade, SlaStatus};
 
 /// The language of table headers and labels (service names come from the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -144,7 +142,9 @@ pub fn parse_date(text: &str) -> Option<(i32, u32, u32)> {
         2 => 28,
         _ => return None,
     };
-    (1..=days_in_month).contains(&day).then_some((year, month, day))
+    (1..=days_in_month)
+        .contains(&day)
+        .then_some((year, month, day))
 }
 
 /// A deadline as "2026-12-03 (2.5 wd left)" or "overdue 3.0 wd".

@@ -207,8 +207,11 @@ fn token_issue(command: TokenCommand) -> anyhow::Result<()> {
     } = command;
     let path = secret_file.unwrap_or_else(|| data_dir.join(anju_auth::SECRET_FILE_NAME));
     let secret = anju_auth::read_secret_file(&path).map_err(|error| {
-        Failure::usage(format!("reading the server's token secret {}: {error}", path.display()))
-            .hint("start anju-server once to create it, or pass --data-dir / --secret-file")
+        Failure::usage(format!(
+            "reading the server's token secret {}: {error}",
+            path.display()
+        ))
+        .hint("start anju-server once to create it, or pass --data-dir / --secret-file")
     })?;
     if subject.trim().is_empty() {
         return Err(Failure::usage("--subject must not be empty").into());
@@ -263,7 +266,11 @@ async fn health(context: &Context, service: &str) -> anyhow::Result<()> {
     }
     if status != ServingStatus::Serving {
         // docs/configuration.md promises exit 1 for any status but SERVING.
-        return Err(Failure::new(Exit::Other, format!("the server answers {}", status.as_str_name())).into());
+        return Err(Failure::new(
+            Exit::Other,
+            format!("the server answers {}", status.as_str_name()),
+        )
+        .into());
     }
     Ok(())
 }

@@ -5,8 +5,7 @@ use anju_proto::v1::{
     BacklogRow, GetBacklogRequest, GetBacklogResponse, GetLeadTimesRequest, GetLeadTimesResponse,
     GetSatisfactionRequest, GetSatisfactionResponse, GetSlaReportRequest, GetSlaReportResponse,
     GetThroughputRequest, GetThroughputResponse, LeadTimeSegment, ReportFilter, ReportGrouping,
-    SatisfactionGrade, SatisfactionRow, SlaReportRow, ThroughputBucket, TimeBucket,
-    TimeRange,
+    SatisfactionGrade, SatisfactionRow, SlaReportRow, ThroughputBucket, TimeBucket, TimeRange,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -102,7 +101,9 @@ pub struct FilterArgs {
 
 fn timestamp(flag: &str, text: &str) -> anyhow::Result<prost_types::Timestamp> {
     let (year, month, day) = labels::parse_date(text).ok_or_else(|| {
-        Failure::usage(format!("invalid {flag} {text:?}: expected a date YYYY-MM-DD"))
+        Failure::usage(format!(
+            "invalid {flag} {text:?}: expected a date YYYY-MM-DD"
+        ))
     })?;
     Ok(prost_types::Timestamp {
         seconds: labels::days_from_civil(year as i64, month, day) * 86_400,
@@ -112,8 +113,16 @@ fn timestamp(flag: &str, text: &str) -> anyhow::Result<prost_types::Timestamp> {
 
 impl FilterArgs {
     fn proto(&self) -> anyhow::Result<ReportFilter> {
-        let from = self.from.as_deref().map(|t| timestamp("--from", t)).transpose()?;
-        let to = self.to.as_deref().map(|t| timestamp("--to", t)).transpose()?;
+        let from = self
+            .from
+            .as_deref()
+            .map(|t| timestamp("--from", t))
+            .transpose()?;
+        let to = self
+            .to
+            .as_deref()
+            .map(|t| timestamp("--to", t))
+            .transpose()?;
         Ok(ReportFilter {
             site_ids: self.sites.clone(),
             categories: self.categories.clone(),
@@ -136,7 +145,11 @@ pub async fn run(context: &Context, report: Report) -> anyhow::Result<()> {
             } as i32;
             let r = call(
                 "reading throughput",
-                client.get_throughput(session.request(GetThroughputRequest { filter: Some(filter.proto()?), bucket, min_position: 0 })?),
+                client.get_throughput(session.request(GetThroughputRequest {
+                    filter: Some(filter.proto()?),
+                    bucket,
+                    min_position: 0,
+                })?),
             )
             .await?;
             if context.json {
@@ -147,7 +160,11 @@ pub async fn run(context: &Context, report: Report) -> anyhow::Result<()> {
         Report::LeadTimes { filter, by } => {
             let r = call(
                 "reading lead times",
-                client.get_lead_times(session.request(GetLeadTimesRequest { filter: Some(filter.proto()?), grouping: by.proto(), min_position: 0 })?),
+                client.get_lead_times(session.request(GetLeadTimesRequest {
+                    filter: Some(filter.proto()?),
+                    grouping: by.proto(),
+                    min_position: 0,
+                })?),
             )
             .await?;
             if context.json {
@@ -158,7 +175,11 @@ pub async fn run(context: &Context, report: Report) -> anyhow::Result<()> {
         Report::Sla { filter, by } => {
             let r = call(
                 "reading the SLA report",
-                client.get_sla_report(session.request(GetSlaReportRequest { filter: Some(filter.proto()?), grouping: by.proto(), min_position: 0 })?),
+                client.get_sla_report(session.request(GetSlaReportRequest {
+                    filter: Some(filter.proto()?),
+                    grouping: by.proto(),
+                    min_position: 0,
+                })?),
             )
             .await?;
             if context.json {
@@ -169,7 +190,11 @@ pub async fn run(context: &Context, report: Report) -> anyhow::Result<()> {
         Report::Satisfaction { filter, by } => {
             let r = call(
                 "reading satisfaction",
-                client.get_satisfaction(session.request(GetSatisfactionRequest { filter: Some(filter.proto()?), grouping: by.proto(), min_position: 0 })?),
+                client.get_satisfaction(session.request(GetSatisfactionRequest {
+                    filter: Some(filter.proto()?),
+                    grouping: by.proto(),
+                    min_position: 0,
+                })?),
             )
             .await?;
             if context.json {
@@ -180,7 +205,11 @@ pub async fn run(context: &Context, report: Report) -> anyhow::Result<()> {
         Report::Backlog { filter, by } => {
             let r = call(
                 "reading the backlog",
-                client.get_backlog(session.request(GetBacklogRequest { filter: Some(filter.proto()?), grouping: by.proto(), min_position: 0 })?),
+                client.get_backlog(session.request(GetBacklogRequest {
+                    filter: Some(filter.proto()?),
+                    grouping: by.proto(),
+                    min_position: 0,
+                })?),
             )
             .await?;
             if context.json {
@@ -264,7 +293,11 @@ pub fn render_lead_times(lang: Lang, response: &GetLeadTimesResponse) -> String 
     for row in &response.rows {
         for (index, stats) in row.segments.iter().enumerate() {
             table.row(vec![
-                if index == 0 { group_name(lang, &row.group) } else { String::new() },
+                if index == 0 {
+                    group_name(lang, &row.group)
+                } else {
+                    String::new()
+                },
                 segment_name(lang, stats.segment).to_string(),
                 stats.count.to_string(),
                 format!("{:.1}", stats.p50_working_days),
@@ -336,10 +369,14 @@ pub fn render_satisfaction(lang: Lang, response: &GetSatisfactionResponse) -> St
     let cells = |label: String, r: &SatisfactionRow| {
         let mut cells = vec![label];
         for grade in grades {
-            let count = r.grades.iter().find(|g| g.grade == grade as i32).map_or(0, |g| g.count);
+            let count = r
+                .grades
+                .iter()
+                .find(|g| g.grade == grade as i32)
+                .map_or(0, |g| g.count);
             cells.push(count.to_string());
         }
-        let remediation = r.remediation.clone().unwrap_or_default();
+        let remediation = r.remediation.unwrap_or_default();
         cells.extend([
             r.rated.to_string(),
             r.unrated.to_string(),
@@ -366,18 +403,35 @@ const AGE_BUCKETS: [&str; 4] = ["0-1", "2-5", "6-10", "11+"];
 
 pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
     let mut buckets: Vec<String> = Vec::new();
-    for cell in response.rows.iter().chain(response.total.iter()).flat_map(|r| r.cells.iter()) {
+    for cell in response
+        .rows
+        .iter()
+        .chain(response.total.iter())
+        .flat_map(|r| r.cells.iter())
+    {
         if !buckets.contains(&cell.age_bucket) {
             buckets.push(cell.age_bucket.clone());
         }
     }
-    buckets.sort_by_key(|b| AGE_BUCKETS.iter().position(|known| known == b).unwrap_or(AGE_BUCKETS.len()));
+    buckets.sort_by_key(|b| {
+        AGE_BUCKETS
+            .iter()
+            .position(|known| known == b)
+            .unwrap_or(AGE_BUCKETS.len())
+    });
     if buckets.is_empty() {
         buckets = AGE_BUCKETS.iter().map(|b| b.to_string()).collect();
     }
-    let mut headers = vec![lang.pick("group", "分组").to_string(), lang.pick("state", "状态").to_string()];
+    let mut headers = vec![
+        lang.pick("group", "分组").to_string(),
+        lang.pick("state", "状态").to_string(),
+    ];
     headers.extend(buckets.iter().map(|b| {
-        if AGE_BUCKETS.contains(&b.as_str()) { format!("{b}{}", lang.pick("d", "天")) } else { b.clone() }
+        if AGE_BUCKETS.contains(&b.as_str()) {
+            format!("{b}{}", lang.pick("d", "天"))
+        } else {
+            b.clone()
+        }
     }));
     headers.push(lang.pick("oldest", "最早提交").to_string());
     let mut table = Table::new(&headers).right(&(2..2 + buckets.len()).collect::<Vec<_>>());
@@ -387,12 +441,25 @@ pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
         states.dedup();
         for (index, state) in states.iter().enumerate() {
             let mut cells = vec![
-                if index == 0 { label.clone() } else { String::new() },
+                if index == 0 {
+                    label.clone()
+                } else {
+                    String::new()
+                },
                 labels::state(lang, *state),
             ];
             for bucket in &buckets {
-                let count: u64 = row.cells.iter().filter(|c| c.state == *state && &c.age_bucket == bucket).map(|c| c.count).sum();
-                cells.push(if count == 0 { "·".into() } else { count.to_string() });
+                let count: u64 = row
+                    .cells
+                    .iter()
+                    .filter(|c| c.state == *state && &c.age_bucket == bucket)
+                    .map(|c| c.count)
+                    .sum();
+                cells.push(if count == 0 {
+                    "·".into()
+                } else {
+                    count.to_string()
+                });
             }
             let oldest = row
                 .cells
@@ -404,7 +471,11 @@ pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
             table.row(cells);
         }
         let summary = vec![
-            if states.is_empty() { label } else { String::new() },
+            if states.is_empty() {
+                label
+            } else {
+                String::new()
+            },
             format!(
                 "{} {} / {} {}",
                 lang.pick("open", "在办"),
@@ -439,10 +510,15 @@ pub fn render_backlog(lang: Lang, response: &GetBacklogResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anju_proto::v1::{BacklogCell, GradeCount, LeadTimeRow, LeadTimeStats, RemediationSummary, RequestState};
+    use anju_proto::v1::{
+        BacklogCell, GradeCount, LeadTimeRow, LeadTimeStats, RemediationSummary, RequestState,
+    };
 
     fn ts(day: i64) -> Option<prost_types::Timestamp> {
-        Some(prost_types::Timestamp { seconds: 1_764_288_000 + day * 86_400, nanos: 0 })
+        Some(prost_types::Timestamp {
+            seconds: 1_764_288_000 + day * 86_400,
+            nanos: 0,
+        })
     }
 
     fn throughput() -> GetThroughputResponse {
@@ -511,27 +587,65 @@ mod tests {
 
         let satisfaction_row = |group: &str| SatisfactionRow {
             group: group.into(),
-            grades: (1..=5).map(|g| GradeCount { grade: g, count: (6 - g) as u64 }).collect(),
+            grades: (1..=5)
+                .map(|g| GradeCount {
+                    grade: g,
+                    count: (6 - g) as u64,
+                })
+                .collect(),
             rated: 15,
             unrated: 3,
             satisfaction_rate: 0.8,
-            remediation: Some(RemediationSummary { open: 1, resolved: 2, overdue: 0, appeals_pending: 1, appeals_upheld: 0, appeals_rejected: 0 }),
+            remediation: Some(RemediationSummary {
+                open: 1,
+                resolved: 2,
+                overdue: 0,
+                appeals_pending: 1,
+                appeals_upheld: 0,
+                appeals_rejected: 0,
+            }),
         };
-        let satisfaction = GetSatisfactionResponse { rows: vec![satisfaction_row("民政")], total: Some(satisfaction_row("")) };
-        insta::assert_snapshot!("satisfaction_zh", render_satisfaction(Lang::Zh, &satisfaction));
+        let satisfaction = GetSatisfactionResponse {
+            rows: vec![satisfaction_row("民政")],
+            total: Some(satisfaction_row("")),
+        };
+        insta::assert_snapshot!(
+            "satisfaction_zh",
+            render_satisfaction(Lang::Zh, &satisfaction)
+        );
 
         let backlog = GetBacklogResponse {
             rows: vec![BacklogRow {
                 group: "site-anning".into(),
                 cells: vec![
-                    BacklogCell { state: RequestState::Submitted as i32, age_bucket: "0-1".into(), count: 4, oldest_submitted_at: ts(0) },
-                    BacklogCell { state: RequestState::Submitted as i32, age_bucket: "11+".into(), count: 1, oldest_submitted_at: ts(-20) },
-                    BacklogCell { state: RequestState::InfoRequested as i32, age_bucket: "2-5".into(), count: 2, oldest_submitted_at: ts(-3) },
+                    BacklogCell {
+                        state: RequestState::Submitted as i32,
+                        age_bucket: "0-1".into(),
+                        count: 4,
+                        oldest_submitted_at: ts(0),
+                    },
+                    BacklogCell {
+                        state: RequestState::Submitted as i32,
+                        age_bucket: "11+".into(),
+                        count: 1,
+                        oldest_submitted_at: ts(-20),
+                    },
+                    BacklogCell {
+                        state: RequestState::InfoRequested as i32,
+                        age_bucket: "2-5".into(),
+                        count: 2,
+                        oldest_submitted_at: ts(-3),
+                    },
                 ],
                 open: 7,
                 overdue: 1,
             }],
-            total: Some(BacklogRow { group: String::new(), cells: vec![], open: 7, overdue: 1 }),
+            total: Some(BacklogRow {
+                group: String::new(),
+                cells: vec![],
+                open: 7,
+                overdue: 1,
+            }),
         };
         insta::assert_snapshot!("backlog_en", render_backlog(Lang::En, &backlog));
     }

@@ -159,11 +159,13 @@ pub async fn services(context: &Context, args: ServicesArgs) -> anyhow::Result<(
         None => {
             let response = call(
                 "listing services",
-                session.resident().list_services(session.request(ListServicesRequest {
-                    site_id: args.site.unwrap_or_default(),
-                    category: args.category.unwrap_or_default(),
-                    min_position: 0,
-                })?),
+                session
+                    .resident()
+                    .list_services(session.request(ListServicesRequest {
+                        site_id: args.site.unwrap_or_default(),
+                        category: args.category.unwrap_or_default(),
+                        min_position: 0,
+                    })?),
             )
             .await?;
             if context.json {
@@ -184,7 +186,12 @@ pub async fn services(context: &Context, args: ServicesArgs) -> anyhow::Result<(
                     service.category.clone(),
                     service.name.clone(),
                     service.promised_working_days.to_string(),
-                    if service.requires_id_number { lang.pick("yes", "是") } else { "" }.to_string(),
+                    if service.requires_id_number {
+                        lang.pick("yes", "是")
+                    } else {
+                        ""
+                    }
+                    .to_string(),
                 ]);
             }
             print!("{}", table.render());
@@ -197,12 +204,12 @@ pub async fn services(context: &Context, args: ServicesArgs) -> anyhow::Result<(
 pub async fn definition(session: &Session, code: &str) -> anyhow::Result<ServiceDefinition> {
     let response = call(
         &format!("reading service {code}"),
-        session
-            .resident()
-            .get_service_definition(session.request(GetServiceDefinitionRequest {
+        session.resident().get_service_definition(session.request(
+            GetServiceDefinitionRequest {
                 service_code: code.to_string(),
                 min_position: 0,
-            })?),
+            },
+        )?),
     )
     .await
     .map_err(|error| match crate::failure::exit_code(&error) {
@@ -220,26 +227,51 @@ pub async fn definition(session: &Session, code: &str) -> anyhow::Result<Service
 /// A service's form and limits, for people.
 pub fn render_definition(lang: Lang, service: &ServiceDefinition) -> String {
     let mut out = key_values(&[
-        (lang.pick("service", "服务").into(), format!("{} {}", service.code, service.name)),
-        (lang.pick("category", "类别").into(), service.category.clone()),
-        (lang.pick("description", "说明").into(), service.description.clone()),
+        (
+            lang.pick("service", "服务").into(),
+            format!("{} {}", service.code, service.name),
+        ),
+        (
+            lang.pick("category", "类别").into(),
+            service.category.clone(),
+        ),
+        (
+            lang.pick("description", "说明").into(),
+            service.description.clone(),
+        ),
         (
             lang.pick("approval levels", "审批层级").into(),
             service.approval_levels.to_string(),
         ),
         (
             lang.pick("acceptance limit", "受理时限").into(),
-            format!("{} {}", service.acceptance_working_days, lang.pick("working days", "个工作日")),
+            format!(
+                "{} {}",
+                service.acceptance_working_days,
+                lang.pick("working days", "个工作日")
+            ),
         ),
         (
             lang.pick("decision limit", "办理时限").into(),
-            format!("{} {}", service.decision_working_days, lang.pick("working days", "个工作日")),
+            format!(
+                "{} {}",
+                service.decision_working_days,
+                lang.pick("working days", "个工作日")
+            ),
         ),
         (
             lang.pick("identity number", "身份证号").into(),
-            if service.requires_id_number { lang.pick("required", "必填") } else { lang.pick("not needed", "不需要") }.into(),
+            if service.requires_id_number {
+                lang.pick("required", "必填")
+            } else {
+                lang.pick("not needed", "不需要")
+            }
+            .into(),
         ),
-        (lang.pick("version", "版本").into(), service.version.to_string()),
+        (
+            lang.pick("version", "版本").into(),
+            service.version.to_string(),
+        ),
     ]);
     out.push('\n');
     let mut fields = Table::new(&[
@@ -251,7 +283,12 @@ pub fn render_definition(lang: Lang, service: &ServiceDefinition) -> String {
     ]);
     for field in &service.fields {
         let limit = if !field.choices.is_empty() {
-            field.choices.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(" | ")
+            field
+                .choices
+                .iter()
+                .map(|c| c.code.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
         } else if field.max_length > 0 {
             format!("≤{}", field.max_length)
         } else {
@@ -261,28 +298,49 @@ pub fn render_definition(lang: Lang, service: &ServiceDefinition) -> String {
             field.key.clone(),
             field.label.clone(),
             form::type_name(field.r#type).to_string(),
-            if field.required { "*".into() } else { String::new() },
+            if field.required {
+                "*".into()
+            } else {
+                String::new()
+            },
             limit,
         ]);
     }
     out.push_str(&fields.render());
     if !service.materials.is_empty() {
         out.push('\n');
-        let mut materials = Table::new(&[lang.pick("material", "材料"), lang.pick("name", "名称"), lang.pick("required", "必交")]);
+        let mut materials = Table::new(&[
+            lang.pick("material", "材料"),
+            lang.pick("name", "名称"),
+            lang.pick("required", "必交"),
+        ]);
         for material in &service.materials {
             materials.row(vec![
                 material.code.clone(),
                 material.name.clone(),
-                if material.required { "*".into() } else { String::new() },
+                if material.required {
+                    "*".into()
+                } else {
+                    String::new()
+                },
             ]);
         }
         out.push_str(&materials.render());
     }
     if !service.fulfilment_steps.is_empty() {
         out.push('\n');
-        let mut steps = Table::new(&[lang.pick("step", "步骤"), lang.pick("name", "名称"), lang.pick("working days", "工作日")]).right(&[2]);
+        let mut steps = Table::new(&[
+            lang.pick("step", "步骤"),
+            lang.pick("name", "名称"),
+            lang.pick("working days", "工作日"),
+        ])
+        .right(&[2]);
         for step in &service.fulfilment_steps {
-            steps.row(vec![step.code.clone(), step.name.clone(), step.working_days.to_string()]);
+            steps.row(vec![
+                step.code.clone(),
+                step.name.clone(),
+                step.working_days.to_string(),
+            ]);
         }
         out.push_str(&steps.render());
     }
@@ -296,7 +354,11 @@ fn attachments(pairs: Vec<(String, String)>) -> HashMap<String, AttachmentRef> {
             (
                 code,
                 AttachmentRef {
-                    file_name: reference.rsplit('/').next().unwrap_or(&reference).to_string(),
+                    file_name: reference
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(&reference)
+                        .to_string(),
                     reference,
                     ..AttachmentRef::default()
                 },
@@ -321,7 +383,8 @@ pub async fn run(context: &Context, command: ResidentCommand) -> anyhow::Result<
     match command {
         ResidentCommand::Submit(args) => submit(&session, args).await,
         ResidentCommand::Status(tracking) => {
-            let status = status(&session, &tracking.tracking_code, &tracking.phone_last4, 0).await?;
+            let status =
+                status(&session, &tracking.tracking_code, &tracking.phone_last4, 0).await?;
             if context.json {
                 return json::print("RequestStatus", &status);
             }
@@ -349,14 +412,16 @@ pub async fn run(context: &Context, command: ResidentCommand) -> anyhow::Result<
                 .collect();
             let response = call(
                 "providing the materials",
-                session.resident().provide_info(session.request(ProvideInfoRequest {
-                    tracking_code: tracking.tracking_code.clone(),
-                    phone_last4: tracking.phone_last4,
-                    idempotency_key: key(idempotency_key),
-                    materials: attachments(materials),
-                    answers,
-                    message,
-                })?),
+                session
+                    .resident()
+                    .provide_info(session.request(ProvideInfoRequest {
+                        tracking_code: tracking.tracking_code.clone(),
+                        phone_last4: tracking.phone_last4,
+                        idempotency_key: key(idempotency_key),
+                        materials: attachments(materials),
+                        answers,
+                        message,
+                    })?),
             )
             .await?;
             if context.json {
@@ -378,18 +443,24 @@ pub async fn run(context: &Context, command: ResidentCommand) -> anyhow::Result<
         } => {
             let response = call(
                 "withdrawing the request",
-                session.resident().withdraw_request(session.request(WithdrawRequestRequest {
-                    tracking_code: tracking.tracking_code.clone(),
-                    phone_last4: tracking.phone_last4,
-                    idempotency_key: key(idempotency_key),
-                    reason,
-                })?),
+                session
+                    .resident()
+                    .withdraw_request(session.request(WithdrawRequestRequest {
+                        tracking_code: tracking.tracking_code.clone(),
+                        phone_last4: tracking.phone_last4,
+                        idempotency_key: key(idempotency_key),
+                        reason,
+                    })?),
             )
             .await?;
             if context.json {
                 return json::print("WithdrawRequestResponse", &response);
             }
-            println!("{}: {}", tracking.tracking_code, labels::state(context.lang, response.state));
+            println!(
+                "{}: {}",
+                tracking.tracking_code,
+                labels::state(context.lang, response.state)
+            );
             Ok(())
         }
         ResidentCommand::Rate {
@@ -400,13 +471,15 @@ pub async fn run(context: &Context, command: ResidentCommand) -> anyhow::Result<
         } => {
             let response = call(
                 "rating the request",
-                session.resident().rate_request(session.request(RateRequestRequest {
-                    tracking_code: tracking.tracking_code.clone(),
-                    phone_last4: tracking.phone_last4,
-                    idempotency_key: key(idempotency_key),
-                    grade: grade as i32,
-                    comment,
-                })?),
+                session
+                    .resident()
+                    .rate_request(session.request(RateRequestRequest {
+                        tracking_code: tracking.tracking_code.clone(),
+                        phone_last4: tracking.phone_last4,
+                        idempotency_key: key(idempotency_key),
+                        grade: grade as i32,
+                        comment,
+                    })?),
             )
             .await?;
             if context.json {
@@ -439,9 +512,12 @@ async fn submit(session: &Session, args: SubmitArgs) -> anyhow::Result<()> {
         .map_err(|problems| invalid_form(&service.code, &problems))?;
     let answers = form::typed_answers(&service.fields, &checked);
     if service.requires_id_number && args.id_number.is_none() {
-        return Err(Failure::usage(format!("{} needs the applicant's identity number", service.code))
-            .hint("add --id-number with the 18-character identity card number")
-            .into());
+        return Err(Failure::usage(format!(
+            "{} needs the applicant's identity number",
+            service.code
+        ))
+        .hint("add --id-number with the 18-character identity card number")
+        .into());
     }
     if !service.site_ids.is_empty() && !service.site_ids.iter().any(|s| s == &args.site) {
         return Err(Failure::usage(format!(
@@ -460,20 +536,22 @@ async fn submit(session: &Session, args: SubmitArgs) -> anyhow::Result<()> {
     });
     let response = call(
         &format!("submitting {}", service.code),
-        session.resident().submit_request(session.request(SubmitRequestRequest {
-            idempotency_key: key(args.idempotency_key),
-            service_code: service.code.clone(),
-            site_id: args.site,
-            applicant: Some(Applicant {
-                name: args.name,
-                phone: args.phone,
-                id_number: args.id_number,
-            }),
-            answers,
-            text_answers: HashMap::new(),
-            materials: attachments(args.materials),
-            on_behalf_of,
-        })?),
+        session
+            .resident()
+            .submit_request(session.request(SubmitRequestRequest {
+                idempotency_key: key(args.idempotency_key),
+                service_code: service.code.clone(),
+                site_id: args.site,
+                applicant: Some(Applicant {
+                    name: args.name,
+                    phone: args.phone,
+                    id_number: args.id_number,
+                }),
+                answers,
+                text_answers: HashMap::new(),
+                materials: attachments(args.materials),
+                on_behalf_of,
+            })?),
     )
     .await?;
     if context.json {
@@ -483,15 +561,30 @@ async fn submit(session: &Session, args: SubmitArgs) -> anyhow::Result<()> {
     print!(
         "{}",
         key_values(&[
-            (lang.pick("tracking code", "受理编号").into(), response.tracking_code.clone()),
-            (lang.pick("request id", "申请ID").into(), response.request_id.clone()),
-            (lang.pick("state", "状态").into(), labels::state(lang, response.state)),
-            (lang.pick("submitted", "提交时间").into(), labels::time(response.submitted_at.as_ref())),
+            (
+                lang.pick("tracking code", "受理编号").into(),
+                response.tracking_code.clone()
+            ),
+            (
+                lang.pick("request id", "申请ID").into(),
+                response.request_id.clone()
+            ),
+            (
+                lang.pick("state", "状态").into(),
+                labels::state(lang, response.state)
+            ),
+            (
+                lang.pick("submitted", "提交时间").into(),
+                labels::time(response.submitted_at.as_ref())
+            ),
             (
                 lang.pick("accept by", "受理期限").into(),
                 labels::deadline(lang, response.acceptance_deadline.as_ref())
             ),
-            (lang.pick("replayed", "重复提交").into(), response.replayed.to_string()),
+            (
+                lang.pick("replayed", "重复提交").into(),
+                response.replayed.to_string()
+            ),
         ])
     );
     Ok(())
@@ -505,11 +598,13 @@ pub async fn status(
 ) -> anyhow::Result<RequestStatus> {
     let response = call(
         &format!("looking up {tracking_code}"),
-        session.resident().get_request_status(session.request(GetRequestStatusRequest {
-            tracking_code: tracking_code.to_string(),
-            phone_last4: phone_last4.to_string(),
-            min_position,
-        })?),
+        session
+            .resident()
+            .get_request_status(session.request(GetRequestStatusRequest {
+                tracking_code: tracking_code.to_string(),
+                phone_last4: phone_last4.to_string(),
+                min_position,
+            })?),
     )
     .await?;
     response
@@ -520,12 +615,27 @@ pub async fn status(
 /// A request's status and public timeline, for the resident.
 pub fn render_status(lang: Lang, status: &RequestStatus) -> String {
     let mut pairs = vec![
-        (lang.pick("tracking code", "受理编号").to_string(), status.tracking_code.clone()),
-        (lang.pick("service", "服务").into(), format!("{} {}", status.service_code, status.service_name)),
+        (
+            lang.pick("tracking code", "受理编号").to_string(),
+            status.tracking_code.clone(),
+        ),
+        (
+            lang.pick("service", "服务").into(),
+            format!("{} {}", status.service_code, status.service_name),
+        ),
         (lang.pick("site", "站点").into(), status.site_id.clone()),
-        (lang.pick("state", "状态").into(), labels::state(lang, status.state)),
-        (lang.pick("submitted", "提交时间").into(), labels::time(status.submitted_at.as_ref())),
-        (lang.pick("deadline", "期限").into(), labels::deadline(lang, status.deadline.as_ref())),
+        (
+            lang.pick("state", "状态").into(),
+            labels::state(lang, status.state),
+        ),
+        (
+            lang.pick("submitted", "提交时间").into(),
+            labels::time(status.submitted_at.as_ref()),
+        ),
+        (
+            lang.pick("deadline", "期限").into(),
+            labels::deadline(lang, status.deadline.as_ref()),
+        ),
     ];
     if !status.missing_materials.is_empty() {
         let missing: Vec<String> = status
@@ -534,15 +644,23 @@ pub fn render_status(lang: Lang, status: &RequestStatus) -> String {
             .map(|m| format!("{} {}", m.code, m.name).trim().to_string())
             .collect();
         pairs.push((lang.pick("missing", "需补正").into(), missing.join("; ")));
-        pairs.push((lang.pick("message", "说明").into(), status.info_request_message.clone()));
+        pairs.push((
+            lang.pick("message", "说明").into(),
+            status.info_request_message.clone(),
+        ));
     }
     if !status.decision_reason.is_empty() {
-        pairs.push((lang.pick("reason", "理由").into(), status.decision_reason.clone()));
+        pairs.push((
+            lang.pick("reason", "理由").into(),
+            status.decision_reason.clone(),
+        ));
     }
     if let Some(rating) = &status.rating {
         pairs.push((
             lang.pick("rating", "评价").into(),
-            format!("{} {}", labels::grade(lang, rating.grade), rating.comment).trim().to_string(),
+            format!("{} {}", labels::grade(lang, rating.grade), rating.comment)
+                .trim()
+                .to_string(),
         ));
     }
     let mut out = key_values(&pairs);
@@ -563,7 +681,13 @@ pub fn timeline_table(lang: Lang, entries: &[anju_proto::v1::TimelineEntry]) -> 
         let by = entry
             .actor
             .as_ref()
-            .map(|a| if a.display_name.is_empty() { a.subject.clone() } else { a.display_name.clone() })
+            .map(|a| {
+                if a.display_name.is_empty() {
+                    a.subject.clone()
+                } else {
+                    a.display_name.clone()
+                }
+            })
             .unwrap_or_default();
         table.row(vec![
             labels::time(entry.at.as_ref()),
@@ -580,11 +704,13 @@ async fn watch(session: &Session, tracking: TrackingArgs) -> anyhow::Result<()> 
     let context = &session.context;
     let mut stream = call(
         &format!("watching {}", tracking.tracking_code),
-        session.resident().watch_request(session.stream_request(WatchRequestRequest {
-            tracking_code: tracking.tracking_code.clone(),
-            phone_last4: tracking.phone_last4.clone(),
-            after_position: 0,
-        })?),
+        session
+            .resident()
+            .watch_request(session.stream_request(WatchRequestRequest {
+                tracking_code: tracking.tracking_code.clone(),
+                phone_last4: tracking.phone_last4.clone(),
+                after_position: 0,
+            })?),
     )
     .await?;
     loop {

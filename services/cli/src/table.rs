@@ -109,7 +109,11 @@ pub fn display_width(text: &str) -> usize {
 
 /// Key/value lines ("label  value") aligned on the labels, for one record.
 pub fn key_values(pairs: &[(String, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| display_width(k)).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| display_width(k))
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
         let pad = width - display_width(key);
@@ -132,8 +136,16 @@ mod tests {
     #[test]
     fn mixed_chinese_and_english_columns_line_up() {
         let mut table = Table::new(&["服务 service", "状态 state", "件数 count"]).right(&[2]);
-        table.row(vec!["最低生活保障申请".into(), "已受理 accepted".into(), "12".into()]);
-        table.row(vec!["Temporary assistance".into(), "补正 info".into(), "3".into()]);
+        table.row(vec![
+            "最低生活保障申请".into(),
+            "已受理 accepted".into(),
+            "12".into(),
+        ]);
+        table.row(vec![
+            "Temporary assistance".into(),
+            "补正 info".into(),
+            "3".into(),
+        ]);
         table.total(vec!["合计 total".into(), String::new(), "15".into()]);
         insta::assert_snapshot!(table.render());
     }

@@ -74,7 +74,15 @@ impl Server {
 
     fn token(&self, role: &str, sites: &[&str], subject: &str) -> String {
         let mut command = anju();
-        command.args(["token", "issue", "--role", role, "--subject", subject, "--data-dir"]);
+        command.args([
+            "token",
+            "issue",
+            "--role",
+            role,
+            "--subject",
+            subject,
+            "--data-dir",
+        ]);
         command.arg(self.data.path());
         for site in sites {
             command.args(["--site", site]);
@@ -104,13 +112,21 @@ impl Server {
             "anju {args:?} failed: {}",
             text(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("anju {args:?} printed no JSON ({e}): {}", text(&output.stdout)))
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "anju {args:?} printed no JSON ({e}): {}",
+                text(&output.stdout)
+            )
+        })
     }
 
     fn ok(&self, token: &str, args: &[&str]) -> String {
         let output = self.run(token, args);
-        assert!(output.status.success(), "anju {args:?} failed: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "anju {args:?} failed: {}",
+            text(&output.stderr)
+        );
         text(&output.stdout)
     }
 }
@@ -140,7 +156,10 @@ fn assert_fails(output: &Output, code: i32, needles: &[&str]) {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[test]
@@ -148,8 +167,25 @@ fn token_issue_signs_with_the_data_directory_secret() {
     let dir = tempfile::tempdir().unwrap();
     let loaded = anju_auth::load_or_create_secret(dir.path()).unwrap();
     let output = anju()
-        .args(["token", "issue", "--role", "caseworker", "--site", "site-1", "--site", "site-2"])
-        .args(["--category", "elderly-care", "--subject", "wang.fang", "--ttl", "2h", "--data-dir"])
+        .args([
+            "token",
+            "issue",
+            "--role",
+            "caseworker",
+            "--site",
+            "site-1",
+            "--site",
+            "site-2",
+        ])
+        .args([
+            "--category",
+            "elderly-care",
+            "--subject",
+            "wang.fang",
+            "--ttl",
+            "2h",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -160,7 +196,11 @@ fn token_issue_signs_with_the_data_directory_secret() {
     assert_eq!(claims.sub, "wang.fang");
     assert_eq!(claims.sites, vec!["site-1", "site-2"]);
     assert_eq!(claims.categories, vec!["elderly-care"]);
-    assert!(claims.exp >= now() + 7100 && claims.exp <= now() + 7300, "exp {}", claims.exp);
+    assert!(
+        claims.exp >= now() + 7100 && claims.exp <= now() + 7300,
+        "exp {}",
+        claims.exp
+    );
     assert!(anju_auth::verify(&Secret::from_bytes(vec![0; 32]), token.trim(), now()).is_err());
 }
 
@@ -168,7 +208,17 @@ fn token_issue_signs_with_the_data_directory_secret() {
 fn token_issue_explains_a_missing_secret_and_an_unknown_role() {
     let dir = tempfile::tempdir().unwrap();
     let output = anju()
-        .args(["token", "issue", "--role", "admin", "--site", "*", "--subject", "me", "--data-dir"])
+        .args([
+            "token",
+            "issue",
+            "--role",
+            "admin",
+            "--site",
+            "*",
+            "--subject",
+            "me",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -184,13 +234,21 @@ fn token_issue_explains_a_missing_secret_and_an_unknown_role() {
 #[test]
 fn an_unreachable_server_exits_6_with_what_to_do() {
     // Bind and drop a listener to get a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let server = format!("http://127.0.0.1:{port}");
     let output = anju()
         .args(["health", "--timeout", "2s", "--server", &server])
         .output()
         .unwrap();
-    assert_fails(&output, 6, &["cannot reach anju-server at", "is anju-server running"]);
+    assert_fails(
+        &output,
+        6,
+        &["cannot reach anju-server at", "is anju-server running"],
+    );
     let output = anju()
         .args(["--server", &server, "--token", "x.y.z", "queue"])
         .output()
@@ -207,7 +265,12 @@ fn profiles_pick_server_and_token_and_unknown_ones_are_named() {
         "default_profile = \"xingfu\"\n[profiles.xingfu]\nserver = \"http://127.0.0.1:1\"\ntoken = \"a.b.c\"\nlang = \"zh\"\n",
     )
     .unwrap();
-    let output = anju().args(["--config"]).arg(&config).args(["--timeout", "1s", "queue"]).output().unwrap();
+    let output = anju()
+        .args(["--config"])
+        .arg(&config)
+        .args(["--timeout", "1s", "queue"])
+        .output()
+        .unwrap();
     // The profile's server is used: nothing listens on port 1.
     assert_fails(&output, 6, &["http://127.0.0.1:1"]);
     let output = anju()
@@ -216,7 +279,11 @@ fn profiles_pick_server_and_token_and_unknown_ones_are_named() {
         .args(["--profile", "anning", "queue"])
         .output()
         .unwrap();
-    assert_fails(&output, 2, &["no profile \"anning\"", "known profiles: xingfu"]);
+    assert_fails(
+        &output,
+        2,
+        &["no profile \"anning\"", "known profiles: xingfu"],
+    );
 }
 
 fn seed_secret(path: &Path) -> Secret {
@@ -236,25 +303,72 @@ fn every_subcommand_against_a_real_server() {
     // health and the catalogue
     assert_eq!(server.ok("", &["health"]).trim(), "SERVING");
     let services = server.ok(&resident, &["services"]);
-    assert!(services.contains("SQ-WEIXIU") && services.contains("MZ-DIBAO"), "{services}");
+    assert!(
+        services.contains("SQ-WEIXIU") && services.contains("MZ-DIBAO"),
+        "{services}"
+    );
     let listed = server.json(&resident, &["services", "--category", "community"]);
-    assert!(listed["services"].as_array().unwrap().iter().all(|s| s["category"] == "community"));
+    assert!(listed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["category"] == "community"));
     let definition = server.json(&resident, &["services", "show", "MZ-DIBAO"]);
     assert_eq!(definition["code"], "MZ-DIBAO");
     assert_eq!(definition["approval_levels"], 2);
     let shown = server.ok(&resident, &["--lang", "zh", "services", "show", "MZ-DIBAO"]);
-    assert!(shown.contains("审批层级") && shown.contains("household_size"), "{shown}");
+    assert!(
+        shown.contains("审批层级") && shown.contains("household_size"),
+        "{shown}"
+    );
 
     // errors: missing token, invalid field, unknown service, forbidden, expired, not found
-    assert_fails(&server.run("", &["queue"]), 4, &["missing token", "anju token issue"]);
+    assert_fails(
+        &server.run("", &["queue"]),
+        4,
+        &["missing token", "anju token issue"],
+    );
     let invalid = server.run(
         &resident,
-        &["submit", "SQ-WEIXIU", "--site", site, "--name", "王芳", "--phone", "13800001234",
-          "--field", "problem=lottery", "--field", "colour=blue"],
+        &[
+            "submit",
+            "SQ-WEIXIU",
+            "--site",
+            site,
+            "--name",
+            "王芳",
+            "--phone",
+            "13800001234",
+            "--field",
+            "problem=lottery",
+            "--field",
+            "colour=blue",
+        ],
     );
-    assert_fails(&invalid, 2, &["field problem", "field colour", "field location: required", "anju services show SQ-WEIXIU"]);
     assert_fails(
-        &server.run(&resident, &["submit", "NO-SUCH", "--site", site, "--name", "王芳", "--phone", "13800001234"]),
+        &invalid,
+        2,
+        &[
+            "field problem",
+            "field colour",
+            "field location: required",
+            "anju services show SQ-WEIXIU",
+        ],
+    );
+    assert_fails(
+        &server.run(
+            &resident,
+            &[
+                "submit",
+                "NO-SUCH",
+                "--site",
+                site,
+                "--name",
+                "王芳",
+                "--phone",
+                "13800001234",
+            ],
+        ),
         3,
         &["no service \"NO-SUCH\"", "anju services"],
     );
@@ -262,11 +376,28 @@ fn every_subcommand_against_a_real_server() {
     let secret = seed_secret(server.data.path());
     let expired = anju_auth::issue(
         &secret,
-        &Claims { sub: "cw-1".into(), role: Role::Caseworker, sites: vec![site.into()], categories: vec![], exp: now() - 3600, iat: now() - 7200 },
+        &Claims {
+            sub: "cw-1".into(),
+            role: Role::Caseworker,
+            sites: vec![site.into()],
+            categories: vec![],
+            exp: now() - 3600,
+            iat: now() - 7200,
+        },
     );
-    assert_fails(&server.run(&expired, &["queue"]), 4, &["token expired", "anju token issue --role caseworker --site 'xingfu' --subject cw-1"]);
     assert_fails(
-        &server.run(&caseworker, &["show", "0190f0a2-0000-7000-8000-000000000000"]),
+        &server.run(&expired, &["queue"]),
+        4,
+        &[
+            "token expired",
+            "anju token issue --role caseworker --site 'xingfu' --subject cw-1",
+        ],
+    );
+    assert_fails(
+        &server.run(
+            &caseworker,
+            &["show", "0190f0a2-0000-7000-8000-000000000000"],
+        ),
         3,
         &["not found"],
     );
@@ -275,61 +406,227 @@ fn every_subcommand_against_a_real_server() {
     let problem = definition_choice(&server, &resident, "SQ-WEIXIU", "problem");
     let submitted = server.json(
         &resident,
-        &["submit", "SQ-WEIXIU", "--site", site, "--name", "王芳", "--phone", "13800001234",
-          "--field", &format!("problem={problem}"), "--field", "location=3栋2单元501"],
+        &[
+            "submit",
+            "SQ-WEIXIU",
+            "--site",
+            site,
+            "--name",
+            "王芳",
+            "--phone",
+            "13800001234",
+            "--field",
+            &format!("problem={problem}"),
+            "--field",
+            "location=3栋2单元501",
+        ],
     );
     let id = submitted["request_id"].as_str().unwrap().to_string();
     let tracking = submitted["tracking_code"].as_str().unwrap().to_string();
     assert_eq!(submitted["state"], "REQUEST_STATE_SUBMITTED");
     let status = server.json(&resident, &["status", &tracking, "--phone-last4", "1234"]);
     assert_eq!(status["tracking_code"], tracking.as_str());
-    assert_fails(&server.run(&resident, &["status", &tracking, "--phone-last4", "9999"]), 3, &["not found"]);
+    assert_fails(
+        &server.run(&resident, &["status", &tracking, "--phone-last4", "9999"]),
+        3,
+        &["not found"],
+    );
 
     let queue = server.json(&caseworker, &["queue", "--site", site]);
-    assert!(queue["items"].as_array().unwrap().iter().any(|i| i["request_id"] == id.as_str()), "{queue}");
+    assert!(
+        queue["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["request_id"] == id.as_str()),
+        "{queue}"
+    );
     let table = server.ok(&caseworker, &["--lang", "zh", "queue"]);
-    assert!(table.contains("受理编号") && table.contains(&tracking), "{table}");
+    assert!(
+        table.contains("受理编号") && table.contains(&tracking),
+        "{table}"
+    );
 
-    assert_eq!(server.json(&caseworker, &["claim", &id])["assignee"], "cw-1");
-    assert_eq!(server.json(&caseworker, &["note", &id, "called the resident"])["state"], "REQUEST_STATE_SUBMITTED");
-    server.json(&caseworker, &["request-info", &id, "--missing", "photo of the leak", "--message", "please bring it"]);
-    server.json(&resident, &["provide-info", &tracking, "--phone-last4", "1234", "--message", "brought it"]);
+    assert_eq!(
+        server.json(&caseworker, &["claim", &id])["assignee"],
+        "cw-1"
+    );
+    assert_eq!(
+        server.json(&caseworker, &["note", &id, "called the resident"])["state"],
+        "REQUEST_STATE_SUBMITTED"
+    );
+    server.json(
+        &caseworker,
+        &[
+            "request-info",
+            &id,
+            "--missing",
+            "photo of the leak",
+            "--message",
+            "please bring it",
+        ],
+    );
+    server.json(
+        &resident,
+        &[
+            "provide-info",
+            &tracking,
+            "--phone-last4",
+            "1234",
+            "--message",
+            "brought it",
+        ],
+    );
     let accepted = server.json(&caseworker, &["accept", &id, "--comment", "ok"]);
     assert_eq!(accepted["state"], "REQUEST_STATE_ACCEPTED");
     // accepting twice is a conflict
-    assert_fails(&server.run(&caseworker, &["accept", &id]), 5, &["not allowed now"]);
+    assert_fails(
+        &server.run(&caseworker, &["accept", &id]),
+        5,
+        &["not allowed now"],
+    );
     // a stale expected version is a conflict too
-    assert_fails(&server.run(&caseworker, &["note", &id, "x", "--expected-version", "1"]), 5, &["conflict"]);
-    server.json(&caseworker, &["review", &id, "--opinion", "verified on site"]);
+    assert_fails(
+        &server.run(&caseworker, &["note", &id, "x", "--expected-version", "1"]),
+        5,
+        &["conflict"],
+    );
+    server.json(
+        &caseworker,
+        &["review", &id, "--opinion", "verified on site"],
+    );
     let started = server.json(&caseworker, &["fulfil", "start", &id]);
     assert_eq!(started["state"], "REQUEST_STATE_IN_FULFILMENT");
-    let extension = server.json(&caseworker, &["extension", "request", &id, "--days", "2", "--reason", "parts on order"]);
+    let extension = server.json(
+        &caseworker,
+        &[
+            "extension",
+            "request",
+            &id,
+            "--days",
+            "2",
+            "--reason",
+            "parts on order",
+        ],
+    );
     let extension_id = extension["extension_id"].as_str().unwrap().to_string();
-    server.json(&supervisor, &["extension", "decide", &id, &extension_id, "--grant"]);
-    server.json(&supervisor, &["reassign", &id, "--to", "cw-1", "--reason", "same person"]);
+    server.json(
+        &supervisor,
+        &["extension", "decide", &id, &extension_id, "--grant"],
+    );
+    server.json(
+        &supervisor,
+        &["reassign", &id, "--to", "cw-1", "--reason", "same person"],
+    );
     let detail = server.json(&caseworker, &["show", &id]);
     for step in detail["fulfilment_steps"].as_array().unwrap() {
-        server.json(&caseworker, &["fulfil", "step", &id, step["code"].as_str().unwrap()]);
+        server.json(
+            &caseworker,
+            &["fulfil", "step", &id, step["code"].as_str().unwrap()],
+        );
     }
-    let rated = server.json(&resident, &["rate", &tracking, "--phone-last4", "1234", "--grade", "very-dissatisfied", "--comment", "slow"]);
+    let rated = server.json(
+        &resident,
+        &[
+            "rate",
+            &tracking,
+            "--phone-last4",
+            "1234",
+            "--grade",
+            "very-dissatisfied",
+            "--comment",
+            "slow",
+        ],
+    );
     assert_eq!(rated["remediation"], "REMEDIATION_STATUS_OPEN");
-    server.json(&caseworker, &["remediate", &id, "--resolution", "apologised, fixed", "--contacted", "--agrees"]);
-    server.json(&caseworker, &["appeal", "file", &id, "--reason", "the leak was the neighbour's"]);
-    server.json(&manager, &["appeal", "decide", &id, "--reject", "--comment", "rating stands"]);
+    server.json(
+        &caseworker,
+        &[
+            "remediate",
+            &id,
+            "--resolution",
+            "apologised, fixed",
+            "--contacted",
+            "--agrees",
+        ],
+    );
+    server.json(
+        &caseworker,
+        &[
+            "appeal",
+            "file",
+            &id,
+            "--reason",
+            "the leak was the neighbour's",
+        ],
+    );
+    server.json(
+        &manager,
+        &[
+            "appeal",
+            "decide",
+            &id,
+            "--reject",
+            "--comment",
+            "rating stands",
+        ],
+    );
     let shown = server.ok(&caseworker, &["show", &id]);
-    assert!(shown.contains("RequestSubmitted") && shown.contains(&tracking), "{shown}");
+    assert!(
+        shown.contains("RequestSubmitted") && shown.contains(&tracking),
+        "{shown}"
+    );
 
     // a second request: refused; a third: withdrawn
-    let second = server.json(&resident, &["submit", "SQ-WEIXIU", "--site", site, "--name", "李强", "--phone", "13900005678",
-        "--field", &format!("problem={problem}"), "--field", "location=1栋"]);
+    let second = server.json(
+        &resident,
+        &[
+            "submit",
+            "SQ-WEIXIU",
+            "--site",
+            site,
+            "--name",
+            "李强",
+            "--phone",
+            "13900005678",
+            "--field",
+            &format!("problem={problem}"),
+            "--field",
+            "location=1栋",
+        ],
+    );
     let second_id = second["request_id"].as_str().unwrap();
     server.json(&caseworker, &["claim", second_id]);
-    assert_eq!(server.json(&caseworker, &["refuse", second_id, "--reason", "not our estate"])["state"], "REQUEST_STATE_REFUSED");
-    let third = server.json(&resident, &["submit", "SQ-WEIXIU", "--site", site, "--name", "李强", "--phone", "13900005678",
-        "--field", &format!("problem={problem}"), "--field", "location=2栋"]);
+    assert_eq!(
+        server.json(
+            &caseworker,
+            &["refuse", second_id, "--reason", "not our estate"]
+        )["state"],
+        "REQUEST_STATE_REFUSED"
+    );
+    let third = server.json(
+        &resident,
+        &[
+            "submit",
+            "SQ-WEIXIU",
+            "--site",
+            site,
+            "--name",
+            "李强",
+            "--phone",
+            "13900005678",
+            "--field",
+            &format!("problem={problem}"),
+            "--field",
+            "location=2栋",
+        ],
+    );
     let third_tracking = third["tracking_code"].as_str().unwrap();
     assert_eq!(
-        server.json(&resident, &["withdraw", third_tracking, "--phone-last4", "5678"])["state"],
+        server.json(
+            &resident,
+            &["withdraw", third_tracking, "--phone-last4", "5678"]
+        )["state"],
         "REQUEST_STATE_WITHDRAWN"
     );
 
@@ -341,24 +638,68 @@ fn every_subcommand_against_a_real_server() {
     }
     let throughput = server.json(&manager, &["report", "throughput", "--bucket", "week"]);
     assert_eq!(throughput["total"]["submitted"], "3");
-    assert_fails(&server.run(&manager, &["report", "sla", "--from", "2026-13-01"]), 2, &["invalid --from"]);
+    assert_fails(
+        &server.run(&manager, &["report", "sla", "--from", "2026-13-01"]),
+        2,
+        &["invalid --from"],
+    );
 
     // the event log
     let stats = server.json(&admin, &["log", "stats"]);
-    assert!(stats["head_position"].as_str().unwrap().parse::<u64>().unwrap() > 10, "{stats}");
-    let tail = server.run(&admin, &["--json", "tail", "--from", "0", "--prefix", "request-", "--type", "RequestSubmitted", "--limit", "3"]);
+    assert!(
+        stats["head_position"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 10,
+        "{stats}"
+    );
+    let tail = server.run(
+        &admin,
+        &[
+            "--json",
+            "tail",
+            "--from",
+            "0",
+            "--prefix",
+            "request-",
+            "--type",
+            "RequestSubmitted",
+            "--limit",
+            "3",
+        ],
+    );
     assert!(tail.status.success(), "{}", text(&tail.stderr));
-    let events: Vec<Value> = text(&tail.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = text(&tail.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events.len(), 3);
-    assert!(events.iter().all(|e| e["event_type"] == "RequestSubmitted" && e["payload"].is_object()));
-    let verify = anju().args(["log", "verify", "--data-dir"]).arg(server.data.path()).output().unwrap();
-    assert_fails(&verify, 5, &["in use by a running anju-server", "stop anju-server first"]);
+    assert!(events
+        .iter()
+        .all(|e| e["event_type"] == "RequestSubmitted" && e["payload"].is_object()));
+    let verify = anju()
+        .args(["log", "verify", "--data-dir"])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert_fails(
+        &verify,
+        5,
+        &["in use by a running anju-server", "stop anju-server first"],
+    );
 }
 
 /// The first choice code of a field, from the server's definition.
 fn definition_choice(server: &Server, token: &str, code: &str, field: &str) -> String {
     let definition = server.json(token, &["services", "show", code]);
-    let field = definition["fields"].as_array().unwrap().iter().find(|f| f["key"] == field).unwrap();
+    let field = definition["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == field)
+        .unwrap();
     field["choices"][0]["code"].as_str().unwrap().to_string()
 }
 
@@ -367,7 +708,15 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
     let server = Server::start();
     let output = anju()
         .env("ANJU_SERVER", server.url())
-        .args(["--json", "demo", "--seed", "7", "--requests", "40", "--data-dir"])
+        .args([
+            "--json",
+            "demo",
+            "--seed",
+            "7",
+            "--requests",
+            "40",
+            "--data-dir",
+        ])
         .arg(server.data.path())
         .output()
         .unwrap();
@@ -375,15 +724,40 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
     let demo: Value = serde_json::from_slice(&output.stdout).unwrap();
     let requests = demo["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 40);
-    let categories: std::collections::BTreeSet<&str> = requests.iter().map(|r| r["category"].as_str().unwrap()).collect();
+    let categories: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r["category"].as_str().unwrap())
+        .collect();
     assert_eq!(categories.len(), 8, "{categories:?}");
-    let states: std::collections::BTreeSet<&str> = requests.iter().map(|r| r["state"].as_str().unwrap()).collect();
+    let states: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
     // CLOSED is reached only when the rating window runs out, which a demo cannot wait for.
-    for state in ["SUBMITTED", "INFO_REQUESTED", "ACCEPTED", "APPROVED", "IN_FULFILMENT", "FULFILLED", "REFUSED", "DENIED", "WITHDRAWN"] {
-        assert!(states.contains(format!("REQUEST_STATE_{state}").as_str()), "{state} missing from {states:?}");
+    for state in [
+        "SUBMITTED",
+        "INFO_REQUESTED",
+        "ACCEPTED",
+        "APPROVED",
+        "IN_FULFILMENT",
+        "FULFILLED",
+        "REFUSED",
+        "DENIED",
+        "WITHDRAWN",
+    ] {
+        assert!(
+            states.contains(format!("REQUEST_STATE_{state}").as_str()),
+            "{state} missing from {states:?}"
+        );
     }
-    let plans: std::collections::BTreeSet<&str> = requests.iter().map(|r| r["plan"].as_str().unwrap()).collect();
-    assert!(plans.contains("rated badly, remediated") && plans.contains("approved at every level"), "{plans:?}");
+    let plans: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap())
+        .collect();
+    assert!(
+        plans.contains("rated badly, remediated") && plans.contains("approved at every level"),
+        "{plans:?}"
+    );
 
     // The manager reports show them.
     let manager = server.token("manager", &["*"], "mgr");
@@ -395,5 +769,8 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
     let throughput = server.json(&manager, &["report", "throughput"]);
     assert_eq!(throughput["total"]["submitted"], "40");
     let table = server.ok(&manager, &["--lang", "zh", "report", "satisfaction"]);
-    assert!(table.contains("非常不满意") && table.contains("合计"), "{table}");
+    assert!(
+        table.contains("非常不满意") && table.contains("合计"),
+        "{table}"
+    );
 }
