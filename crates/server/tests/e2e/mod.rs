@@ -4,6 +4,7 @@
 mod access;
 mod inputs;
 mod lifecycle;
+mod nats;
 mod race;
 mod restart;
 mod streams;
