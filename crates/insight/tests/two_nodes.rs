@@ -10,18 +10,8 @@ use anju_app::{AppConfig, Application, ManualClock, SubmitInput};
 use anju_domain::{Action, Actor, Calendar, Category, SiteId, Timestamp};
 use anju_insight::{ConsumerConfig, Insight};
 use anju_projections::{Bucket, MetricsFilter, ReadModels};
-use anju_relay::{Route, RelayConfig, Router};
+use anju_relay::RelayConfig;
 use anju_testkit::NatsServer;
-
-fn router() -> Router {
-    Arc::new(|event: &anju_eventlog::RecordedEvent| {
-        let data: serde_json::Value = serde_json::from_slice(&event.payload).unwrap_or_default();
-        match (data["site"].as_str(), data["category"].as_str()) {
-            (Some(site), Some(category)) => Route { site: site.to_string(), category: category.to_string() },
-            _ => Route::unrouted(),
-        }
-    })
-}
 
 async fn node(dir: &std::path::Path, clock: Arc<ManualClock>) -> Application {
     Application::open(AppConfig::new(dir), clock).await.expect("open a node")
@@ -85,8 +75,8 @@ async fn insight_figures_equal_the_nodes_figures_across_a_restart() {
     let dir_insight = tempfile::tempdir().unwrap();
     let node_a = node(dir_a.path(), clock.clone()).await;
     let node_b = node(dir_b.path(), clock.clone()).await;
-    let relay_a = anju_relay::start(node_a.log().clone(), RelayConfig::new(nats.url(), "node-a"), router());
-    let relay_b = anju_relay::start(node_b.log().clone(), RelayConfig::new(nats.url(), "node-b"), router());
+    let relay_a = anju_relay::start(node_a.log().clone(), RelayConfig::new(nats.url(), "node-a"), Arc::new(anju_relay::route_from_json));
+    let relay_b = anju_relay::start(node_b.log().clone(), RelayConfig::new(nats.url(), "node-b"), Arc::new(anju_relay::route_from_json));
 
     drive(&node_a, "site-a", 0, 40).await;
     drive(&node_b, "site-b", 0, 30).await;

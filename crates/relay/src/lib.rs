@@ -18,7 +18,7 @@ use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-pub use message::{subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE, HEADER_POSITION, HEADER_STREAM};
+pub use message::{route_from_json, subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE, HEADER_POSITION, HEADER_STREAM};
 
 /// Where a stream's events go: the site and category tokens of their subjects, read from
 /// the FIRST event of the stream (for a request, `RequestSubmitted`). The server supplies

@@ -26,6 +26,20 @@ impl Route {
     }
 }
 
+/// The route named by the `site` and `category` members of a stream's first event (anju's
+/// `RequestSubmitted` JSON carries both); events without them are unrouted.
+pub fn route_from_json(first: &RecordedEvent) -> Route {
+    #[derive(Deserialize)]
+    struct Named {
+        site: String,
+        category: String,
+    }
+    match serde_json::from_slice::<Named>(&first.payload) {
+        Ok(named) => Route { site: named.site, category: named.category },
+        Err(_) => Route::unrouted(),
+    }
+}
+
 /// `<prefix>.<node>.<site>.<category>.<event type>`, each token made safe for NATS.
 pub fn subject_for(prefix: &str, node: &str, route: &Route, event_type: &str) -> String {
     format!(

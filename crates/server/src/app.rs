@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anju_relay::{RelayConfig, RelayHandle, Route};
+use anju_relay::{RelayConfig, RelayHandle};
 use anju_auth::{load_or_create_secret, read_secret_file, Secret, SecretError};
 use anju_proto::v1::caseworker_service_server::CaseworkerServiceServer;
 use anju_proto::v1::event_log_service_server::EventLogServiceServer;
@@ -190,7 +190,7 @@ impl App {
         let relay = config.nats_url.as_ref().map(|url| {
             let mut relay_config = RelayConfig::new(url.clone(), config.node_id.clone());
             relay_config.replicas = config.nats_replicas;
-            let handle = anju_relay::start(application.log().clone(), relay_config, Arc::new(route_request));
+            let handle = anju_relay::start(application.log().clone(), relay_config, Arc::new(anju_relay::route_from_json));
             metrics.attach_relay(handle.status(), application.log().clone());
             tracing::info!(nats_url = %url, node_id = %config.node_id, "publishing events to nats");
             handle
@@ -382,20 +382,6 @@ impl App {
         let closed = state.application.close().await.map_err(ServeError::Close);
         tracing::info!("stopped");
         result.and(closed)
-    }
-}
-
-/// The NATS subject route of a request stream, read from its first event
-/// (`RequestSubmitted` names the site and the category).
-fn route_request(first: &anju_eventlog::RecordedEvent) -> Route {
-    #[derive(serde::Deserialize)]
-    struct Submitted {
-        site: String,
-        category: String,
-    }
-    match serde_json::from_slice::<Submitted>(&first.payload) {
-        Ok(submitted) => Route { site: submitted.site, category: submitted.category },
-        Err(_) => Route::unrouted(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anju_eventlog::{EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent};
-use anju_relay::{RelayConfig, Route, Router};
+use anju_relay::RelayConfig;
 use anju_testkit::NatsServer;
 use anyhow::Context;
 
@@ -123,16 +123,6 @@ fn payload(site: &str, stream: u64, version: u64) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn router() -> Router {
-    Arc::new(|event: &anju_eventlog::RecordedEvent| {
-        let data: serde_json::Value = serde_json::from_slice(&event.payload).unwrap_or_default();
-        match (data["site"].as_str(), data["category"].as_str()) {
-            (Some(site), Some(category)) => Route { site: site.to_string(), category: category.to_string() },
-            _ => Route::unrouted(),
-        }
-    })
-}
-
 /// The relay's own share of the work: reading the backlog through a subscription and
 /// encoding each message, without NATS.
 async fn read_backlog(log: &EventLog) -> anyhow::Result<f64> {
@@ -160,7 +150,7 @@ async fn publish_backlog(log: &EventLog, nats: NatsServer, in_flight: usize, lab
     config.checkpoint_name = checkpoint;
     let head = log.head_position();
     let started = Instant::now();
-    let relay = anju_relay::start(log.clone(), config, router());
+    let relay = anju_relay::start(log.clone(), config, Arc::new(anju_relay::route_from_json));
     let status = relay.status();
     let deadline = started + Duration::from_secs(600);
     while status.published_up_to() < head {
