@@ -1,6 +1,10 @@
-//! The sled indexes over the segments: stream → version → position, event id → position,
-//! per-stream current version, sparse position → location, named checkpoints, and the
-//! "indexed up to" mark. Everything here can be rebuilt from the segments.
+//! The sled indexes over the segments: stream → version → (position, event id), sparse
+//! position → location, named checkpoints, and the "indexed up to" mark. Everything here
+//! can be rebuilt from the segments.
+//!
+//! One sled insert per event: the stream entry's value carries the event id, so the
+//! event-id set and each stream's current version are loaded from the stream entries on
+//! open (format 1 kept two more trees for them, tripling the indexer's sled work).
 
 use crate::error::LogError;
 use std::collections::HashMap;
@@ -11,7 +15,7 @@ use uuid::Uuid;
 /// The location of every `SPARSE_STRIDE`-th position is kept; a read scans at most this
 /// many frames forward from the nearest one.
 pub(crate) const SPARSE_STRIDE: u64 = 32;
-const FORMAT: &[u8] = b"anju-eventlog-index-1";
+const FORMAT: &[u8] = b"anju-eventlog-index-2";
 const META_INDEXED_UP_TO: &[u8] = b"indexed_up_to";
 const META_FORMAT: &[u8] = b"format";
 
@@ -37,8 +41,6 @@ pub(crate) struct IndexEntry {
 pub(crate) struct Index {
     pub db: sled::Db,
     by_stream: sled::Tree,
-    ids: sled::Tree,
-    streams: sled::Tree,
     locations: sled::Tree,
     meta: sled::Tree,
     checkpoints: sled::Tree,
@@ -60,6 +62,23 @@ pub(crate) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
     key.push(0xFF);
     key.extend_from_slice(&version.to_be_bytes());
     key
+}
+
+/// Splits a `by_stream` key into the stream id's bytes and the version.
+fn split_stream_key(key: &[u8]) -> Option<(&[u8], u64)> {
+    if key.len() < 9 || key[key.len() - 9] != 0xFF {
+        return None;
+    }
+    let (stream, rest) = key.split_at(key.len() - 9);
+    Some((stream, be_u64(&rest[1..])?))
+}
+
+/// A `by_stream` value: the position, then the event id.
+fn stream_value(value: &[u8]) -> Option<(u64, Uuid)> {
+    if value.len() != 24 {
+        return None;
+    }
+    Some((be_u64(&value[..8])?, Uuid::from_slice(&value[8..]).ok()?))
 }
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
@@ -96,8 +115,6 @@ impl Index {
                 .open()?;
             let index = Index {
                 by_stream: db.open_tree("eventlog.by_stream")?,
-                ids: db.open_tree("eventlog.ids")?,
-                streams: db.open_tree("eventlog.streams")?,
                 locations: db.open_tree("eventlog.locations")?,
                 meta: db.open_tree("eventlog.meta")?,
                 checkpoints: db.open_tree("eventlog.checkpoints")?,
@@ -112,7 +129,7 @@ impl Index {
         };
         match index.meta.get(META_FORMAT).map_err(|e| e.to_string())? {
             Some(format) if format.as_ref() == FORMAT => Ok(index),
-            None if index.meta.is_empty() && index.ids.is_empty() && index.by_stream.is_empty() => {
+            None if index.meta.is_empty() && index.by_stream.is_empty() => {
                 index
                     .meta
                     .insert(META_FORMAT, FORMAT)
@@ -159,23 +176,36 @@ impl Index {
                     "location entries stop before the indexed-up-to mark".into()
                 ));
             }
-            loaded.ids.reserve(self.ids.len());
-            for item in self.ids.iter() {
+            // Entries are ordered by stream, then version: the last one of a stream
+            // below the mark is its current version.
+            let mut current: Option<(String, u64)> = None;
+            for item in self.by_stream.iter() {
                 let (k, v) = item?;
-                let (Ok(id), Some(position)) = (Uuid::from_slice(&k), be_u64(&v)) else {
-                    return Ok(Err("an event id entry is malformed".into()));
+                let Some((stream, version)) = split_stream_key(&k) else {
+                    return Ok(Err("a stream index key is malformed".into()));
                 };
-                if position < indexed_up_to {
-                    loaded.ids.insert(id, position);
+                let Some((position, id)) = stream_value(&v) else {
+                    return Ok(Err("a stream index entry is malformed".into()));
+                };
+                if position >= indexed_up_to {
+                    continue;
+                }
+                loaded.ids.insert(id, position);
+                match &mut current {
+                    Some((name, last)) if name.as_bytes() == stream => *last = version,
+                    _ => {
+                        if let Some((name, last)) = current.take() {
+                            loaded.versions.insert(name, last);
+                        }
+                        let Ok(name) = std::str::from_utf8(stream) else {
+                            return Ok(Err("a stream index key is not UTF-8".into()));
+                        };
+                        current = Some((name.to_string(), version));
+                    }
                 }
             }
-            for item in self.streams.iter() {
-                let (k, v) = item?;
-                let (Ok(stream), Some(version)) = (String::from_utf8(k.to_vec()), be_u64(&v))
-                else {
-                    return Ok(Err("a stream version entry is malformed".into()));
-                };
-                loaded.versions.insert(stream, version);
+            if let Some((name, last)) = current {
+                loaded.versions.insert(name, last);
             }
             Ok(Ok(loaded))
         };
@@ -193,19 +223,26 @@ impl Index {
         stream: &str,
         version: u64,
     ) -> Result<bool, LogError> {
-        let by_id = self.ids.get(event_id.as_bytes())?.and_then(|v| be_u64(&v));
-        let by_stream = self
+        let stored = self
             .by_stream
             .get(stream_key(stream, version))?
-            .and_then(|v| be_u64(&v));
-        Ok(by_id == Some(position) && by_stream == Some(position))
+            .and_then(|v| stream_value(&v));
+        Ok(stored == Some((position, event_id)))
     }
 
+    /// The highest version of `stream` in the index.
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
-        Ok(self
-            .streams
-            .get(stream.as_bytes())?
-            .and_then(|v| be_u64(&v)))
+        match self
+            .by_stream
+            .range(stream_key(stream, 0)..=stream_key(stream, u64::MAX))
+            .next_back()
+        {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(split_stream_key(&k).map(|(_, version)| version))
+            }
+        }
     }
 
     pub fn location(&self, block: u64) -> Result<Option<u64>, LogError> {
@@ -215,40 +252,27 @@ impl Index {
             .and_then(|v| be_u64(&v)))
     }
 
-    pub fn event_position(&self, event_id: Uuid) -> Result<Option<u64>, LogError> {
-        Ok(self.ids.get(event_id.as_bytes())?.and_then(|v| be_u64(&v)))
-    }
-
     /// Writes a batch of entries, then moves the indexed-up-to mark past them.
     pub fn apply(&self, entries: &[IndexEntry]) -> Result<(), LogError> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
         let mut by_stream = sled::Batch::default();
-        let mut ids = sled::Batch::default();
         let mut locations = sled::Batch::default();
-        let mut latest: HashMap<&str, u64> = HashMap::new();
         for entry in entries {
-            let position = entry.position.to_be_bytes();
-            by_stream.insert(stream_key(&entry.stream, entry.version), &position);
-            ids.insert(entry.event_id.as_bytes(), &position);
+            let mut value = [0u8; 24];
+            value[..8].copy_from_slice(&entry.position.to_be_bytes());
+            value[8..].copy_from_slice(entry.event_id.as_bytes());
+            by_stream.insert(stream_key(&entry.stream, entry.version), &value[..]);
             if let Some(location) = entry.location {
                 locations.insert(
                     &(entry.position / SPARSE_STRIDE).to_be_bytes(),
                     &location.to_be_bytes(),
                 );
             }
-            let version = latest.entry(&entry.stream).or_insert(entry.version);
-            *version = (*version).max(entry.version);
-        }
-        let mut streams = sled::Batch::default();
-        for (stream, version) in latest {
-            streams.insert(stream.as_bytes(), &version.to_be_bytes());
         }
         self.by_stream.apply_batch(by_stream)?;
-        self.ids.apply_batch(ids)?;
         self.locations.apply_batch(locations)?;
-        self.streams.apply_batch(streams)?;
         self.meta
             .insert(META_INDEXED_UP_TO, &(last.position + 1).to_be_bytes())?;
         Ok(())
@@ -264,9 +288,9 @@ impl Index {
     ) -> Result<Vec<(u64, u64)>, LogError> {
         let parse = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(u64, u64), LogError> {
             let (k, v) = item?;
-            let version = be_u64(&k[k.len() - 8..]);
-            match (version, be_u64(&v)) {
-                (Some(version), Some(position)) => Ok((version, position)),
+            let version = split_stream_key(&k).map(|(_, version)| version);
+            match (version, stream_value(&v)) {
+                (Some(version), Some((position, _))) => Ok((version, position)),
                 _ => Err(LogError::Corrupt(
                     "a stream index entry is malformed".into(),
                 )),

@@ -339,12 +339,16 @@ impl EventLog {
             .copied()
     }
 
-    /// The position of the committed event with this id, `None` if there is none. Waits
-    /// for the indexer to cover what was committed when called.
+    /// The position of the committed event with this id, `None` if there is none. Asks
+    /// the writer, which holds every committed id in memory (the dedupe set).
     pub async fn event_position(&self, event_id: uuid::Uuid) -> Result<Option<u64>, LogError> {
-        let shared = self.shared();
-        shared.wait_indexed(shared.head()).await?;
-        shared.index.event_position(event_id)
+        let closed = || LogError::Closed;
+        let tx = self.inner.tx.as_ref().ok_or_else(closed)?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(Command::Lookup { event_id, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())
     }
 
     /// The position stored under `name`, e.g. how far a projection has read.

@@ -28,6 +28,11 @@ pub(crate) enum Command {
     Close {
         done: oneshot::Sender<()>,
     },
+    /// The position of a committed event id (the writer holds every one in memory).
+    Lookup {
+        event_id: Uuid,
+        reply: oneshot::Sender<Option<u64>>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -104,6 +109,9 @@ impl Writer {
                     Command::Close { done } => {
                         close_waiters.push(done);
                     }
+                    Command::Lookup { event_id, reply } => {
+                        let _ = reply.send(self.ids.get(&event_id).copied());
+                    }
                     Command::Append { reply, .. } if !close_waiters.is_empty() => {
                         let _ = reply.send(Err(AppendError::Closed));
                     }
@@ -163,6 +171,9 @@ impl Writer {
                     let _ = reply.send(Err(AppendError::Closed));
                 }
                 Command::Close { done } => close_waiters.push(done),
+                Command::Lookup { event_id, reply } => {
+                    let _ = reply.send(self.ids.get(&event_id).copied());
+                }
             }
         }
         if let Some(thread) = self.prepared.take() {
