@@ -33,7 +33,9 @@ pub enum AppError {
     /// DEADLINE_EXCEEDED (or UNAVAILABLE): the read models did not apply the event at
     /// log position `wanted` in time; `reached` is the next position they have not
     /// applied (so every event below it is visible).
-    #[error("read models have applied the log up to position {reached}, not yet position {wanted}")]
+    #[error(
+        "read models have applied the log up to position {reached}, not yet position {wanted}"
+    )]
     NotReached { wanted: u64, reached: u64 },
     /// UNAVAILABLE: the log is closed or storage failed.
     #[error("unavailable: {0}")]

@@ -53,7 +53,7 @@ fn figures(models: &ReadModels, site: &str, now: Timestamp) -> String {
         models.throughput(&filter, Bucket::Day).unwrap(),
         models.lead_times(&filter).unwrap(),
         models.sla_report(&filter).unwrap(),
-        models.satisfaction(&filter).unwrap(),
+        models.satisfaction(&filter, now).unwrap(),
         models.backlog(&filter, now).unwrap(),
     )
 }

@@ -11,6 +11,7 @@ mod model;
 mod queries;
 mod read_models;
 mod runner;
+mod store;
 
 pub use model::*;
 pub use read_models::{

@@ -207,7 +207,7 @@ impl ReadModels {
     /// that matches the filter's sites and category.
     fn scan_dimension(
         &self,
-        tree: &sled::Tree,
+        tree: &crate::store::Part,
         kind: u8,
         filter: &MetricsFilter,
         mut f: impl FnMut(&[u8], &[u8]),
@@ -375,7 +375,13 @@ impl ReadModels {
         })
     }
 
-    pub fn satisfaction(&self, filter: &MetricsFilter) -> Result<Satisfaction, ProjectionError> {
+    /// Grades and remediations; an open remediation is overdue when its due instant is
+    /// before `now` (or before the range's end, if that is earlier).
+    pub fn satisfaction(
+        &self,
+        filter: &MetricsFilter,
+        now: Timestamp,
+    ) -> Result<Satisfaction, ProjectionError> {
         let mut grades = Vec::new();
         for (i, grade) in Grade::ALL.into_iter().enumerate() {
             grades.push((grade, self.sum_counts(K_GRADE + i as u8, filter)?));
@@ -386,7 +392,7 @@ impl ReadModels {
             .filter(|(g, _)| g.is_bad())
             .map(|(_, n)| n)
             .sum();
-        let overdue_before = filter.to.map_or_else(wall_clock, |t| t.0);
+        let overdue_before = filter.to.map_or(now.0, |t| t.0.min(now.0));
         let mut open = 0;
         let mut overdue = 0;
         let unbounded = MetricsFilter {
@@ -456,11 +462,4 @@ impl ReadModels {
         }
         Ok(backlog)
     }
-}
-
-fn wall_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

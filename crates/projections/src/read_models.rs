@@ -2,27 +2,43 @@
 //! log (the insight service feeds it events of many nodes).
 //!
 //! Events are applied in chunks: each chunk loads the views it touches once, folds every
-//! event in memory, and writes all trees plus the checkpoint in one sled transaction, so
-//! a crash leaves the trees at a chunk boundary. A request view stores the stream version
+//! event in memory, and writes every part plus the checkpoint in one atomic sled batch
+//! (all parts share one tree, see `store`), so a crash leaves them at a chunk boundary. A request view stores the stream version
 //! it has reached and an event is applied only if it is the next of its stream, which
 //! makes re-delivery (after a crash, or over NATS) a no-op.
 
 use crate::keys;
 use crate::model::{Applied, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
+use crate::store::{Part, PartBatch};
 use crate::ProjectionError;
 use anju_domain::{
     next_due, try_evolve, ActorId, Calendar, Event, Grade, RemediationState, Request, RequestId,
     Status, Timestamp,
 };
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Batch, Transactional, Tree};
+use sled::{Batch, Tree};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 2;
+pub const PROJECTION_VERSION: u64 = 3;
 
+/// The one sled tree that holds every part.
+pub(crate) const MODELS_TREE: &str = "proj_models";
+/// The separate trees of layout versions 1 and 2, dropped when found.
+const LEGACY_TREES: [&str; 9] = [
+    "proj_meta",
+    "proj_requests",
+    "proj_tracking",
+    "proj_queue",
+    "proj_timers",
+    "proj_sites",
+    "proj_counts",
+    "proj_spans",
+    "proj_remediations",
+];
+
+// The parts' names (as in `dump`), in prefix order from 1.
 pub(crate) const TREE_META: &str = "proj_meta";
 pub(crate) const TREE_REQUESTS: &str = "proj_requests";
 pub(crate) const TREE_TRACKING: &str = "proj_tracking";
@@ -98,19 +114,20 @@ pub struct Input<'a> {
 }
 
 pub(crate) struct Trees {
-    pub meta: Tree,
-    pub requests: Tree,
-    pub tracking: Tree,
-    pub queue: Tree,
-    pub timers: Tree,
-    pub sites: Tree,
-    pub counts: Tree,
-    pub spans: Tree,
-    pub remediations: Tree,
+    pub models: Tree,
+    pub meta: Part,
+    pub requests: Part,
+    pub tracking: Part,
+    pub queue: Part,
+    pub timers: Part,
+    pub sites: Part,
+    pub counts: Part,
+    pub spans: Part,
+    pub remediations: Part,
 }
 
 impl Trees {
-    fn all(&self) -> [&Tree; 9] {
+    fn all(&self) -> [&Part; 9] {
         [
             &self.meta,
             &self.requests,
@@ -163,10 +180,10 @@ struct Pending {
 struct Work {
     pending: HashMap<RequestId, Pending>,
     counts: HashMap<Vec<u8>, i64>,
-    tracking: Batch,
+    tracking: PartBatch,
     sites: std::collections::BTreeSet<Vec<u8>>,
-    spans: Batch,
-    remediations: Batch,
+    spans: PartBatch,
+    remediations: PartBatch,
     decode_errors: u64,
     not_applicable: u64,
 }
@@ -182,19 +199,29 @@ pub fn request_id_of_stream(stream_id: &str) -> Option<RequestId> {
 }
 
 impl ReadModels {
-    /// Opens (creating if needed) the `proj_` trees in `db`. Does not check the stored
-    /// version: call [`ReadModels::ensure_version`] for that.
+    /// Opens (creating if needed) the models tree in `db`, dropping the separate trees
+    /// of older layouts. Does not check the stored version: call
+    /// [`ReadModels::ensure_version`] for that.
     pub fn open(db: &sled::Db, calendar: Arc<Calendar>) -> Result<ReadModels, ProjectionError> {
+        let names = db.tree_names();
+        for legacy in LEGACY_TREES {
+            if names.iter().any(|n| n.as_ref() == legacy.as_bytes()) {
+                db.drop_tree(legacy)?;
+            }
+        }
+        let models = db.open_tree(MODELS_TREE)?;
+        let part = |prefix: u8| Part::new(models.clone(), prefix);
         let trees = Trees {
-            meta: db.open_tree(TREE_META)?,
-            requests: db.open_tree(TREE_REQUESTS)?,
-            tracking: db.open_tree(TREE_TRACKING)?,
-            queue: db.open_tree(TREE_QUEUE)?,
-            timers: db.open_tree(TREE_TIMERS)?,
-            sites: db.open_tree(TREE_SITES)?,
-            counts: db.open_tree(TREE_COUNTS)?,
-            spans: db.open_tree(TREE_SPANS)?,
-            remediations: db.open_tree(TREE_REMEDIATIONS)?,
+            meta: part(1),
+            requests: part(2),
+            tracking: part(3),
+            queue: part(4),
+            timers: part(5),
+            sites: part(6),
+            counts: part(7),
+            spans: part(8),
+            remediations: part(9),
+            models,
         };
         Ok(ReadModels {
             inner: Arc::new(Inner {
@@ -246,9 +273,7 @@ impl ReadModels {
             .write
             .lock()
             .map_err(|_| corrupt("write lock", "poisoned"))?;
-        for tree in self.trees().all() {
-            tree.clear()?;
-        }
+        self.trees().models.clear()?;
         self.inner
             .known_sites
             .lock()
@@ -331,6 +356,7 @@ impl ReadModels {
             .lock()
             .map_err(|_| corrupt("write lock", "poisoned"))?;
         let mut work = Work::default();
+        work.pending.reserve(inputs.len());
         let mut results = Vec::with_capacity(inputs.len());
         for input in inputs {
             results.push(self.fold_one(&mut work, input)?);
@@ -575,9 +601,7 @@ impl ReadModels {
 
     fn commit(&self, work: Work, checkpoint: Option<u64>) -> Result<(), ProjectionError> {
         let trees = self.trees();
-        let mut requests = Batch::default();
-        let mut queue = Batch::default();
-        let mut timers = Batch::default();
+        let mut batch = Batch::default();
         for (id, pending) in &work.pending {
             let Some(new) = &pending.new else { continue };
             if pending.old.as_ref().map(|o| o.version) == Some(new.version) {
@@ -587,13 +611,14 @@ impl ReadModels {
             let new_queue = queue_entry(new);
             if let Some((key, _)) = &old_queue {
                 if new_queue.as_ref().map(|(k, _)| k) != Some(key) {
-                    queue.remove(key.as_slice());
+                    trees.queue.batch_remove(&mut batch, key);
                 }
             }
             if let Some((key, item)) = new_queue {
                 if old_queue.as_ref() != Some(&(key.clone(), item.clone())) {
-                    queue.insert(
-                        key,
+                    trees.queue.batch_insert(
+                        &mut batch,
+                        &key,
                         serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?,
                     );
                 }
@@ -605,20 +630,26 @@ impl ReadModels {
                 .unwrap_or_default();
             for t in old_timers {
                 if !new.timers.contains(t) {
-                    timers.remove(&keys::timer(t.due_at, id, t.kind)[..]);
+                    trees
+                        .timers
+                        .batch_remove(&mut batch, &keys::timer(t.due_at, id, t.kind));
                 }
             }
             for t in &new.timers {
                 if !old_timers.contains(t) {
-                    timers.insert(&keys::timer(t.due_at, id, t.kind)[..], &[][..]);
+                    trees.timers.batch_insert(
+                        &mut batch,
+                        &keys::timer(t.due_at, id, t.kind),
+                        &[][..],
+                    );
                 }
             }
-            requests.insert(
-                &keys::request(id)[..],
+            trees.requests.batch_insert(
+                &mut batch,
+                &keys::request(id),
                 serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?,
             );
         }
-        let mut sites = Batch::default();
         {
             let mut known = self
                 .inner
@@ -628,13 +659,12 @@ impl ReadModels {
             for site in &work.sites {
                 if !known.contains(site) {
                     if !trees.sites.contains_key(site)? {
-                        sites.insert(site.as_slice(), &[][..]);
+                        trees.sites.batch_insert(&mut batch, site, &[][..]);
                     }
                     known.insert(site.clone());
                 }
             }
         }
-        let mut counts = Batch::default();
         for (key, delta) in &work.counts {
             if *delta == 0 {
                 continue;
@@ -646,53 +676,41 @@ impl ReadModels {
                 .unwrap_or(0);
             let next = current + delta;
             if next == 0 {
-                counts.remove(key.as_slice());
+                trees.counts.batch_remove(&mut batch, key);
             } else {
-                counts.insert(key.as_slice(), &next.to_be_bytes()[..]);
+                trees
+                    .counts
+                    .batch_insert(&mut batch, key, &next.to_be_bytes()[..]);
             }
         }
-        let mut meta = Batch::default();
-        let bump = |key: &[u8], by: u64, meta: &mut Batch| -> Result<(), ProjectionError> {
+        let bump = |key: &[u8], by: u64, batch: &mut Batch| -> Result<(), ProjectionError> {
             if by > 0 {
                 let current = trees
                     .meta
                     .get(key)?
                     .and_then(|v| keys::read_u64(&v))
                     .unwrap_or(0);
-                meta.insert(key, &(current + by).to_be_bytes()[..]);
+                trees
+                    .meta
+                    .batch_insert(batch, key, &(current + by).to_be_bytes()[..]);
             }
             Ok(())
         };
-        bump(META_DECODE_ERRORS, work.decode_errors, &mut meta)?;
-        bump(META_NOT_APPLICABLE, work.not_applicable, &mut meta)?;
+        bump(META_DECODE_ERRORS, work.decode_errors, &mut batch)?;
+        bump(META_NOT_APPLICABLE, work.not_applicable, &mut batch)?;
         if let Some(position) = checkpoint {
-            meta.insert(META_CHECKPOINT, &position.to_be_bytes()[..]);
+            trees
+                .meta
+                .batch_insert(&mut batch, META_CHECKPOINT, &position.to_be_bytes()[..]);
         }
-        let batches = [
-            &meta,
-            &requests,
-            &work.tracking,
-            &queue,
-            &timers,
-            &sites,
-            &counts,
-            &work.spans,
-            &work.remediations,
-        ];
-        let all = trees.all();
-        let result: Result<(), TransactionError<()>> = all[..].transaction(|view| {
-            for (tree, batch) in view.iter().zip(batches.iter()) {
-                tree.apply_batch(batch)?;
-            }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        result.map_err(|e| match e {
-            TransactionError::Storage(e) => ProjectionError::Store(e),
-            TransactionError::Abort(()) => corrupt("transaction", "aborted"),
-        })
+        work.tracking.apply_to(&trees.tracking, &mut batch);
+        work.spans.apply_to(&trees.spans, &mut batch);
+        work.remediations.apply_to(&trees.remediations, &mut batch);
+        trees.models.apply_batch(batch)?;
+        Ok(())
     }
 
-    /// Every key and value of every `proj_` tree, for comparing two stores.
+    /// Every key and value of every part, by part name, for comparing two stores.
     pub fn dump(&self) -> Result<Dump, ProjectionError> {
         let mut out = BTreeMap::new();
         for (name, tree) in TREE_NAMES.iter().zip(self.trees().all()) {

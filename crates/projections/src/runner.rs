@@ -164,8 +164,12 @@ impl Projections {
         self.shared.models.sla_report(filter)
     }
 
-    pub fn satisfaction(&self, filter: &MetricsFilter) -> Result<Satisfaction, ProjectionError> {
-        self.shared.models.satisfaction(filter)
+    pub fn satisfaction(
+        &self,
+        filter: &MetricsFilter,
+        now: Timestamp,
+    ) -> Result<Satisfaction, ProjectionError> {
+        self.shared.models.satisfaction(filter, now)
     }
 
     pub fn backlog(

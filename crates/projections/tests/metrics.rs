@@ -350,7 +350,7 @@ async fn manager_figures_match_the_hand_computed_ones() {
         to: Some(day(20)),
         ..MetricsFilter::default()
     };
-    let s = projections.satisfaction(&march_20).unwrap();
+    let s = projections.satisfaction(&march_20, day(20)).unwrap();
     assert_eq!(
         s.grades,
         vec![
@@ -371,13 +371,30 @@ async fn manager_figures_match_the_hand_computed_ones() {
         ),
         (2, 1, 1, 1, 0)
     );
+    // The same open remediation (due end of 31 March) is overdue once `now` is past it,
+    // and not while `now` is before it, whatever the range.
+    let everything = MetricsFilter::default();
+    assert_eq!(
+        projections
+            .satisfaction(&everything, Timestamp::cst(2026, 4, 2, 0, 0))
+            .unwrap()
+            .remediations_overdue,
+        1
+    );
+    assert_eq!(
+        projections
+            .satisfaction(&everything, day(20))
+            .unwrap()
+            .remediations_overdue,
+        0
+    );
     let april = MetricsFilter {
         to: Some(Timestamp::cst(2026, 4, 2, 0, 0)),
         ..MetricsFilter::default()
     };
     assert_eq!(
         projections
-            .satisfaction(&april)
+            .satisfaction(&april, Timestamp::cst(2026, 4, 2, 0, 0))
             .unwrap()
             .remediations_overdue,
         1
@@ -403,7 +420,7 @@ async fn manager_figures_match_the_hand_computed_ones() {
         )
         .await;
     caught_up(&projections, &world.log).await;
-    let s = projections.satisfaction(&march_20).unwrap();
+    let s = projections.satisfaction(&march_20, day(20)).unwrap();
     assert_eq!(s.grades[3], (Grade::Dissatisfied, 0));
     assert_eq!(
         (s.rated, s.bad, s.remediations_opened, s.remediations_open),
