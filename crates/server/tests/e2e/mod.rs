@@ -2,6 +2,7 @@
 //! role and site, and submissions for one service of every category.
 
 mod access;
+mod close;
 mod inputs;
 mod lifecycle;
 mod nats;
