@@ -182,10 +182,7 @@ async fn supervisors_and_admins_close_and_bad_input_writes_nothing() {
     let mut cw = world.clients.caseworker.clone();
     let by_supervisor = in_fulfilment(&world, "close-sup-0001", true).await;
     let closed = cw
-        .close_request(authed(
-            close(&by_supervisor.request_id),
-            &t.supervisor_a,
-        ))
+        .close_request(authed(close(&by_supervisor.request_id), &t.supervisor_a))
         .await
         .expect("a supervisor of the site closes")
         .into_inner();
