@@ -356,7 +356,9 @@ pub fn metrics_from(
         throughput: models.throughput(&filter, query.bucket).map_err(projection_error)?,
         lead_times: models.lead_times(&filter).map_err(projection_error)?,
         sla: models.sla_report(&filter).map_err(projection_error)?,
-        satisfaction: models.satisfaction(&filter).map_err(projection_error)?,
+        satisfaction: models
+            .satisfaction_at(&filter, now)
+            .map_err(projection_error)?,
         backlog: models.backlog(&filter, now).map_err(projection_error)?,
     })
 }

@@ -376,6 +376,16 @@ impl ReadModels {
     }
 
     pub fn satisfaction(&self, filter: &MetricsFilter) -> Result<Satisfaction, ProjectionError> {
+        self.satisfaction_at(filter, Timestamp(wall_clock()))
+    }
+
+    /// [`Self::satisfaction`] with open remediations counted overdue against `now` (the
+    /// application's clock) instead of the wall clock, when the filter has no `to`.
+    pub fn satisfaction_at(
+        &self,
+        filter: &MetricsFilter,
+        now: Timestamp,
+    ) -> Result<Satisfaction, ProjectionError> {
         let mut grades = Vec::new();
         for (i, grade) in Grade::ALL.into_iter().enumerate() {
             grades.push((grade, self.sum_counts(K_GRADE + i as u8, filter)?));
@@ -386,7 +396,7 @@ impl ReadModels {
             .filter(|(g, _)| g.is_bad())
             .map(|(_, n)| n)
             .sum();
-        let overdue_before = filter.to.map_or_else(wall_clock, |t| t.0);
+        let overdue_before = filter.to.map_or(now.0, |t| t.0);
         let mut open = 0;
         let mut overdue = 0;
         let unbounded = MetricsFilter {

@@ -309,7 +309,7 @@ impl DemoClock {
 
     /// Moves to 09:00 Beijing time of the next working day, so a demo day's work never
     /// straddles a midnight.
-    async fn to_morning(&mut self) -> anyhow::Result<()> {
+    async fn move_to_working_morning(&mut self) -> anyhow::Result<()> {
         const DAY: i64 = 86_400;
         const CST: i64 = 8 * 3600;
         let now = self.now.as_ref().map_or(0, |t| t.seconds);
@@ -329,6 +329,7 @@ impl DemoClock {
             })
             .await?;
         }
+        self.started = self.now;
         Ok(())
     }
 }
@@ -453,7 +454,7 @@ pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     specs.sort_by_key(|spec| (spec.day, spec.index));
 
     if let Some(clock) = clock.as_mut() {
-        clock.to_morning().await?;
+        clock.move_to_working_morning().await?;
     }
     let mut outcomes = Vec::new();
     let mut next = 0;

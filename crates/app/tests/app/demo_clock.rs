@@ -88,3 +88,73 @@ async fn an_advance_wakes_the_scheduler_and_fires_what_fell_due_once() {
     assert!(clock.offset() >= Duration::from_secs(50 * 86_400));
     app.close().await.unwrap();
 }
+
+/// The satisfaction report counts an open remediation overdue by the application's
+/// clock, not the wall clock: on a clock set back in March nothing is overdue until
+/// the clock passes its 15 working days.
+#[tokio::test]
+async fn open_remediations_are_overdue_by_the_application_clock() {
+    use anju_app::MetricsQuery;
+    use anju_domain::{Action, Grade};
+    let t = TestApp::start().await;
+    let submitted = t
+        .submit(submission(&t.app, "JY-QIANYUE", "remediation-clock-0001"))
+        .await;
+    let id = submitted.request_id;
+    let worker = caseworker("cw-1");
+    t.run(id, &worker, Action::Claim).await;
+    t.run(id, &worker, Action::Accept).await;
+    t.run(
+        id,
+        &worker,
+        Action::Review {
+            opinion: "符合条件".into(),
+        },
+    )
+    .await;
+    t.run(id, &worker, Action::StartFulfilment).await;
+    let code = anju_domain::ServiceCode::parse("JY-QIANYUE").unwrap();
+    let steps: Vec<String> = t
+        .app
+        .catalogue()
+        .get(&code)
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.code.clone())
+        .collect();
+    for step in steps {
+        t.run(id, &worker, Action::CompleteStep { step }).await;
+    }
+    let rated = t
+        .run(
+            id,
+            &resident(),
+            Action::Rate {
+                grade: Grade::VeryDissatisfied,
+                comment: None,
+            },
+        )
+        .await;
+    let query = || MetricsQuery {
+        sites: None,
+        category: None,
+        from: None,
+        to: None,
+        bucket: anju_projections::Bucket::Day,
+    };
+    let now = t
+        .app
+        .metrics(&manager(), query(), Some(rated.position))
+        .await
+        .unwrap();
+    assert_eq!(now.satisfaction.remediations_open, 1);
+    assert_eq!(
+        now.satisfaction.remediations_overdue, 0,
+        "due in 15 working days"
+    );
+    t.clock.advance(Duration::from_secs(30 * 86_400));
+    let later = t.app.metrics(&manager(), query(), None).await.unwrap();
+    assert_eq!(later.satisfaction.remediations_overdue, 1);
+    t.app.close().await.unwrap();
+}

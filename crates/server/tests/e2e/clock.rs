@@ -356,7 +356,7 @@ async fn only_admins_advance_and_only_with_the_flag() {
         ),
     ] {
         let status = assert_code(
-            admin.advance_clock(authed(bad.clone(), token)).await,
+            admin.advance_clock(authed(bad, token)).await,
             Code::InvalidArgument,
         );
         assert!(status.message().contains(field), "{bad:?}: {status:?}");
