@@ -11,8 +11,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc);
     }
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["common", "resident", "caseworker", "manager", "eventlog"]
-        .map(|name| proto_root.join(format!("anju/v1/{name}.proto")));
+    let files = [
+        "common",
+        "resident",
+        "caseworker",
+        "manager",
+        "eventlog",
+        "admin",
+    ]
+    .map(|name| proto_root.join(format!("anju/v1/{name}.proto")));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("anju_v1_descriptor.bin"))

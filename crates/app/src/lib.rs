@@ -33,7 +33,9 @@ pub use app::{
     AppConfig, Application, ErasureReport, Executed, ReassignTarget, ResidentSecret, SubmitInput,
     Submitted,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{
+    Advanced, Clock, DemoClock, ManualClock, SystemClock, DEMO_CLOCK_FILE, MAX_DEMO_ADVANCE,
+};
 pub use error::AppError;
 pub use input::{parse_id_number, parse_idempotency_key, parse_phone};
 pub use queries::*;

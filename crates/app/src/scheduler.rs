@@ -1,6 +1,7 @@
 //! The timer scheduler: every interval (and at once on start, so what fell due while
 //! the server was down fires) it asks the projections' timer index what is due and
-//! fires it as the system actor. Firing is idempotent in the domain, so a timer fired
+//! fires it as the system actor; a clock that jumps forward (the demo clock) wakes it
+//! at once. Firing is idempotent in the domain, so a timer fired
 //! again before the index catches up produces nothing.
 
 use crate::app::Application;
@@ -30,18 +31,41 @@ pub(crate) fn start(application: Application) -> SchedulerHandle {
     // does not keep itself alive through its own scheduler.
     let weak = std::sync::Arc::downgrade(&application.inner);
     let interval = application.inner.config.timer_interval;
+    // A clock that jumps (the demo clock) wakes the scheduler at once.
+    let clock = application.inner.clock.clone();
+    let mut jumps = clock.jumps();
     drop(application);
     let task = tokio::spawn(async move {
         loop {
             let Some(inner) = weak.upgrade() else { return };
             let application = Application { inner };
-            if let Err(e) = application.fire_due_timers().await {
-                tracing::warn!(error = %e, "timer round failed; trying again next round");
+            let generation = jumps.as_mut().map(|jumps| *jumps.borrow_and_update());
+            if generation.is_some() {
+                // On a clock that jumps, the timer index first takes in everything
+                // written so far, so a round right after a jump sees every timer due.
+                if let Some(last) = application.inner.log.head_position().checked_sub(1) {
+                    let _ = application
+                        .inner
+                        .projections
+                        .wait_for(last, Duration::from_secs(5))
+                        .await;
+                }
             }
+            let fired = match application.fire_due_timers().await {
+                Ok(fired) => fired,
+                Err(e) => {
+                    tracing::warn!(error = %e, "timer round failed; trying again next round");
+                    0
+                }
+            };
             drop(application);
+            if let Some(generation) = generation {
+                clock.timers_caught_up(generation, fired);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stopped.changed() => return,
+                _ = jumped(&mut jumps) => {}
             }
             if *stopped.borrow() {
                 return;
@@ -49,6 +73,18 @@ pub(crate) fn start(application: Application) -> SchedulerHandle {
         }
     });
     SchedulerHandle { stop, task }
+}
+
+/// Resolves when the clock jumps; never for a clock that does not.
+async fn jumped(jumps: &mut Option<watch::Receiver<u64>>) {
+    match jumps {
+        Some(jumps) => {
+            if jumps.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 impl Application {

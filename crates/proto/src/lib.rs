@@ -14,11 +14,12 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("anju_v1_descriptor");
 
 /// Fully qualified gRPC service names, as health checks and reflection list them.
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "anju.v1.ResidentService",
     "anju.v1.CaseworkerService",
     "anju.v1.ManagerService",
     "anju.v1.EventLogService",
+    "anju.v1.AdminService",
 ];
 
 #[cfg(test)]

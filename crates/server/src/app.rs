@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anju_relay::{RelayConfig, RelayHandle};
 use anju_auth::{load_or_create_secret, read_secret_file, Secret, SecretError};
+use anju_proto::v1::admin_service_server::AdminServiceServer;
 use anju_proto::v1::caseworker_service_server::CaseworkerServiceServer;
 use anju_proto::v1::event_log_service_server::EventLogServiceServer;
 use anju_proto::v1::manager_service_server::ManagerServiceServer;
@@ -30,9 +31,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::authn::AuthInterceptor;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsLayer};
-use crate::services::{CaseworkerHandler, EventLogHandler, ManagerHandler, ResidentHandler};
+use crate::services::{
+    AdminHandler, CaseworkerHandler, EventLogHandler, ManagerHandler, ResidentHandler,
+};
 use crate::state::{AppState, RateLimiter};
-use anju_app::{AppConfig, Application, SystemClock};
+use anju_app::{AppConfig, Application, Clock, DemoClock, SystemClock};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +179,7 @@ impl App {
                 source,
             })?;
 
-        let application = open_application(&config).await?;
+        let (application, demo_clock) = open_application(&config).await?;
 
         // ---- Background services start here. ----------------------------------------
         // Log readers that run beside the gRPC server (the NATS relay, when
@@ -211,6 +214,7 @@ impl App {
             status_limiter: Arc::new(RateLimiter::new(config.status_lookups_per_minute)),
             resident_salt,
             stopping: stopping.clone(),
+            demo_clock,
         };
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -238,6 +242,9 @@ impl App {
         let eventlog = EventLogServiceServer::new(EventLogHandler::new(state.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let admin = AdminServiceServer::new(AdminHandler::new(state.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         // Layers run outside in: CORS answers preflights before anything else,
         // gRPC-Web translates HTTP/1 calls, then every call is counted and either
@@ -260,7 +267,8 @@ impl App {
             .add_service(InterceptedService::new(resident, auth.clone()))
             .add_service(InterceptedService::new(caseworker, auth.clone()))
             .add_service(InterceptedService::new(manager, auth.clone()))
-            .add_service(InterceptedService::new(eventlog, auth));
+            .add_service(InterceptedService::new(eventlog, auth.clone()))
+            .add_service(InterceptedService::new(admin, auth));
 
         let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let mut stop_grpc = stopping;
@@ -393,13 +401,41 @@ pub fn app_config(config: &Config) -> AppConfig {
     app_config
 }
 
-async fn open_application(config: &Config) -> Result<Application, StartError> {
-    Application::open(app_config(config), Arc::new(SystemClock))
+/// Opens the application on the system clock, or on the demo clock of the data
+/// directory with `demo_clock` (also returned, for AdminService to move).
+async fn open_application(
+    config: &Config,
+) -> Result<(Application, Option<Arc<DemoClock>>), StartError> {
+    let fail = |source| StartError::Application {
+        data_dir: config.data_dir.clone(),
+        source,
+    };
+    let demo_file = config.data_dir.join(anju_app::DEMO_CLOCK_FILE);
+    if !config.demo_clock && demo_file.exists() {
+        // Its events carry the demo's future times: the system clock would run backwards.
+        return Err(fail(anju_app::AppError::Unavailable(format!(
+            "this data directory ran on the demo clock ({} exists): start with --demo-clock, or use a fresh data directory",
+            demo_file.display()
+        ))));
+    }
+    let demo_clock = if config.demo_clock {
+        let clock = Arc::new(DemoClock::open(&config.data_dir).map_err(fail)?);
+        tracing::warn!(
+            offset_seconds = clock.offset().as_secs(),
+            "running on the demo clock: admins can move time forward; not for production"
+        );
+        Some(clock)
+    } else {
+        None
+    };
+    let clock: Arc<dyn Clock> = match &demo_clock {
+        Some(clock) => clock.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let application = Application::open(app_config(config), clock)
         .await
-        .map_err(|source| StartError::Application {
-            data_dir: config.data_dir.clone(),
-            source,
-        })
+        .map_err(fail)?;
+    Ok((application, demo_clock))
 }
 
 /// What an offline rebuild of the read models did.
@@ -418,7 +454,7 @@ pub struct RebuildReport {
 /// models, replays the whole log into them and closes everything again.
 pub async fn rebuild_projections(config: &Config) -> Result<RebuildReport, StartError> {
     let started = std::time::Instant::now();
-    let application = open_application(config).await?;
+    let (application, _) = open_application(config).await?;
     let position_before = application.projections().position();
     let log_events = application.log().head_position();
     let rebuilt = application.rebuild_projections().await;

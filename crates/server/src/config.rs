@@ -46,6 +46,10 @@ pub struct Config {
     /// `GetRequestStatus` calls one client (token subject, else peer address) may make
     /// per minute; a burst of the same size is allowed. More get RESOURCE_EXHAUSTED.
     pub status_lookups_per_minute: u32,
+    /// Run on the demo clock: real time plus an offset an admin moves forward with
+    /// `AdminService.AdvanceClock`, kept in `<data_dir>/demo-clock`. For demonstrations
+    /// and training only; off, the server runs on the system clock.
+    pub demo_clock: bool,
 }
 
 /// Log line format.
@@ -76,6 +80,7 @@ impl Default for Config {
             cors_allowed_origins: vec!["*".to_string()],
             shutdown_grace: Duration::from_secs(30),
             status_lookups_per_minute: 60,
+            demo_clock: false,
         }
     }
 }
@@ -126,9 +131,15 @@ impl Config {
             return invalid("concurrency_limit", "must be at least 1");
         }
         if self.node_id.is_empty()
-            || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !self
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return invalid("node_id", "must be ASCII letters, digits, '-' or '_' (it is a NATS subject token)");
+            return invalid(
+                "node_id",
+                "must be ASCII letters, digits, '-' or '_' (it is a NATS subject token)",
+            );
         }
         if !matches!(self.nats_replicas, 1..=5) {
             return invalid("nats_replicas", "must be between 1 and 5");
@@ -209,6 +220,7 @@ struct FileConfig {
     cors_allowed_origins: Option<Vec<String>>,
     shutdown_grace: Option<String>,
     status_lookups_per_minute: Option<u32>,
+    demo_clock: Option<bool>,
 }
 
 impl FileConfig {
@@ -250,6 +262,7 @@ impl FileConfig {
             &mut config.status_lookups_per_minute,
             self.status_lookups_per_minute,
         );
+        set(&mut config.demo_clock, self.demo_clock);
         Ok(())
     }
 }
@@ -317,6 +330,19 @@ pub struct ServerArgs {
     /// Status look-ups per client per minute [default: 60].
     #[arg(long, env = "ANJU_STATUS_LOOKUPS_PER_MINUTE", value_name = "N")]
     pub status_lookups_per_minute: Option<u32>,
+    /// Demonstrations only: run on a clock admins can move forward
+    /// (`anju demo`, AdminService.AdvanceClock); `--demo-clock=false` turns a config
+    /// file's `demo_clock = true` off [default: false].
+    #[arg(
+        long,
+        env = "ANJU_DEMO_CLOCK",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub demo_clock: Option<bool>,
 }
 
 impl ServerArgs {
@@ -349,6 +375,7 @@ impl ServerArgs {
             &mut config.status_lookups_per_minute,
             self.status_lookups_per_minute,
         );
+        set(&mut config.demo_clock, self.demo_clock);
         Ok(())
     }
 }
@@ -426,5 +453,44 @@ mod tests {
             config.cors_allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+        assert!(!config.demo_clock, "the system clock unless asked");
+    }
+
+    #[test]
+    fn the_demo_clock_comes_from_the_flag_the_file_or_the_environment() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let parse = |args: &[&str]| Config::load(&Cli::try_parse_from(args).unwrap().server);
+        assert!(parse(&["anju-server", "--demo-clock"]).unwrap().demo_clock);
+        assert!(
+            !parse(&["anju-server", "--demo-clock=false"])
+                .unwrap()
+                .demo_clock
+        );
+        assert!(Cli::try_parse_from(["anju-server", "--demo-clock=soon"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anju.toml");
+        std::fs::write(&path, "demo_clock = true\n").unwrap();
+        let file = path.to_str().unwrap();
+        assert!(
+            parse(&["anju-server", "--config", file])
+                .unwrap()
+                .demo_clock
+        );
+        assert!(
+            !parse(&["anju-server", "--config", file, "--demo-clock=false"])
+                .unwrap()
+                .demo_clock,
+            "the flag wins over the file"
+        );
+        std::fs::write(&path, "demo_clock = \"yes\"\n").unwrap();
+        assert!(matches!(
+            parse(&["anju-server", "--config", file]),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

@@ -104,6 +104,30 @@ pub fn from_timestamp(at: &prost_types::Timestamp) -> Timestamp {
     Timestamp(at.seconds * 1000 + i64::from(at.nanos) / 1_000_000)
 }
 
+pub fn duration(span: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: span.as_secs().min(i64::MAX as u64) as i64,
+        nanos: span.subsec_nanos() as i32,
+    }
+}
+
+/// A duration a caller sent: not negative, nanos in range.
+pub fn from_duration(
+    span: &prost_types::Duration,
+    field: &str,
+) -> Result<std::time::Duration, ApiError> {
+    if span.seconds < 0 || span.nanos < 0 || span.nanos >= 1_000_000_000 {
+        return Err(ApiError::invalid(
+            field,
+            "must be a forward duration (seconds >= 0, nanos between 0 and 999999999)",
+        ));
+    }
+    Ok(std::time::Duration::new(
+        span.seconds as u64,
+        span.nanos as u32,
+    ))
+}
+
 pub fn state(status: Status) -> pb::RequestState {
     match status {
         Status::Submitted => pb::RequestState::Submitted,

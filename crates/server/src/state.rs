@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anju_app::Application;
+use anju_app::{Application, DemoClock};
 use tokio::sync::watch;
 use tonic::Request;
 
@@ -27,6 +27,9 @@ pub struct AppState {
     pub resident_salt: Arc<[u8; 32]>,
     /// Becomes true when the server starts stopping; long streams end on it.
     pub stopping: watch::Receiver<bool>,
+    /// The application's clock when the server runs with `--demo-clock`; `None` on the
+    /// system clock.
+    pub demo_clock: Option<Arc<DemoClock>>,
 }
 
 impl AppState {

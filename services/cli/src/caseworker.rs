@@ -3,7 +3,7 @@
 
 use anju_proto::v1::{
     AcceptRequestRequest, AddNoteRequest, AppealRatingRequest, ApproveRequestRequest,
-    ClaimRequestRequest, CompleteFulfilmentStepRequest, DecideAppealRequest,
+    ClaimRequestRequest, CloseRequestRequest, CompleteFulfilmentStepRequest, DecideAppealRequest,
     DecideExtensionRequest, DenyRequestRequest, GetRequestRequest, ListQueueRequest,
     MissingMaterial, QueueFilter, QueueItem, ReassignRequestRequest, RefuseRequestRequest,
     RequestDetail, RequestExtensionRequest, RequestInfoRequest, RequestState,
@@ -138,6 +138,8 @@ pub enum CaseworkerCommand {
         #[command(subcommand)]
         command: AppealCommand,
     },
+    /// Closes a fulfilled request (办结归档): its caseworker, a supervisor or an admin.
+    Close(Target),
 }
 
 #[derive(Debug, Subcommand)]
@@ -718,6 +720,26 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
                     lang.pick("appeal", "申诉"),
                     labels::appeal(lang, r.appeal)
                 ),
+            )
+        }
+        CaseworkerCommand::Close(t) => {
+            let r = call(
+                "closing the request",
+                client().close_request(session.request(CloseRequestRequest {
+                    request_id: t.request_id.clone(),
+                    expected_version: t.expected_version,
+                    idempotency_key: idempotency(t.idempotency_key),
+                })?),
+            )
+            .await?;
+            done(
+                context,
+                "CloseRequestResponse",
+                &r,
+                &t.request_id,
+                r.state,
+                r.version,
+                "",
             )
         }
     }

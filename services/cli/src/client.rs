@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anju_proto::v1::admin_service_client::AdminServiceClient;
 use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
 use anju_proto::v1::event_log_service_client::EventLogServiceClient;
 use anju_proto::v1::manager_service_client::ManagerServiceClient;
@@ -258,6 +259,10 @@ impl Session {
 
     pub fn eventlog(&self) -> EventLogServiceClient<Channel> {
         EventLogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
     }
 
     pub fn channel(&self) -> Channel {

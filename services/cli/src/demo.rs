@@ -1,8 +1,15 @@
 //! `anju demo`: submits and drives a realistic mix of requests across several sites and
 //! every category — waiting, sent back for materials, refused, withdrawn, accepted,
 //! approved at one and two levels, denied, in fulfilment with and without extensions,
-//! fulfilled, rated well and badly, remediated and appealed — so queues, reports and
-//! timelines look like a real community's. The same `--seed` gives the same mix.
+//! fulfilled, rated well and badly, remediated, appealed and closed — so queues, reports
+//! and timelines look like a real community's. The same `--seed` gives the same mix.
+//!
+//! On a server started with `--demo-clock` the requests are spread over
+//! [`DEMO_WORKING_DAYS`] working days: the demo moves the server's clock forward one
+//! working day at a time (AdminService.AdvanceClock), so requests left alone are deemed
+//! accepted and requests past their deadlines collect warnings, yellow and red cards.
+//! On a server without it everything happens on one day and the demo says that overdue
+//! requests need `anju-server --demo-clock`.
 //!
 //! It mints its own tokens from the server's secret (`--data-dir`, like `token issue`).
 //! Form values come from the shipped catalogue's limits and are checked against the
@@ -15,12 +22,13 @@ use std::time::Duration;
 use anju_auth::{Role, Secret};
 use anju_domain::{Catalogue, Category, FieldKind};
 use anju_proto::v1::{
-    AcceptRequestRequest, AddNoteRequest, AppealRatingRequest, Applicant, ApproveRequestRequest,
-    ClaimRequestRequest, CompleteFulfilmentStepRequest, DecideAppealRequest,
-    DecideExtensionRequest, DenyRequestRequest, MissingMaterial, OnBehalfOf, ProvideInfoRequest,
-    RateRequestRequest, ReassignRequestRequest, RefuseRequestRequest, RequestExtensionRequest,
-    RequestInfoRequest, RequestState, ResolveRemediationRequest, SatisfactionGrade,
-    ServiceDefinition, StartFulfilmentRequest, SubmitRequestRequest, WithdrawRequestRequest,
+    AcceptRequestRequest, AddNoteRequest, AdvanceClockRequest, AppealRatingRequest, Applicant,
+    ApproveRequestRequest, ClaimRequestRequest, CloseRequestRequest, CompleteFulfilmentStepRequest,
+    DecideAppealRequest, DecideExtensionRequest, DenyRequestRequest, GetClockRequest,
+    GetLogStatsRequest, MissingMaterial, OnBehalfOf, ProvideInfoRequest, RateRequestRequest,
+    ReassignRequestRequest, RefuseRequestRequest, RequestExtensionRequest, RequestInfoRequest,
+    RequestState, ResolveRemediationRequest, SatisfactionGrade, ServiceDefinition, SlaStatus,
+    StartFulfilmentRequest, SubmitRequestRequest, WithdrawRequestRequest,
 };
 use anyhow::Context as _;
 use clap::Args;
@@ -31,7 +39,7 @@ use rand::{Rng, SeedableRng};
 use crate::client::{call, Context, Session};
 use crate::failure::Failure;
 use crate::form;
-use crate::labels;
+use crate::labels::{self, Lang};
 use crate::table::Table;
 
 #[derive(Debug, Args)]
@@ -60,11 +68,18 @@ const DEFAULT_SITES: [&str; 4] = [
     "meigu-xingfu",
 ];
 
+/// Working days a demo spans on a server with the demo clock: long enough for a red
+/// card on the slowest service (15 promised working days, red 5 working days later).
+pub const DEMO_WORKING_DAYS: u32 = 22;
+
 /// Where a demo request is driven to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
     Waiting,
     Claimed,
+    DeemedAccepted,
+    Overdue,
+    LongOverdue,
     InfoRequested,
     Refused,
     Withdrawn,
@@ -81,12 +96,16 @@ enum Plan {
     Remediated,
     AppealUpheld,
     AppealRejected,
+    Closed,
 }
 
 impl Plan {
-    const ALL: [Plan; 18] = [
+    const ALL: [Plan; 22] = [
         Plan::Waiting,
         Plan::Claimed,
+        Plan::DeemedAccepted,
+        Plan::Overdue,
+        Plan::LongOverdue,
         Plan::InfoRequested,
         Plan::Refused,
         Plan::Withdrawn,
@@ -103,6 +122,7 @@ impl Plan {
         Plan::Remediated,
         Plan::AppealUpheld,
         Plan::AppealRejected,
+        Plan::Closed,
     ];
 
     /// How often each plan is drawn after every one was used once.
@@ -113,8 +133,9 @@ impl Plan {
             | Plan::InfoRequested
             | Plan::Accepted
             | Plan::InFulfilment
-            | Plan::Fulfilled => 3,
-            Plan::Claimed | Plan::Approved => 2,
+            | Plan::Fulfilled
+            | Plan::Closed => 3,
+            Plan::Claimed | Plan::Approved | Plan::Overdue => 2,
             _ => 1,
         }
     }
@@ -123,6 +144,9 @@ impl Plan {
         match self {
             Plan::Waiting => "waiting",
             Plan::Claimed => "claimed",
+            Plan::DeemedAccepted => "left alone: deemed accepted",
+            Plan::Overdue => "accepted, past its deadline",
+            Plan::LongOverdue => "accepted, long past its deadline",
             Plan::InfoRequested => "sent back for materials",
             Plan::Refused => "refused",
             Plan::Withdrawn => "withdrawn",
@@ -139,6 +163,31 @@ impl Plan {
             Plan::Remediated => "rated badly, remediated",
             Plan::AppealUpheld => "rated badly, appeal upheld",
             Plan::AppealRejected => "rated badly, appeal rejected",
+            Plan::Closed => "rated well, closed",
+        }
+    }
+
+    /// The working day (0-based, of `days`) the request is submitted and worked on.
+    /// Requests whose deadlines must not pass are recent; the overdue ones are old
+    /// enough for their timers; the rest are finished the day they arrive.
+    fn day(self, rng: &mut StdRng, days: u32, promised_days: u32) -> u32 {
+        let last = days.saturating_sub(1);
+        let recent = |rng: &mut StdRng, span: u32| rng.gen_range(last.saturating_sub(span)..=last);
+        match self {
+            // Deemed accepted after 5 working days without an intake decision.
+            Plan::Waiting | Plan::Claimed => recent(rng, 3),
+            Plan::DeemedAccepted => rng.gen_range(0..=last.saturating_sub(7)),
+            // The yellow card falls due one working day past the promised deadline, the
+            // red card five more.
+            Plan::Overdue => last.saturating_sub(promised_days + 2),
+            Plan::LongOverdue => last.saturating_sub(promised_days + 7),
+            Plan::Accepted
+            | Plan::HalfApproved
+            | Plan::Approved
+            | Plan::InFulfilment
+            | Plan::Extended
+            | Plan::Reassigned => recent(rng, 2),
+            _ => rng.gen_range(0..=last),
         }
     }
 
@@ -157,6 +206,7 @@ impl Plan {
                 | Plan::Remediated
                 | Plan::AppealUpheld
                 | Plan::AppealRejected
+                | Plan::Closed
         )
     }
 }
@@ -194,6 +244,101 @@ struct Outcome {
     request_id: String,
     tracking_code: String,
     state: i32,
+    /// The working day of the demo it arrived on.
+    day: u32,
+    /// Supervision events in its timeline (WarningRaised, YellowCardIssued, RedCardIssued).
+    timers: Vec<String>,
+    deemed_accepted: bool,
+    sla: i32,
+}
+
+/// One request the demo will make, decided before any is made.
+struct Spec {
+    index: usize,
+    plan: Plan,
+    site: String,
+    service: anju_domain::ServiceDefinition,
+    day: u32,
+}
+
+/// The server's demo clock, when it runs with `--demo-clock`.
+struct DemoClock {
+    admin: Session,
+    started: Option<prost_types::Timestamp>,
+    now: Option<prost_types::Timestamp>,
+    timers_fired: u64,
+}
+
+impl DemoClock {
+    /// Asks the server whether it runs on the demo clock; `None` when it does not (or
+    /// is too old to say).
+    async fn detect(admin: &Session) -> anyhow::Result<Option<DemoClock>> {
+        let answer = admin
+            .admin()
+            .get_clock(admin.request(GetClockRequest {})?)
+            .await;
+        match answer {
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok(response.demo_clock.then(|| DemoClock {
+                    admin: admin.clone(),
+                    started: response.now,
+                    now: response.now,
+                    timers_fired: 0,
+                }))
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(status) => {
+                Err(crate::failure::from_status("reading the server's clock", &status).into())
+            }
+        }
+    }
+
+    async fn advance(&mut self, request: AdvanceClockRequest) -> anyhow::Result<u64> {
+        let response = call(
+            "advancing the demo clock",
+            self.admin
+                .admin()
+                .advance_clock(self.admin.request(request)?),
+        )
+        .await?;
+        self.now = response.now;
+        self.timers_fired += response.timers_fired;
+        Ok(response.timers_fired)
+    }
+
+    /// Moves to 09:00 Beijing time of the next working day, so a demo day's work never
+    /// straddles a midnight.
+    async fn move_to_working_morning(&mut self) -> anyhow::Result<()> {
+        const DAY: i64 = 86_400;
+        const CST: i64 = 8 * 3600;
+        let now = self.now.as_ref().map_or(0, |t| t.seconds);
+        let to_nine = (9 * 3600 - (now + CST).rem_euclid(DAY)).rem_euclid(DAY);
+        let seconds = if to_nine == 0 { DAY } else { to_nine };
+        self.advance(AdvanceClockRequest {
+            by: Some(prost_types::Duration { seconds, nanos: 0 }),
+            working_days: 0,
+        })
+        .await?;
+        let date =
+            anju_domain::Timestamp(self.now.as_ref().map_or(0, |t| t.seconds) * 1000).cst_date();
+        if !anju_domain::Calendar::china_2026().is_working_day(date) {
+            self.advance(AdvanceClockRequest {
+                by: None,
+                working_days: 1,
+            })
+            .await?;
+        }
+        self.started = self.now;
+        Ok(())
+    }
+}
+
+/// A timestamp as its Beijing date, `YYYY-MM-DD`.
+fn beijing_date(at: Option<&prost_types::Timestamp>) -> String {
+    let seconds = at.map_or(0, |t| t.seconds) + 8 * 3600;
+    let (year, month, day) = labels::civil_from_days(seconds.div_euclid(86_400));
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
@@ -242,10 +387,16 @@ pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("the demo needs the shipped catalogue's service {code}"))?;
         definitions.insert(code.clone(), definition);
     }
-
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut outcomes = Vec::new();
+    let mut clock = DemoClock::detect(&admin).await?;
     let quiet = context.json;
+    if clock.is_none() {
+        eprintln!("note: this server runs on the system clock, so the demo makes no overdue requests (warnings, yellow and red cards, deemed acceptance): start it with `anju-server --demo-clock` for those");
+    }
+
+    // Every request is decided first, so the same seed gives the same mix with and
+    // without the demo clock.
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut specs = Vec::new();
     for index in 0..args.requests {
         let category = Category::ALL[index % Category::ALL.len()];
         let plan = if index < Plan::ALL.len() {
@@ -256,6 +407,24 @@ pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
                 .choose_weighted(&mut rng, |p| p.weight())
                 .expect("weights are positive")
         };
+        // Denials and two-level approvals need a service with sign-offs: from a category
+        // without one, the first category that has two levels stands in.
+        let levels_in = |category: Category| {
+            latest
+                .values()
+                .filter(|s| s.category == category)
+                .map(|s| s.approval_levels)
+                .max()
+                .unwrap_or(0)
+        };
+        let category = if plan.needs_levels() && levels_in(category) < 2 {
+            Category::ALL
+                .into_iter()
+                .find(|c| levels_in(*c) >= 2)
+                .unwrap_or(category)
+        } else {
+            category
+        };
         let site = sites[rng.gen_range(0..sites.len())].clone();
         let in_category: Vec<&anju_domain::ServiceDefinition> =
             latest.values().filter(|s| s.category == category).collect();
@@ -264,50 +433,118 @@ pub async fn run(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
                 .iter()
                 .max_by_key(|s| (s.approval_levels, s.code.to_string()))
                 .copied()
+        } else if plan == Plan::LongOverdue {
+            in_category
+                .iter()
+                .min_by_key(|s| (s.promised_days, s.code.to_string()))
+                .copied()
         } else {
             in_category.choose(&mut rng).copied()
         }
         .with_context(|| format!("the catalogue has no service in {}", category.as_str()))?;
-        let definition = &definitions[&service.code.to_string()];
-        let outcome = drive(
-            &base, &tokens, &mut rng, index, plan, &site, service, definition,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "demo request {} ({}, {} at {site})",
-                index + 1,
-                plan.name(),
-                service.code
-            )
-        })?;
-        if !quiet {
-            eprintln!(
-                "{:>3}/{}  {:<14} {:<16} {:<32} {}",
-                index + 1,
-                args.requests,
-                outcome.service,
-                outcome.site,
-                plan.name(),
-                labels::state(context.lang, outcome.state)
-            );
-        }
-        outcomes.push(outcome);
+        let day = plan.day(&mut rng, DEMO_WORKING_DAYS, service.promised_days);
+        specs.push(Spec {
+            index,
+            plan,
+            site,
+            service: service.clone(),
+            day,
+        });
     }
-    print_summary(context, &outcomes)
+    specs.sort_by_key(|spec| (spec.day, spec.index));
+
+    if let Some(clock) = clock.as_mut() {
+        clock.move_to_working_morning().await?;
+    }
+    let mut outcomes = Vec::new();
+    let mut next = 0;
+    for day in 0..DEMO_WORKING_DAYS {
+        if let Some(clock) = clock.as_mut() {
+            let mut fired = 0;
+            if day > 0 {
+                fired = clock
+                    .advance(AdvanceClockRequest {
+                        by: None,
+                        working_days: 1,
+                    })
+                    .await?;
+            }
+            if !quiet {
+                let arriving = specs.iter().filter(|s| s.day == day).count();
+                eprintln!(
+                    "day {:>2}/{DEMO_WORKING_DAYS}  {}  {arriving} new, {fired} timers fired",
+                    day + 1,
+                    beijing_date(clock.now.as_ref()),
+                );
+            }
+        }
+        while let Some(spec) = specs.get(next) {
+            // Without the demo clock every day's work happens now.
+            if clock.is_some() && spec.day != day {
+                break;
+            }
+            next += 1;
+            let definition = &definitions[&spec.service.code.to_string()];
+            let outcome = drive(&base, &tokens, &mut rng, spec, definition)
+                .await
+                .with_context(|| {
+                    format!(
+                        "demo request {} ({}, {} at {})",
+                        spec.index + 1,
+                        spec.plan.name(),
+                        spec.service.code,
+                        spec.site
+                    )
+                })?;
+            if !quiet {
+                eprintln!(
+                    "{:>3}/{}  {:<14} {:<16} {:<32} {}",
+                    spec.index + 1,
+                    args.requests,
+                    outcome.service,
+                    outcome.site,
+                    spec.plan.name(),
+                    labels::state(context.lang, outcome.state)
+                );
+            }
+            outcomes.push(outcome);
+        }
+    }
+
+    // Where every request stands now, timers included.
+    let head = call(
+        "reading the log's head",
+        admin
+            .eventlog()
+            .get_log_stats(admin.request(GetLogStatsRequest::default())?),
+    )
+    .await?
+    .head_position;
+    for outcome in &mut outcomes {
+        let detail = crate::caseworker::detail(&admin, &outcome.request_id, head).await?;
+        outcome.state = detail.state;
+        outcome.sla = detail.deadline.as_ref().map_or(0, |d| d.sla_status);
+        for entry in &detail.timeline {
+            match entry.event_type.as_str() {
+                "WarningRaised" | "YellowCardIssued" | "RedCardIssued" => {
+                    outcome.timers.push(entry.event_type.clone())
+                }
+                "RequestAccepted" if entry.actor.is_none() => outcome.deemed_accepted = true,
+                _ => {}
+            }
+        }
+    }
+    print_summary(context, &outcomes, clock.as_ref())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn drive(
     base: &Session,
     tokens: &Tokens,
     rng: &mut StdRng,
-    index: usize,
-    plan: Plan,
-    site: &str,
-    service: &anju_domain::ServiceDefinition,
+    spec: &Spec,
     definition: &ServiceDefinition,
 ) -> anyhow::Result<Outcome> {
+    let (index, plan, site, service) = (spec.index, spec.plan, spec.site.as_str(), &spec.service);
     let code = service.code.to_string();
     let resident_subject = format!("resident-{:04}", index + 1);
     let resident = as_identity(base, tokens.mint(Role::Resident, &[], &resident_subject)?);
@@ -396,8 +633,12 @@ async fn drive(
         request_id: id.clone(),
         tracking_code: tracking.clone(),
         state,
+        day: spec.day,
+        timers: Vec::new(),
+        deemed_accepted: false,
+        sla: 0,
     };
-    if plan == Plan::Waiting {
+    if matches!(plan, Plan::Waiting | Plan::DeemedAccepted) {
         return Ok(outcome(state));
     }
     if plan == Plan::Withdrawn {
@@ -524,7 +765,7 @@ async fn drive(
     )
     .await?
     .state;
-    if plan == Plan::Accepted {
+    if matches!(plan, Plan::Accepted | Plan::Overdue | Plan::LongOverdue) {
         return Ok(outcome(state));
     }
     let levels = u32::from(service.approval_levels);
@@ -651,7 +892,7 @@ async fn drive(
         .state;
     }
     let grade = match plan {
-        Plan::RatedWell => [
+        Plan::RatedWell | Plan::Closed => [
             SatisfactionGrade::VerySatisfied,
             SatisfactionGrade::VerySatisfied,
             SatisfactionGrade::Satisfied,
@@ -727,12 +968,42 @@ async fn drive(
             .await?
             .state;
         }
+        Plan::Closed => {
+            state = call(
+                "closing",
+                actor
+                    .caseworker()
+                    .close_request(actor.request(CloseRequestRequest {
+                        request_id: id.clone(),
+                        ..Default::default()
+                    })?),
+            )
+            .await?
+            .state;
+        }
         _ => {}
     }
     Ok(outcome(state))
 }
 
-fn print_summary(context: &Context, outcomes: &[Outcome]) -> anyhow::Result<()> {
+fn print_summary(
+    context: &Context,
+    outcomes: &[Outcome],
+    clock: Option<&DemoClock>,
+) -> anyhow::Result<()> {
+    let count = |event_type: &str| {
+        outcomes
+            .iter()
+            .flat_map(|o| &o.timers)
+            .filter(|t| *t == event_type)
+            .count()
+    };
+    let deemed = outcomes.iter().filter(|o| o.deemed_accepted).count();
+    let (warnings, yellow, red) = (
+        count("WarningRaised"),
+        count("YellowCardIssued"),
+        count("RedCardIssued"),
+    );
     if context.json {
         let requests: Vec<serde_json::Value> = outcomes
             .iter()
@@ -745,10 +1016,26 @@ fn print_summary(context: &Context, outcomes: &[Outcome]) -> anyhow::Result<()> 
                     "site_id": o.site,
                     "plan": o.plan.name(),
                     "state": RequestState::try_from(o.state).map_or("REQUEST_STATE_UNSPECIFIED", |s| s.as_str_name()),
+                    "day": o.day,
+                    "deemed_accepted": o.deemed_accepted,
+                    "timers": o.timers,
+                    "sla_status": SlaStatus::try_from(o.sla).map_or("SLA_STATUS_UNSPECIFIED", |s| s.as_str_name()),
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "requests": requests }));
+        let summary = serde_json::json!({
+            "demo_clock": clock.is_some(),
+            "working_days": if clock.is_some() { DEMO_WORKING_DAYS } else { 1 },
+            "from": clock.map(|c| beijing_date(c.started.as_ref())),
+            "to": clock.map(|c| beijing_date(c.now.as_ref())),
+            "timers_fired": clock.map_or(0, |c| c.timers_fired),
+            "deemed_accepted": deemed,
+            "warnings": warnings,
+            "yellow_cards": yellow,
+            "red_cards": red,
+            "requests": requests,
+        });
+        println!("{summary}");
         return Ok(());
     }
     let lang = context.lang;
@@ -780,6 +1067,20 @@ fn print_summary(context: &Context, outcomes: &[Outcome]) -> anyhow::Result<()> 
     let all: Vec<&Outcome> = outcomes.iter().collect();
     table.total(row(lang.pick("total", "合计").to_string(), &all));
     print!("{}", table.render());
+    if let Some(clock) = clock {
+        let (from, to) = (
+            beijing_date(clock.started.as_ref()),
+            beijing_date(clock.now.as_ref()),
+        );
+        match lang {
+            Lang::En => println!(
+                "\ndemo clock: {from} to {to} (Beijing), {DEMO_WORKING_DAYS} working days; timers fired: {deemed} deemed acceptances, {warnings} warnings, {yellow} yellow cards, {red} red cards (see `anju report sla`)"
+            ),
+            Lang::Zh => println!(
+                "\n演示时钟：{from} 至 {to}（北京时间），共 {DEMO_WORKING_DAYS} 个工作日；督办：视为受理 {deemed} 件，预警 {warnings} 次，黄牌 {yellow} 张，红牌 {red} 张（见 `anju report sla`）"
+            ),
+        }
+    }
     Ok(())
 }
 

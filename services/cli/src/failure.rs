@@ -109,6 +109,10 @@ pub fn from_status(action: &str, status: &tonic::Status) -> Failure {
             Exit::Conflict,
             Some("that idempotency key was used for different content; use a new --idempotency-key".into()),
         ),
+        Code::FailedPrecondition if lower.contains("--demo-clock") => (
+            Exit::Conflict,
+            Some("only a demonstration server started with `anju-server --demo-clock` lets its clock be moved".into()),
+        ),
         Code::FailedPrecondition => (
             Exit::Conflict,
             Some("the request is not in a state that allows this; see `anju show REQUEST_ID` for where it stands".into()),

@@ -4,6 +4,7 @@
 
 mod caseworker;
 mod client;
+mod clock;
 mod demo;
 mod eventlog;
 mod failure;
@@ -94,6 +95,11 @@ enum Command {
     },
     /// Fills a server with a realistic mix of requests across sites and categories.
     Demo(demo::DemoArgs),
+    /// The server's clock; `clock advance` moves a --demo-clock server's time (admin).
+    Clock {
+        #[command(subcommand)]
+        command: Option<clock::ClockCommand>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(args) => eventlog::tail(&context, args).await,
         Command::Log { command } => eventlog::run(&context, command).await,
         Command::Demo(args) => demo::run(&context, args).await,
+        Command::Clock { command } => clock::run(&context, command).await,
     }
 }
 

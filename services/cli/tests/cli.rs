@@ -39,8 +39,14 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(false)
+    }
+
+    /// A server on the demo clock (`--demo-clock`) or the system clock.
+    fn start_with(demo_clock: bool) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let config = anju_server_core::Config::ephemeral(data.path());
+        let mut config = anju_server_core::Config::ephemeral(data.path());
+        config.demo_clock = demo_clock;
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -571,9 +577,22 @@ fn every_subcommand_against_a_real_server() {
             "rating stands",
         ],
     );
+    // fulfilled: the caseworker closes it, once
+    let closed = server.ok(&caseworker, &["close", &id]);
+    assert!(
+        closed.starts_with(&format!("{id}: state closed, version ")),
+        "{closed}"
+    );
+    assert_fails(
+        &server.run(&caseworker, &["close", &id]),
+        5,
+        &["closing the request", "closed"],
+    );
     let shown = server.ok(&caseworker, &["show", &id]);
     assert!(
-        shown.contains("RequestSubmitted") && shown.contains(&tracking),
+        shown.contains("RequestSubmitted")
+            && shown.contains("RequestClosed")
+            && shown.contains(&tracking),
         "{shown}"
     );
 
@@ -603,6 +622,12 @@ fn every_subcommand_against_a_real_server() {
             &["refuse", second_id, "--reason", "not our estate"]
         )["state"],
         "REQUEST_STATE_REFUSED"
+    );
+    // a refused request cannot be closed
+    assert_fails(
+        &server.run(&caseworker, &["close", second_id]),
+        5,
+        &["cannot close a request that is refused"],
     );
     let third = server.json(
         &resident,
@@ -642,6 +667,25 @@ fn every_subcommand_against_a_real_server() {
         &server.run(&manager, &["report", "sla", "--from", "2026-13-01"]),
         2,
         &["invalid --from"],
+    );
+
+    // the clock: a server without --demo-clock says so and refuses to move
+    let clock = server.ok(&admin, &["clock"]);
+    assert!(clock.contains("system clock"), "{clock}");
+    assert_fails(
+        &server.run(&admin, &["clock", "advance", "--working-days", "1"]),
+        5,
+        &["--demo-clock"],
+    );
+    assert_fails(
+        &server.run(&caseworker, &["clock", "advance", "--by", "1d"]),
+        4,
+        &["permission denied"],
+    );
+    assert_fails(
+        &server.run(&admin, &["clock", "advance"]),
+        2,
+        &["--working-days"],
     );
 
     // the event log
@@ -705,7 +749,8 @@ fn definition_choice(server: &Server, token: &str, code: &str, field: &str) -> S
 
 #[test]
 fn demo_fills_a_fresh_server_with_every_category_and_state() {
-    let server = Server::start();
+    let server = Server::start_with(true);
+    let started = std::time::Instant::now();
     let output = anju()
         .env("ANJU_SERVER", server.url())
         .args([
@@ -721,7 +766,10 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
+    let elapsed = started.elapsed();
     let demo: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(demo["demo_clock"], true, "{demo}");
+    assert_eq!(demo["working_days"], 22);
     let requests = demo["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 40);
     let categories: std::collections::BTreeSet<&str> = requests
@@ -733,7 +781,6 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
         .iter()
         .map(|r| r["state"].as_str().unwrap())
         .collect();
-    // CLOSED is reached only when the rating window runs out, which a demo cannot wait for.
     for state in [
         "SUBMITTED",
         "INFO_REQUESTED",
@@ -741,6 +788,7 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
         "APPROVED",
         "IN_FULFILMENT",
         "FULFILLED",
+        "CLOSED",
         "REFUSED",
         "DENIED",
         "WITHDRAWN",
@@ -754,13 +802,65 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
         .iter()
         .map(|r| r["plan"].as_str().unwrap())
         .collect();
+    for plan in [
+        "rated badly, remediated",
+        "approved at every level",
+        "approved at level 1 of 2",
+        "rated well, closed",
+        "left alone: deemed accepted",
+        "accepted, long past its deadline",
+    ] {
+        assert!(plans.contains(plan), "{plan} missing from {plans:?}");
+    }
+    // Overdue ones: deemed accepted, warned, carded, as each request's timeline shows.
+    let with_timer = |timer: &str| {
+        requests
+            .iter()
+            .filter(|r| {
+                r["timers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t.as_str() == Some(timer))
+            })
+            .count()
+    };
+    let (warnings, yellow, red) = (
+        with_timer("WarningRaised"),
+        with_timer("YellowCardIssued"),
+        with_timer("RedCardIssued"),
+    );
+    assert!(warnings >= 1 && yellow >= 1 && red >= 1, "{demo}");
+    let deemed = requests
+        .iter()
+        .filter(|r| r["deemed_accepted"] == true)
+        .count();
+    assert!(deemed >= 1, "{demo}");
+    assert_eq!(demo["red_cards"], red);
+    let long_overdue = requests
+        .iter()
+        .find(|r| r["plan"] == "accepted, long past its deadline")
+        .unwrap();
+    assert_eq!(
+        long_overdue["sla_status"], "SLA_STATUS_RED_CARD",
+        "{long_overdue}"
+    );
+    // The requests still waiting arrived recently: not deemed accepted.
+    for waiting in requests.iter().filter(|r| r["plan"] == "waiting") {
+        assert_eq!(waiting["state"], "REQUEST_STATE_SUBMITTED", "{waiting}");
+    }
     assert!(
-        plans.contains("rated badly, remediated") && plans.contains("approved at every level"),
-        "{plans:?}"
+        elapsed < std::time::Duration::from_secs(60),
+        "the demo took {elapsed:?}"
     );
 
     // The manager reports show them.
     let manager = server.token("manager", &["*"], "mgr");
+    let sla = server.json(&manager, &["report", "sla"]);
+    let total = &sla["total"];
+    assert_eq!(total["warnings"], warnings.to_string(), "{sla}");
+    assert_eq!(total["yellow_cards"], yellow.to_string(), "{sla}");
+    assert_eq!(total["red_cards"], red.to_string(), "{sla}");
     let satisfaction = server.json(&manager, &["report", "satisfaction"]);
     let remediation = &satisfaction["total"]["remediation"];
     assert_ne!(remediation["resolved"], "0", "{satisfaction}");
@@ -768,9 +868,108 @@ fn demo_fills_a_fresh_server_with_every_category_and_state() {
     assert_ne!(backlog["total"]["open"], "0", "{backlog}");
     let throughput = server.json(&manager, &["report", "throughput"]);
     assert_eq!(throughput["total"]["submitted"], "40");
+    assert_ne!(throughput["total"]["closed"], "0", "{throughput}");
     let table = server.ok(&manager, &["--lang", "zh", "report", "satisfaction"]);
     assert!(
         table.contains("非常不满意") && table.contains("合计"),
         "{table}"
     );
+    let table = server.ok(&manager, &["report", "sla"]);
+    assert!(table.lines().count() >= 3, "{table}");
+
+    // The overdue queue of the long-overdue request's site holds it.
+    let site = long_overdue["site_id"].as_str().unwrap();
+    let supervisor = server.token("supervisor", &[site], "sup-check");
+    let overdue = server.json(&supervisor, &["queue", "--overdue", "--site", site]);
+    assert!(
+        overdue
+            .to_string()
+            .contains(long_overdue["request_id"].as_str().unwrap()),
+        "{overdue}"
+    );
+
+    // The clock says where the demo left it; the same seed gives the same mix again.
+    let admin = server.token("admin", &["*"], "ops");
+    let clock = server.ok(&admin, &["clock"]);
+    assert!(clock.contains("demo clock"), "{clock}");
+    let again = anju()
+        .env("ANJU_SERVER", server.url())
+        .args([
+            "--json",
+            "demo",
+            "--seed",
+            "7",
+            "--requests",
+            "40",
+            "--data-dir",
+        ])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let mix = |demo: &Value| -> Vec<(String, String, String, String)> {
+        let mut mix: Vec<_> = demo["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["plan"].to_string(),
+                    r["service_code"].to_string(),
+                    r["site_id"].to_string(),
+                    r["state"].to_string(),
+                )
+            })
+            .collect();
+        mix.sort();
+        mix
+    };
+    assert_eq!(mix(&demo), mix(&again), "the same seed, the same mix");
+}
+
+#[test]
+fn demo_on_the_system_clock_says_what_it_cannot_show() {
+    let server = Server::start();
+    let output = anju()
+        .env("ANJU_SERVER", server.url())
+        .args(["--json", "demo", "--requests", "22", "--data-dir"])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let notes: Vec<String> = text(&output.stderr)
+        .lines()
+        .filter(|l| l.contains("anju-server --demo-clock"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(notes.len(), 1, "one line says so: {}", text(&output.stderr));
+    let demo: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(demo["demo_clock"], false);
+    assert_eq!(demo["red_cards"], 0);
+    let requests = demo["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 22);
+    let states: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    for state in [
+        "SUBMITTED",
+        "CLOSED",
+        "DENIED",
+        "IN_FULFILMENT",
+        "WITHDRAWN",
+    ] {
+        assert!(
+            states.contains(format!("REQUEST_STATE_{state}").as_str()),
+            "{state} missing from {states:?}"
+        );
+    }
+    // Left alone, but nobody waited five working days.
+    let deemed = requests
+        .iter()
+        .find(|r| r["plan"] == "left alone: deemed accepted")
+        .unwrap();
+    assert_eq!(deemed["state"], "REQUEST_STATE_SUBMITTED");
+    assert_eq!(deemed["deemed_accepted"], false);
 }

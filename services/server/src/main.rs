@@ -60,6 +60,12 @@ async fn main() -> anyhow::Result<()> {
         app.grpc_addr(),
         app.http_addr()
     );
+    if let Some(clock) = &app.state().demo_clock {
+        eprintln!(
+            "anju-server: demo clock, {:.1} days ahead of real time; an admin moves it with `anju clock advance` (never use for real requests)",
+            clock.offset().as_secs_f64() / 86_400.0
+        );
+    }
     app.run_until_stopped().await.context("serving")?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! directory, with a manual clock; one binary, one module per concern.
 
 mod config;
+mod demo_clock;
 mod helpers;
 mod lifecycle;
 mod privacy;

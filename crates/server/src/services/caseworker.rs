@@ -901,6 +901,28 @@ impl CaseworkerService for CaseworkerHandler {
         }))
     }
 
+    async fn close_request(
+        &self,
+        request: Request<CloseRequestRequest>,
+    ) -> Result<Response<CloseRequestResponse>, GrpcStatus> {
+        let actor = caller(&request, CASEWORKER_ROLES)?;
+        let message = request.get_ref();
+        let written = self
+            .write(
+                &request,
+                actor,
+                &message.request_id,
+                message.expected_version,
+                Action::Close,
+            )
+            .await?;
+        Ok(Response::new(CloseRequestResponse {
+            position: written.position(),
+            version: written.version(),
+            state: written.state(),
+        }))
+    }
+
     type WatchQueueStream = ResponseStream<WatchQueueResponse>;
 
     async fn watch_queue(

@@ -1,4 +1,4 @@
-//! The four anju.v1 services, one module each, and what they share: the roles each
+//! The five anju.v1 services, one module each, and what they share: the roles each
 //! admits, the caller as a domain `Actor`, the boxed stream type of streaming calls,
 //! and how a stream is fed from a task that ends when the server stops.
 
@@ -16,11 +16,13 @@ use crate::convert;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub mod admin;
 pub mod caseworker;
 pub mod eventlog;
 pub mod manager;
 pub mod resident;
 
+pub use admin::AdminHandler;
 pub use caseworker::CaseworkerHandler;
 pub use eventlog::EventLogHandler;
 pub use manager::ManagerHandler;
@@ -41,6 +43,8 @@ pub const SUPERVISOR_ROLES: &[Role] = &[Role::Supervisor, Role::Admin];
 pub const APPEAL_ROLES: &[Role] = &[Role::Manager, Role::Supervisor, Role::Admin];
 /// Readers of reports.
 pub const MANAGER_ROLES: &[Role] = &[Role::Manager, Role::Supervisor, Role::Admin];
+/// Operators of the server itself (AdminService).
+pub const ADMIN_ROLES: &[Role] = &[Role::Admin];
 /// Readers of the raw event log.
 pub const EVENTLOG_ROLES: &[Role] = &[Role::Admin];
 /// Readers of the log's sizes and lags.

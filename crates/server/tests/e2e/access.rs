@@ -229,6 +229,7 @@ impl Matrix<'_> {
         let mut cw = w.clients.caseworker.clone();
         let mut manager = w.clients.manager.clone();
         let mut log = w.clients.eventlog.clone();
+        let mut admin = w.clients.admin.clone();
         let lookup = |s: &Submitted| (s.tracking_code.clone(), s.phone_last4.clone());
         let stage = |stage| self.prepare(stage);
         match method {
@@ -558,6 +559,35 @@ impl Matrix<'_> {
                 .await
                 .map(drop)
             }
+            "CloseRequest" => {
+                let request_id = stage(Stage::Fulfilled).await.request_id;
+                cw.close_request(req(
+                    &token,
+                    CloseRequestRequest {
+                        request_id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+            }
+            "GetClock" => admin
+                .get_clock(req(&token, GetClockRequest {}))
+                .await
+                .map(drop),
+            "AdvanceClock" => admin
+                .advance_clock(req(
+                    &token,
+                    AdvanceClockRequest {
+                        by: Some(prost_types::Duration {
+                            seconds: 0,
+                            nanos: 1_000_000,
+                        }),
+                        working_days: 0,
+                    },
+                ))
+                .await
+                .map(drop),
             "WatchQueue" => {
                 let mut stream = cw
                     .watch_queue(req(&token, WatchQueueRequest::default()))
@@ -655,6 +685,8 @@ const TABLE: &[(&str, [Outcome; 9])] = &[
     ("AppealRating", [U, D, D, O, H, D, D, D, D]),
     // Appeals are decided by managers of the site (the domain rule).
     ("DecideAppeal", [U, D, D, D, D, D, O, O, D]),
+    // The assignee, a supervisor of the site or an admin closes a fulfilled request.
+    ("CloseRequest", [U, D, D, O, H, O, D, D, O]),
     ("WatchQueue", [U, D, D, O, O, O, D, D, O]),
     // ManagerService.
     ("GetThroughput", [U, D, D, D, D, O, O, O, O]),
@@ -667,6 +699,9 @@ const TABLE: &[(&str, [Outcome; 9])] = &[
     ("ReadAll", [U, D, D, D, D, D, D, D, O]),
     ("SubscribeAll", [U, D, D, D, D, D, D, D, O]),
     ("GetLogStats", [U, D, D, D, D, D, O, O, O]),
+    // AdminService: admins only (the matrix runs on the demo clock).
+    ("GetClock", [U, D, D, D, D, D, D, D, O]),
+    ("AdvanceClock", [U, D, D, D, D, D, D, D, O]),
 ];
 
 /// A request with the caller's token, or none.
@@ -694,7 +729,9 @@ fn outcome(result: &Result<(), Status>) -> Option<Outcome> {
 
 #[tokio::test]
 async fn every_method_admits_exactly_the_roles_and_sites_it_should() {
-    let world = World::new().await;
+    let world =
+        World::on(crate::helpers::TestApp::spawn_with(|config| config.demo_clock = true).await)
+            .await;
     let matrix = Matrix {
         world: &world,
         next: std::cell::Cell::new(0),
@@ -722,8 +759,8 @@ async fn every_method_admits_exactly_the_roles_and_sites_it_should() {
     let covered: std::collections::BTreeSet<&str> = TABLE.iter().map(|(m, _)| *m).collect();
     assert_eq!(
         covered.len(),
-        8 + 18 + 5 + 4,
-        "every RPC of the four services is in the table"
+        8 + 19 + 5 + 4 + 2,
+        "every RPC of the five services is in the table"
     );
 }
 

@@ -2,6 +2,8 @@
 //! role and site, and submissions for one service of every category.
 
 mod access;
+mod clock;
+mod close;
 mod inputs;
 mod lifecycle;
 mod nats;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anju_auth::Secret;
+use anju_proto::v1::admin_service_client::AdminServiceClient;
 use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
 use anju_proto::v1::event_log_service_client::EventLogServiceClient;
 use anju_proto::v1::manager_service_client::ManagerServiceClient;
@@ -35,6 +36,7 @@ pub struct Clients {
     pub caseworker: CaseworkerServiceClient<Channel>,
     pub manager: ManagerServiceClient<Channel>,
     pub eventlog: EventLogServiceClient<Channel>,
+    pub admin: AdminServiceClient<Channel>,
 }
 
 pub fn now() -> u64 {
@@ -163,14 +165,15 @@ impl TestApp {
         token_with(&self.secret, role, subject, sites, categories, now() + 3600)
     }
 
-    /// Clients of the four anju services over one connection.
+    /// Clients of the five anju services over one connection.
     pub async fn clients(&self) -> Clients {
         let channel = self.channel().await;
         Clients {
             resident: ResidentServiceClient::new(channel.clone()),
             caseworker: CaseworkerServiceClient::new(channel.clone()),
             manager: ManagerServiceClient::new(channel.clone()),
-            eventlog: EventLogServiceClient::new(channel),
+            eventlog: EventLogServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel),
         }
     }
 

@@ -1,0 +1,166 @@
+//! AdminService handlers: the server's clock. `AdvanceClock` moves the demo clock
+//! (`--demo-clock`) forward and answers once the timer scheduler has fired what fell
+//! due; without the flag the server is on the system clock and refuses.
+
+use std::time::Duration;
+
+use anju_domain::{Calendar, Timestamp};
+use anju_proto::v1::admin_service_server::AdminService;
+use anju_proto::v1::*;
+use tonic::{Request, Response, Status as GrpcStatus};
+
+use super::{caller, ADMIN_ROLES};
+use crate::convert;
+use crate::error::{ApiError, Violations};
+use crate::state::{call_timeout, AppState};
+
+/// The most working days one AdvanceClock may move.
+pub const MAX_WORKING_DAYS: u32 = 250;
+
+/// What AdvanceClock answers when the server runs on the system clock.
+const NO_DEMO_CLOCK: &str = "the server runs on the system clock, which cannot be moved: start anju-server with --demo-clock (config demo_clock = true, or ANJU_DEMO_CLOCK=true) to advance it";
+
+/// Serves `anju.v1.AdminService`; holds the shared [`AppState`].
+#[derive(Debug, Clone)]
+pub struct AdminHandler {
+    pub state: AppState,
+}
+
+impl AdminHandler {
+    pub fn new(state: AppState) -> AdminHandler {
+        AdminHandler { state }
+    }
+
+    /// Waits until the read models (and so the timer index) hold the whole log.
+    async fn settle<T>(&self, request: &Request<T>) -> Result<u64, ApiError> {
+        let application = &self.state.application;
+        let head = application.log().head_position();
+        if let Some(last) = convert::log_position(head) {
+            let budget = call_timeout(request, self.state.config.request_timeout);
+            application.wait_for(Some(last), Some(budget)).await?;
+        }
+        Ok(head)
+    }
+}
+
+/// `n` working days after `now` by `calendar`, at the same time of day (CST).
+pub fn working_days_ahead(calendar: &Calendar, now: Timestamp, n: u32) -> Timestamp {
+    let day = calendar.add_working_days(now, n).cst_date();
+    let time_of_day = now.0 - Timestamp::cst_start_of(now.cst_date()).0;
+    Timestamp(Timestamp::cst_start_of(day).0 + time_of_day)
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminHandler {
+    async fn get_clock(
+        &self,
+        request: Request<GetClockRequest>,
+    ) -> Result<Response<GetClockResponse>, GrpcStatus> {
+        caller(&request, ADMIN_ROLES)?;
+        let offset = self
+            .state
+            .demo_clock
+            .as_ref()
+            .map_or(Duration::ZERO, |clock| clock.offset());
+        Ok(Response::new(GetClockResponse {
+            now: Some(convert::timestamp(self.state.application.now())),
+            demo_clock: self.state.demo_clock.is_some(),
+            offset: Some(convert::duration(offset)),
+        }))
+    }
+
+    async fn advance_clock(
+        &self,
+        request: Request<AdvanceClockRequest>,
+    ) -> Result<Response<AdvanceClockResponse>, GrpcStatus> {
+        let actor = caller(&request, ADMIN_ROLES)?;
+        let Some(clock) = self.state.demo_clock.clone() else {
+            return Err(ApiError::FailedPrecondition(NO_DEMO_CLOCK.into()).into());
+        };
+        let message = request.get_ref();
+        let application = &self.state.application;
+        let mut violations = Violations::new();
+        let by = match (&message.by, message.working_days) {
+            (Some(_), days) if days > 0 => {
+                violations.add("by", "give either by or working_days, not both");
+                None
+            }
+            (None, 0) => {
+                violations.add(
+                    "by",
+                    "by (a duration) or working_days is required: how far to move the clock",
+                );
+                None
+            }
+            (Some(by), _) => Some(convert::from_duration(by, "by")?),
+            (None, days) if days > MAX_WORKING_DAYS => {
+                violations.add(
+                    "working_days",
+                    format!("is at most {MAX_WORKING_DAYS} per call"),
+                );
+                None
+            }
+            (None, days) => {
+                let now = application.now();
+                let target = working_days_ahead(application.calendar(), now, days);
+                Some(Duration::from_millis((target.0 - now.0).max(1) as u64))
+            }
+        };
+        violations.into_result()?;
+        let by = by.expect("checked above");
+        // Everything written so far is in the timer index before time moves, so the
+        // scheduler's round after the jump sees every timer that falls due.
+        self.settle(&request).await?;
+        let advanced = clock.advance(by).map_err(ApiError::from)?;
+        tracing::info!(
+            by_seconds = by.as_secs(),
+            working_days = message.working_days,
+            now = advanced.now.0,
+            admin = %actor.id,
+            "demo clock advanced"
+        );
+        let budget = call_timeout(&request, self.state.config.request_timeout);
+        let fired = clock
+            .wait_caught_up(advanced.generation, budget)
+            .await
+            .ok_or_else(|| {
+                ApiError::Unavailable(
+                    "the clock moved, but the timer scheduler did not finish its round before the deadline; read GetClock and the reports again shortly (do not advance again to retry)".into(),
+                )
+            })?;
+        let position = self.settle(&request).await?;
+        Ok(Response::new(AdvanceClockResponse {
+            now: Some(convert::timestamp(advanced.now)),
+            offset: Some(convert::duration(advanced.offset)),
+            timers_fired: fired as u64,
+            position,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_days_keep_the_time_of_day_and_skip_weekends_and_holidays() {
+        let calendar = Calendar::china_2026();
+        // Friday 27 November 2026, 09:30 → Monday 30 November, 09:30.
+        let friday = Timestamp::cst(2026, 11, 27, 9, 30);
+        assert_eq!(
+            working_days_ahead(&calendar, friday, 1),
+            Timestamp::cst(2026, 11, 30, 9, 30)
+        );
+        // Wednesday 30 September 2026 → the National Day holiday is skipped; Saturday
+        // 10 October is a make-up working day.
+        let before_holiday = Timestamp::cst(2026, 9, 30, 14, 0);
+        assert_eq!(
+            working_days_ahead(&calendar, before_holiday, 1),
+            Timestamp::cst(2026, 10, 8, 14, 0)
+        );
+        assert_eq!(
+            working_days_ahead(&calendar, before_holiday, 3),
+            Timestamp::cst(2026, 10, 10, 14, 0)
+        );
+    }
+}
