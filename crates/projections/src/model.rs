@@ -282,6 +282,9 @@ pub struct Backlog {
     pub by_age: Vec<(AgeBand, u64)>,
     /// Non-zero cells only, ordered by status then band.
     pub cells: Vec<BacklogCell>,
+    /// Open requests whose current deadline is before `now` (the caseworkers' overdue
+    /// queue), among those the filter selects.
+    pub overdue: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

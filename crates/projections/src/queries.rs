@@ -443,6 +443,7 @@ impl ReadModels {
         let mut backlog = Backlog {
             by_status: OPEN_STATUSES.iter().map(|s| (*s, 0)).collect(),
             by_age: AgeBand::ALL.iter().map(|a| (*a, 0)).collect(),
+            overdue: self.overdue_now(filter, now)?,
             ..Default::default()
         };
         for ((si, age), count) in cells {
@@ -462,4 +463,29 @@ impl ReadModels {
         }
         Ok(backlog)
     }
+
+    /// Open requests past their queue deadline at `now`: the queue part is ordered by
+    /// site then deadline, so each site is one range scan up to `now`.
+    fn overdue_now(&self, filter: &MetricsFilter, now: Timestamp) -> Result<u64, ProjectionError> {
+        let sites = match &filter.sites {
+            None => self.site_keys(&Scope::All)?,
+            Some(sites) => sites.iter().map(keys::site).collect(),
+        };
+        let mut overdue = 0;
+        for site in sites {
+            let end = [site.as_slice(), &keys::ts(now.0)].concat();
+            for item in self.trees().queue.range(site..end) {
+                let (_, value) = item?;
+                let item: QueueItem =
+                    serde_json::from_slice(&value).map_err(|e| corrupt("queue item", e))?;
+                let in_range = filter.category.is_none_or(|c| c == item.category)
+                    && Self::hour_in_range(filter, keys::hour_of(item.submitted_at));
+                if in_range && item.deadline.is_some_and(|d| d < now) {
+                    overdue += 1;
+                }
+            }
+        }
+        Ok(overdue)
+    }
+
 }

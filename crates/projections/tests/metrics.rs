@@ -473,12 +473,25 @@ async fn manager_figures_match_the_hand_computed_ones() {
     };
     assert_eq!(projections.backlog(&recent, now).unwrap().total, 1);
     // A month later the same requests are older.
+    // Nothing open is past its deadline on Wed 11: R2 is fulfilled (no deadline), R3 was
+    // deemed accepted yesterday, R6 came in this morning.
+    assert_eq!(backlog.overdue, 0);
     let backlog = projections
         .backlog(&all(), Timestamp::cst(2026, 4, 13, 9, 0))
         .unwrap();
     assert_eq!(
         backlog.by_age[AgeBand::TenDaysOrMore as usize],
         (AgeBand::TenDaysOrMore, 3)
+    );
+    // A month later R3's five promised working days and R6's intake deadline have passed;
+    // R2 has no deadline. Site A holds only R6.
+    assert_eq!(backlog.overdue, 2);
+    assert_eq!(
+        projections
+            .backlog(&site(site_a()), Timestamp::cst(2026, 4, 13, 9, 0))
+            .unwrap()
+            .overdue,
+        1
     );
     projections.stop().await;
 }

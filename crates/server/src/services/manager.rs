@@ -180,7 +180,7 @@ fn sla_row(row: &Row) -> SlaReportRow {
         deadlines_due: sla.completed_on_time + sla.completed_late,
         deadlines_met: sla.completed_on_time,
         on_time_rate: sla.on_time_rate.unwrap_or(1.0),
-        overdue_now: 0,
+        overdue_now: row.metrics.backlog.overdue,
     }
 }
 
@@ -237,7 +237,7 @@ fn backlog_row(row: &Row) -> BacklogRow {
             })
             .collect(),
         open: backlog.total,
-        overdue: 0,
+        overdue: backlog.overdue,
     }
 }
 
