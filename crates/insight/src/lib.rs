@@ -64,6 +64,7 @@ pub struct InsightStatus {
     duplicates: AtomicU64,
     set_aside: AtomicU64,
     out_of_order: AtomicU64,
+    pending: AtomicU64,
 }
 
 impl InsightStatus {
@@ -85,6 +86,11 @@ impl InsightStatus {
     /// Messages that arrived ahead of a missing position of their node (redelivered later).
     pub fn out_of_order(&self) -> u64 {
         self.out_of_order.load(Ordering::Relaxed)
+    }
+    /// The consumer's lag: messages of the stream not yet delivered to insight, as
+    /// JetStream reported with the last message handled.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 }
 
@@ -110,14 +116,23 @@ impl Insight {
         };
         std::fs::create_dir_all(data_dir).map_err(|e| store_error(&e))?;
         let db = sled::open(&path).map_err(|e| store_error(&e))?;
-        let models = ReadModels::open(&db, calendar).map_err(|e| InsightError::Models(e.to_string()))?;
+        let models =
+            ReadModels::open(&db, calendar).map_err(|e| InsightError::Models(e.to_string()))?;
         let nodes = db.open_tree(TREE_NODES).map_err(|e| store_error(&e))?;
         let set_aside = db.open_tree(TREE_SET_ASIDE).map_err(|e| store_error(&e))?;
-        let rebuilt = models.ensure_version().map_err(|e| InsightError::Models(e.to_string()))?;
+        let rebuilt = models
+            .ensure_version()
+            .map_err(|e| InsightError::Models(e.to_string()))?;
         if rebuilt {
             nodes.clear().map_err(|e| store_error(&e))?;
         }
-        Ok(Insight { db, models, nodes, set_aside, status: Arc::new(InsightStatus::default()) })
+        Ok(Insight {
+            db,
+            models,
+            nodes,
+            set_aside,
+            status: Arc::new(InsightStatus::default()),
+        })
     }
 
     pub fn models(&self) -> &ReadModels {
@@ -133,9 +148,21 @@ impl Insight {
         let mut positions = HashMap::new();
         for entry in self.nodes.iter() {
             let (node, position) = entry.map_err(|e| InsightError::Models(e.to_string()))?;
-            positions.insert(String::from_utf8_lossy(&node).into_owned(), read_u64(&position));
+            positions.insert(
+                String::from_utf8_lossy(&node).into_owned(),
+                read_u64(&position),
+            );
         }
         Ok(positions)
+    }
+
+    /// Writes everything stored so far to disk (each batch is flushed before it is
+    /// acknowledged already; this is for a clean stop).
+    pub fn flush(&self) -> Result<(), InsightError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| InsightError::Models(e.to_string()))
     }
 
     /// Whether the durable consumer must start over (the store is empty).
@@ -164,7 +191,10 @@ impl Insight {
                 Ok(body) => body,
                 Err(error) => {
                     tracing::error!(subject = %message.subject, sequence, %error, "set aside a message that is not an anju event");
-                    set_aside.insert(&sequence.to_be_bytes(), format!("{}: {error}", message.subject).as_bytes());
+                    set_aside.insert(
+                        &sequence.to_be_bytes(),
+                        format!("{}: {error}", message.subject).as_bytes(),
+                    );
                     self.status.set_aside.fetch_add(1, Ordering::Relaxed);
                     fates.push(AckKind::Term);
                     continue;
@@ -192,7 +222,10 @@ impl Insight {
                 Err(error) => {
                     // Still folded as "undecodable" so the request's later events are not blocked.
                     tracing::error!(node = %body.node, position = body.position, event_type = %body.event_type, %error, "set aside an event of unknown form");
-                    set_aside.insert(&sequence.to_be_bytes(), format!("{} {}: {error}", body.node, body.position).as_bytes());
+                    set_aside.insert(
+                        &sequence.to_be_bytes(),
+                        format!("{} {}: {error}", body.node, body.position).as_bytes(),
+                    );
                     self.status.set_aside.fetch_add(1, Ordering::Relaxed);
                     None
                 }
@@ -212,19 +245,36 @@ impl Insight {
             })
             .collect();
         if !inputs.is_empty() {
-            self.models.apply_all(&inputs, None).map_err(|e| InsightError::Models(e.to_string()))?;
-            self.status.applied.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+            self.models
+                .apply_all(&inputs, None)
+                .map_err(|e| InsightError::Models(e.to_string()))?;
+            self.status
+                .applied
+                .fetch_add(inputs.len() as u64, Ordering::Relaxed);
         }
         let mut node_batch = sled::Batch::default();
         for (node, next) in &next_positions {
             node_batch.insert(node.as_bytes(), &next.to_be_bytes());
         }
-        self.nodes.apply_batch(node_batch).map_err(|e| InsightError::Models(e.to_string()))?;
-        self.set_aside.apply_batch(set_aside).map_err(|e| InsightError::Models(e.to_string()))?;
-        self.db.flush_async().await.map_err(|e| InsightError::Models(e.to_string()))?;
+        self.nodes
+            .apply_batch(node_batch)
+            .map_err(|e| InsightError::Models(e.to_string()))?;
+        self.set_aside
+            .apply_batch(set_aside)
+            .map_err(|e| InsightError::Models(e.to_string()))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| InsightError::Models(e.to_string()))?;
 
+        if let Some(info) = messages.last().and_then(|message| message.info().ok()) {
+            self.status.pending.store(info.pending, Ordering::Relaxed);
+        }
         for (message, fate) in messages.iter().zip(fates) {
-            message.ack_with(fate).await.map_err(|e| InsightError::Nats(e.to_string()))?;
+            message
+                .ack_with(fate)
+                .await
+                .map_err(|e| InsightError::Nats(e.to_string()))?;
         }
         Ok(())
     }
@@ -267,7 +317,9 @@ async fn run(insight: Insight, config: ConsumerConfig, mut stopped: watch::Recei
         insight.status.connected.store(false, Ordering::Relaxed);
         match outcome {
             Ok(()) => return,
-            Err(error) => tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "insight consumer interrupted"),
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "insight consumer interrupted")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -292,7 +344,10 @@ async fn consume(
         .await
         .map_err(|e| nats(&e))?;
     let context = jetstream::new(client);
-    let stream = context.get_stream(&config.stream_name).await.map_err(|e| nats(&e))?;
+    let stream = context
+        .get_stream(&config.stream_name)
+        .await
+        .map_err(|e| nats(&e))?;
     if insight.is_empty() {
         // An empty store must read the stream from its start, whatever an old durable
         // consumer of the same name had acknowledged.

@@ -14,7 +14,9 @@ use anju_relay::RelayConfig;
 use anju_testkit::NatsServer;
 
 async fn node(dir: &std::path::Path, clock: Arc<ManualClock>) -> Application {
-    Application::open(AppConfig::new(dir), clock).await.expect("open a node")
+    Application::open(AppConfig::new(dir), clock)
+        .await
+        .expect("open a node")
 }
 
 /// Submits `count` repair requests at `site`, accepting every other one.
@@ -40,14 +42,21 @@ async fn drive(app: &Application, site: &str, from: usize, count: usize) {
             .await
             .expect("submit");
         if n % 2 == 0 {
-            app.execute(submitted.request_id, caseworker.clone(), Action::Claim).await.expect("claim");
-            app.execute(submitted.request_id, caseworker.clone(), Action::Accept).await.expect("accept");
+            app.execute(submitted.request_id, caseworker.clone(), Action::Claim)
+                .await
+                .expect("claim");
+            app.execute(submitted.request_id, caseworker.clone(), Action::Accept)
+                .await
+                .expect("accept");
         }
     }
 }
 
 fn figures(models: &ReadModels, site: &str, now: Timestamp) -> String {
-    let filter = MetricsFilter { sites: Some(vec![SiteId::new(site)]), ..MetricsFilter::default() };
+    let filter = MetricsFilter {
+        sites: Some(vec![SiteId::new(site)]),
+        ..MetricsFilter::default()
+    };
     format!(
         "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         models.throughput(&filter, Bucket::Day).unwrap(),
@@ -75,8 +84,16 @@ async fn insight_figures_equal_the_nodes_figures_across_a_restart() {
     let dir_insight = tempfile::tempdir().unwrap();
     let node_a = node(dir_a.path(), clock.clone()).await;
     let node_b = node(dir_b.path(), clock.clone()).await;
-    let relay_a = anju_relay::start(node_a.log().clone(), RelayConfig::new(nats.url(), "node-a"), Arc::new(anju_relay::route_from_json));
-    let relay_b = anju_relay::start(node_b.log().clone(), RelayConfig::new(nats.url(), "node-b"), Arc::new(anju_relay::route_from_json));
+    let relay_a = anju_relay::start(
+        node_a.log().clone(),
+        RelayConfig::new(nats.url(), "node-a"),
+        Arc::new(anju_relay::route_from_json),
+    );
+    let relay_b = anju_relay::start(
+        node_b.log().clone(),
+        RelayConfig::new(nats.url(), "node-b"),
+        Arc::new(anju_relay::route_from_json),
+    );
 
     drive(&node_a, "site-a", 0, 40).await;
     drive(&node_b, "site-b", 0, 30).await;
@@ -85,7 +102,10 @@ async fn insight_figures_equal_the_nodes_figures_across_a_restart() {
     let insight = Insight::open(dir_insight.path(), calendar.clone()).unwrap();
     let consumer = insight.start(ConsumerConfig::new(nats.url()));
     // Stop insight part-way, while the nodes keep producing.
-    wait_until("insight to apply some events", || insight.status().applied() > 20).await;
+    wait_until("insight to apply some events", || {
+        insight.status().applied() > 20
+    })
+    .await;
     consumer.stop().await;
     drive(&node_a, "site-a", 40, 20).await;
     drop(insight);
@@ -101,14 +121,34 @@ async fn insight_figures_equal_the_nodes_figures_across_a_restart() {
         positions.get("node-a") == Some(&head_a) && positions.get("node-b") == Some(&head_b)
     })
     .await;
-    node_a.projections().wait_for(head_a - 1, Duration::from_secs(10)).await.unwrap();
-    node_b.projections().wait_for(head_b - 1, Duration::from_secs(10)).await.unwrap();
+    node_a
+        .projections()
+        .wait_for(head_a - 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    node_b
+        .projections()
+        .wait_for(head_b - 1, Duration::from_secs(10))
+        .await
+        .unwrap();
 
     let now = clock_now(&node_a);
-    assert_eq!(figures(insight.models(), "site-a", now), figures(node_a.projections().models(), "site-a", now));
-    assert_eq!(figures(insight.models(), "site-b", now), figures(node_b.projections().models(), "site-b", now));
+    assert_eq!(
+        figures(insight.models(), "site-a", now),
+        figures(node_a.projections().models(), "site-a", now)
+    );
+    assert_eq!(
+        figures(insight.models(), "site-b", now),
+        figures(node_b.projections().models(), "site-b", now)
+    );
     let all = MetricsFilter::default();
-    let submitted: u64 = insight.models().throughput(&all, Bucket::Week).unwrap().iter().map(|b| b.submitted).sum();
+    let submitted: u64 = insight
+        .models()
+        .throughput(&all, Bucket::Week)
+        .unwrap()
+        .iter()
+        .map(|b| b.submitted)
+        .sum();
     assert_eq!(submitted, 100, "60 requests at site-a and 40 at site-b");
     assert_eq!(insight.status().set_aside(), 0);
 
@@ -116,7 +156,10 @@ async fn insight_figures_equal_the_nodes_figures_across_a_restart() {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let context = async_nats::jetstream::new(client);
     context
-        .publish("anju.events.node-x.site-x.community.Garbage", "not json".into())
+        .publish(
+            "anju.events.node-x.site-x.community.Garbage",
+            "not json".into(),
+        )
         .await
         .unwrap()
         .await

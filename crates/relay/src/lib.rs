@@ -272,10 +272,20 @@ async fn run_connection(
                 let route = route_of(log, router, &mut routes, &event).await?;
                 let subject = subject_for(&config.subject_prefix, &config.node_id, &route, &event.event_type);
                 let (headers, payload) = message::encode(&config.node_id, &event);
-                client
-                    .publish_with_reply_and_headers(subject, format!("{inbox}.{position}"), headers, payload)
-                    .await
-                    .map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
+                // While NATS is unreachable the client's send queue fills and a publish
+                // waits; bounded by the acknowledgement timeout, so an outage ends the
+                // connection (and shows as disconnected) instead of stalling the loop.
+                let publish = client.publish_with_reply_and_headers(subject, format!("{inbox}.{position}"), headers, payload);
+                match tokio::time::timeout(config.ack_timeout, publish).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Err(RelayError::Publish { position, message: error.to_string() }),
+                    Err(_) => {
+                        return Err(RelayError::Publish {
+                            position,
+                            message: format!("the nats client took no publish within {:?}", config.ack_timeout),
+                        })
+                    }
+                }
                 sent_up_to = position + 1;
             }
             _ = tick.tick() => {
@@ -394,12 +404,25 @@ async fn reconcile(
         .map_err(|error| RelayError::Log(error.to_string()))?
         .unwrap_or(0);
     let node_subjects = format!("{}.{}.>", config.subject_prefix, message::token(&config.node_id));
-    let stream_next = match events_stream.get_last_raw_message_by_subject(&node_subjects).await {
-        Ok(last) => message::position_of(&last.headers)
-            .map(|position| position + 1)
-            .ok_or_else(|| RelayError::LastMessage(format!("message {} has no {HEADER_POSITION} header", last.sequence)))?,
-        Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => 0,
+    let (stream_next, last_sequence) = match events_stream.get_last_raw_message_by_subject(&node_subjects).await {
+        Ok(last) => (
+            message::position_of(&last.headers)
+                .map(|position| position + 1)
+                .ok_or_else(|| RelayError::LastMessage(format!("message {} has no {HEADER_POSITION} header", last.sequence)))?,
+            last.sequence,
+        ),
+        Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => (0, 0),
         Err(error) => return Err(RelayError::LastMessage(error.to_string())),
+    };
+    // Past the checkpoint the stream may hold a later position without an earlier one:
+    // a publish lost with a dying connection while later ones, still queued in the
+    // abandoned client, went out when it reconnected, or a publish refused while the
+    // next was taken. Start at the first position missing there; the ones after it that
+    // the stream has are dropped by JetStream's duplicate window when published again.
+    let stream_next = if stream_next > checkpoint {
+        first_missing(events_stream, config, checkpoint, stream_next, last_sequence).await?
+    } else {
+        stream_next
     };
     if stream_next < checkpoint {
         tracing::warn!(
@@ -418,4 +441,54 @@ async fn reconcile(
         .map_err(|error| RelayError::Log(error.to_string()))?;
     status.published_up_to.store(start, Ordering::Relaxed);
     Ok(start)
+}
+
+/// The first position in `from..to` this node has no message for in the stream, or `to`
+/// when all are there. Reads the stream backwards from the node's last message
+/// (`last_sequence`); when that takes too long, answers `from` (publish everything again,
+/// the duplicate window drops what the stream has).
+async fn first_missing(
+    events_stream: &stream::Stream,
+    config: &RelayConfig,
+    from: u64,
+    to: u64,
+    last_sequence: u64,
+) -> Result<u64, RelayError> {
+    let wanted = to - from;
+    let budget = wanted.saturating_mul(4).saturating_add(10_000);
+    let prefix = format!("{}.{}.", config.subject_prefix, message::token(&config.node_id));
+    let mut present = BTreeSet::new();
+    let mut sequence = last_sequence;
+    let mut read = 0u64;
+    while sequence > 0 && (present.len() as u64) < wanted {
+        if read >= budget {
+            tracing::warn!(from, to, "stream too long to check for holes after the checkpoint; publishing them again");
+            return Ok(from);
+        }
+        read += 1;
+        let message = match events_stream.get_raw_message(sequence).await {
+            Ok(message) => message,
+            Err(error) if error.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                sequence -= 1;
+                continue;
+            }
+            Err(error) => return Err(RelayError::LastMessage(error.to_string())),
+        };
+        sequence -= 1;
+        if !message.subject.starts_with(&prefix) {
+            continue;
+        }
+        match message::position_of(&message.headers) {
+            Some(position) if position < from => break,
+            Some(position) if position < to => {
+                present.insert(position);
+            }
+            _ => {}
+        }
+    }
+    let missing = (from..to).find(|position| !present.contains(position)).unwrap_or(to);
+    if missing < to {
+        tracing::warn!(missing, stream_next = to, "jetstream lacks a position below this node's last message; republishing from it");
+    }
+    Ok(missing)
 }

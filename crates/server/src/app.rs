@@ -109,7 +109,8 @@ const CORS_ALLOW_HEADERS: [&str; 6] = [
 /// Response headers browser code may read.
 const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
 
-fn cors_layer(origins: &[String]) -> CorsLayer {
+/// CORS for gRPC-Web calls from browsers on `origins` (`*` = any).
+pub fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow_origin =
         if origins.iter().any(|origin| origin == "*") {
             AllowOrigin::any()

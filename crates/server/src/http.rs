@@ -3,25 +3,59 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Largest request head read; anything longer is answered 431.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves until the state's stop signal; each connection answers one request.
+/// What the port shows: the counters of the process, the text of `/metrics`, and
+/// whether it is stopping (then `/healthz` answers 503).
+#[derive(Clone)]
+pub struct Endpoints {
+    pub metrics: Arc<Metrics>,
+    pub render: Arc<dyn Fn() -> String + Send + Sync>,
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// Serves anju-server's port until the state's stop signal.
 pub async fn serve(listener: TcpListener, state: AppState) {
+    let render_state = state.clone();
+    let endpoints = Endpoints {
+        metrics: state.metrics.clone(),
+        render: Arc::new(move || {
+            render_state
+                .metrics
+                .render(render_state.projection_position())
+        }),
+        stopping: state.stopping.clone(),
+    };
+    serve_endpoints(listener, endpoints).await;
+}
+
+/// Serves `endpoints` until their stop signal; each connection answers one request.
+pub async fn serve_endpoints(listener: TcpListener, endpoints: Endpoints) {
+    let mut stopping = endpoints.stopping.clone();
+    // An error means the sender is gone, which also means the process is stopping.
+    let stopped = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
-            () = state.stopped() => break,
+            () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let state = state.clone();
+                    let endpoints = endpoints.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = answer(stream, &state).await {
+                        if let Err(error) = answer(stream, &endpoints).await {
                             tracing::debug!(%error, "http connection failed");
                         }
                     });
@@ -51,8 +85,8 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&head).into_owned()))
 }
 
-async fn answer(mut stream: TcpStream, state: &AppState) -> std::io::Result<()> {
-    state.metrics.count_http_request();
+async fn answer(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
+    endpoints.metrics.count_http_request();
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(result) => result?,
         Err(_) => return Ok(()),
@@ -69,9 +103,9 @@ async fn answer(mut stream: TcpStream, state: &AppState) -> std::io::Result<()> 
                 (Some("GET"), Some("/metrics")) => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
-                    state.metrics.render(state.projection_position()),
+                    (endpoints.render)(),
                 ),
-                (Some("GET"), Some("/healthz")) if *state.stopping.borrow() => (
+                (Some("GET"), Some("/healthz")) if *endpoints.stopping.borrow() => (
                     "503 Service Unavailable",
                     "text/plain",
                     String::from("stopping\n"),

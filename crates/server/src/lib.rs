@@ -15,8 +15,11 @@ pub mod services;
 pub mod state;
 pub mod telemetry;
 
-pub use app::{app_config, rebuild_projections, App, RebuildReport, ServeError, StartError};
+pub use app::{
+    app_config, cors_layer, rebuild_projections, App, RebuildReport, ServeError, StartError,
+};
 pub use authn::{claims, require_category, require_role, require_site, AuthInterceptor};
 pub use config::{Config, ConfigError, LogFormat, ServerArgs};
 pub use error::{to_status, ApiError, FieldViolation, Violations};
+pub use services::{caller, FiguresSource, ManagerHandler, ReadModelFigures};
 pub use state::{call_timeout, AppState, RateLimiter};

@@ -108,6 +108,15 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE anju_projection_position gauge");
         let _ = writeln!(out, "anju_projection_position {projection_position}");
+        self.render_calls(&mut out);
+        out
+    }
+}
+
+impl Metrics {
+    /// The call counters alone (gRPC calls by method, refused tokens, HTTP requests),
+    /// for a process that renders its own gauges around them (anju-insight).
+    pub fn render_calls(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP anju_grpc_requests_total gRPC calls received, by method."
@@ -150,7 +159,6 @@ impl Metrics {
             "anju_http_requests_total {}",
             self.http_requests.load(Ordering::Relaxed)
         );
-        out
     }
 }
 

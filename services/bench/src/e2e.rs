@@ -50,8 +50,11 @@ pub struct E2eArgs {
 
 const SITES: [&str; 4] = ["SC-LS-001", "SC-LS-002", "SC-BZ-001", "SC-GZ-003"];
 
-struct SpawnedServer {
-    child: Child,
+/// An `anju-server` the benchmark started; killed when dropped.
+pub(crate) struct SpawnedServer {
+    pub(crate) child: Child,
+    /// Its `/metrics` port.
+    pub(crate) http_port: u16,
     _data: tempfile::TempDir,
 }
 
@@ -70,7 +73,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
             (address.clone(), secret, None)
         }
         None => {
-            let (address, secret, server) = spawn_server()?;
+            let (address, secret, server) = spawn_server(None, "bench")?;
             (address, secret, Some(server))
         }
     };
@@ -125,12 +128,13 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn round2(value: f64) -> f64 {
+pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-/// Starts `anju-server` from beside this binary on free ports and a temporary directory.
-fn spawn_server() -> anyhow::Result<(String, Secret, SpawnedServer)> {
+/// Starts `anju-server` from beside this binary on free ports and a temporary directory,
+/// publishing to `nats_url` as node `node_id` (or not publishing when `None`).
+pub(crate) fn spawn_server(nats_url: Option<&str>, node_id: &str) -> anyhow::Result<(String, Secret, SpawnedServer)> {
     let binary = std::env::current_exe()?.with_file_name("anju-server");
     anyhow::ensure!(
         binary.exists(),
@@ -148,7 +152,9 @@ fn spawn_server() -> anyhow::Result<(String, Secret, SpawnedServer)> {
         .arg("--http-addr")
         .arg(format!("127.0.0.1:{http_port}"))
         .arg("--nats-url")
-        .arg("none")
+        .arg(nats_url.unwrap_or("none"))
+        .arg("--node-id")
+        .arg(node_id)
         .arg("--concurrency-limit")
         .arg("4096")
         .arg("--log-filter")
@@ -160,7 +166,7 @@ fn spawn_server() -> anyhow::Result<(String, Secret, SpawnedServer)> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let server = SpawnedServer { child, _data: data };
+    let server = SpawnedServer { child, http_port, _data: data };
     let secret_path = server._data.path().join("token-secret");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(secret_path.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
@@ -171,11 +177,11 @@ fn spawn_server() -> anyhow::Result<(String, Secret, SpawnedServer)> {
     Ok((format!("http://127.0.0.1:{port}"), secret, server))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn connect(address: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+pub(crate) async fn connect(address: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
         let channel = Endpoint::from_shared(address.to_string())?
@@ -190,13 +196,13 @@ async fn connect(address: &str, connections: usize) -> anyhow::Result<Vec<Channe
 
 /// Tokens for the clients: one resident account per client (status look-ups are
 /// rate-limited per account, as a kiosk's would be) and one caseworker of every site.
-struct Tokens {
-    residents: Vec<MetadataValue<tonic::metadata::Ascii>>,
+pub(crate) struct Tokens {
+    pub(crate) residents: Vec<MetadataValue<tonic::metadata::Ascii>>,
     caseworker: MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl Tokens {
-    fn new(secret: &Secret, clients: usize) -> Tokens {
+    pub(crate) fn new(secret: &Secret, clients: usize) -> Tokens {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let token = |subject: &str, role: Role, sites: Vec<String>| {
             let claims = Claims { sub: subject.to_string(), role, sites, categories: Vec::new(), exp: now + 3600, iat: now };
@@ -209,7 +215,7 @@ impl Tokens {
     }
 }
 
-fn with_token<T>(message: T, token: &MetadataValue<tonic::metadata::Ascii>) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(message: T, token: &MetadataValue<tonic::metadata::Ascii>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert("authorization", token.clone());
     request
@@ -217,7 +223,7 @@ fn with_token<T>(message: T, token: &MetadataValue<tonic::metadata::Ascii>) -> t
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-fn submission(run: &str) -> SubmitRequestRequest {
+pub(crate) fn submission(run: &str) -> SubmitRequestRequest {
     let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let mut text_answers = BTreeMap::new();
     text_answers.insert("problem".to_string(), "漏水 leak".to_string());
@@ -243,7 +249,7 @@ struct Outcome {
     errors: u64,
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 

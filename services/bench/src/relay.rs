@@ -1,6 +1,9 @@
 //! `anju-bench relay`: how fast the relay publishes a backlog of the log to JetStream with
 //! acknowledgements, against a nats-server with default settings and one with
-//! `sync_interval: always`, each started by the benchmark on a free port.
+//! `sync_interval: always`, each started by the benchmark on a free port; then the relay
+//! lag while a spawned `anju-server` takes open-loop submissions at a fixed rate: the
+//! time from an event's commit (`recorded_at_micros` in the message) to its arrival at a
+//! JetStream consumer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +12,8 @@ use anju_eventlog::{EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent};
 use anju_relay::RelayConfig;
 use anju_testkit::NatsServer;
 use anyhow::Context;
+
+mod live;
 
 #[derive(clap::Args)]
 pub struct RelayArgs {
@@ -21,6 +26,20 @@ pub struct RelayArgs {
     /// Also measure against a nats-server with `sync_interval: always`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     sync_always: bool,
+    /// Live run: submissions per second offered to a spawned anju-server (open loop, each
+    /// on its own schedule whatever the answers' speed); 0 skips the live run.
+    #[arg(long, default_value_t = 5000)]
+    rate: u64,
+    /// Live run: how long submissions are offered, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Live run: submissions awaiting their answer at once; a submission due while this
+    /// many are outstanding is skipped and counted.
+    #[arg(long, default_value_t = 4096)]
+    max_outstanding: usize,
+    /// Live run: a running nats-server to publish to (else one is started).
+    #[arg(long)]
+    nats_url: Option<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -30,6 +49,45 @@ const EVENTS_PER_STREAM: u64 = 8;
 const SITES: [&str; 4] = ["SC-LS-001", "SC-LS-002", "SC-BZ-001", "SC-GZ-003"];
 
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
+    let backlog = if args.events > 0 { Some(backlog_run(&args).await?) } else { None };
+    let live = if args.rate > 0 { Some(live::run(&args).await?) } else { None };
+
+    if args.json {
+        let mut report = serde_json::json!({});
+        if let Some((default_rate, always_rate)) = backlog {
+            report["events"] = serde_json::json!(args.events);
+            report["in_flight"] = serde_json::json!(args.in_flight);
+            report["relay_backlog_events_per_sec"] = serde_json::json!(default_rate.round());
+            if let Some(rate) = always_rate {
+                report["relay_backlog_events_per_sec_sync_always"] = serde_json::json!(rate.round());
+            }
+        }
+        if let Some(live) = &live {
+            report["live"] = live.json();
+        }
+        println!("{report}");
+    } else {
+        if let Some((default_rate, always_rate)) = backlog {
+            println!("| nats-server | backlog | published with acks |");
+            println!("| --- | ---: | ---: |");
+            println!("| default sync_interval | {} | {:.0} events/s |", args.events, default_rate);
+            if let Some(rate) = always_rate {
+                println!("| sync_interval: always | {} | {:.0} events/s |", args.events, rate);
+            }
+        }
+        if let Some(live) = &live {
+            if backlog.is_some() {
+                println!();
+            }
+            live.print_table();
+        }
+    }
+    Ok(())
+}
+
+/// The backlog runs: events/s with the default sync interval and, when asked, with
+/// `sync_interval: always`.
+async fn backlog_run(args: &RelayArgs) -> anyhow::Result<(f64, Option<f64>)> {
     let work = tempfile::tempdir().context("making a temporary directory")?;
     let log = EventLog::open(work.path().join("log"), LogOptions::default()).await.context("opening the log")?;
     let started = Instant::now();
@@ -54,26 +112,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         None
     };
     log.close().await.context("closing the log")?;
-
-    if args.json {
-        let mut report = serde_json::json!({
-            "events": args.events,
-            "in_flight": args.in_flight,
-            "relay_backlog_events_per_sec": default_rate.round(),
-        });
-        if let Some(rate) = always_rate {
-            report["relay_backlog_events_per_sec_sync_always"] = serde_json::json!(rate.round());
-        }
-        println!("{report}");
-    } else {
-        println!("| nats-server | backlog | published with acks |");
-        println!("| --- | ---: | ---: |");
-        println!("| default sync_interval | {} | {:.0} events/s |", args.events, default_rate);
-        if let Some(rate) = always_rate {
-            println!("| sync_interval: always | {} | {:.0} events/s |", args.events, rate);
-        }
-    }
-    Ok(())
+    Ok((default_rate, always_rate))
 }
 
 /// Appends `events` request events of about 300 bytes, several per request stream, the way

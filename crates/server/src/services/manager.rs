@@ -1,10 +1,18 @@
 //! ManagerService handlers: the managers' reports: throughput, lead times, SLA cards,
 //! satisfaction, backlog. A manager reads only their sites (`*` = the province);
 //! supervisors read the reports of their sites.
+//!
+//! The figures come from a [`FiguresSource`]: anju-server's own application
+//! ([`AppState`]), or read models kept elsewhere ([`ReadModelFigures`], which
+//! anju-insight serves from the events of every node). Validation, scope and the
+//! proto shape of the answers are here, once, for both.
 
-use anju_app::{Bucket, Metrics, MetricsQuery};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anju_app::{Bucket, Clock, Metrics, MetricsQuery};
 use anju_domain::{Actor, Category, Grade, Role, Scope, SiteId};
-use anju_projections::SpanStats;
+use anju_projections::{ReadModels, SpanStats};
 use anju_proto::v1::manager_service_server::ManagerService;
 use anju_proto::v1::*;
 use tonic::{Request, Response, Status as GrpcStatus};
@@ -12,12 +20,111 @@ use tonic::{Request, Response, Status as GrpcStatus};
 use super::{caller, MANAGER_ROLES};
 use crate::convert;
 use crate::error::{ApiError, Violations};
-use crate::state::AppState;
+use crate::state::{call_timeout, AppState};
 
-/// Serves `anju.v1.ManagerService`; holds the shared [`AppState`].
-#[derive(Debug, Clone)]
+/// Where a [`ManagerHandler`] reads its figures.
+#[tonic::async_trait]
+pub trait FiguresSource: Send + Sync + 'static {
+    /// Waits until the figures include the API position `min_position` (0: at once),
+    /// for at most `budget`; DEADLINE_EXCEEDED when the budget runs out first.
+    async fn wait_for_min_position(
+        &self,
+        min_position: u64,
+        budget: Duration,
+    ) -> Result<(), ApiError>;
+
+    /// The figures of `query` as `actor` may see them (scope rules of
+    /// [`anju_app::metrics_from`]).
+    async fn metrics(&self, actor: &Actor, query: MetricsQuery) -> Result<Metrics, ApiError>;
+}
+
+/// anju-server's own figures: the node's read models, after its log position.
+#[tonic::async_trait]
+impl FiguresSource for AppState {
+    async fn wait_for_min_position(
+        &self,
+        min_position: u64,
+        budget: Duration,
+    ) -> Result<(), ApiError> {
+        let Some(log_position) = convert::log_position(min_position) else {
+            return Ok(());
+        };
+        self.application
+            .wait_for(Some(log_position), Some(budget))
+            .await
+            .map_err(ApiError::from)
+    }
+
+    async fn metrics(&self, actor: &Actor, query: MetricsQuery) -> Result<Metrics, ApiError> {
+        Ok(self.application.metrics(actor, query, None).await?)
+    }
+}
+
+/// Figures from read models fed from outside this process: anju-insight's, folded from
+/// the events of many nodes, each with its own log. A `min_position` names a position in
+/// one node's log and means nothing for them, so any value but 0 is refused with
+/// INVALID_ARGUMENT rather than silently ignored: a client asking to read its own write
+/// learns at once that it must ask that write's node.
+#[derive(Clone)]
+pub struct ReadModelFigures {
+    models: ReadModels,
+    clock: Arc<dyn Clock>,
+}
+
+impl ReadModelFigures {
+    pub fn new(models: ReadModels, clock: Arc<dyn Clock>) -> ReadModelFigures {
+        ReadModelFigures { models, clock }
+    }
+}
+
+impl std::fmt::Debug for ReadModelFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModelFigures").finish_non_exhaustive()
+    }
+}
+
+#[tonic::async_trait]
+impl FiguresSource for ReadModelFigures {
+    async fn wait_for_min_position(
+        &self,
+        min_position: u64,
+        _budget: Duration,
+    ) -> Result<(), ApiError> {
+        if min_position == 0 {
+            return Ok(());
+        }
+        Err(ApiError::invalid(
+            "min_position",
+            "these figures merge the logs of many anju-server nodes, so a position in one \
+             node's log cannot be waited for here; send 0, or ask that node's own \
+             ManagerService to read your own writes",
+        ))
+    }
+
+    async fn metrics(&self, actor: &Actor, query: MetricsQuery) -> Result<Metrics, ApiError> {
+        Ok(anju_app::metrics_from(
+            &self.models,
+            actor,
+            query,
+            self.clock.now(),
+        )?)
+    }
+}
+
+/// Serves `anju.v1.ManagerService` from a [`FiguresSource`].
+#[derive(Clone)]
 pub struct ManagerHandler {
-    pub state: AppState,
+    source: Arc<dyn FiguresSource>,
+    /// The longest a call waits for `min_position` (a shorter client deadline wins).
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ManagerHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerHandler")
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One row of a report: its group label and the figures for it.
@@ -27,8 +134,21 @@ struct Row {
 }
 
 impl ManagerHandler {
+    /// anju-server's handler, over the node's own application.
     pub fn new(state: AppState) -> ManagerHandler {
-        ManagerHandler { state }
+        let request_timeout = state.config.request_timeout;
+        ManagerHandler::with_source(Arc::new(state), request_timeout)
+    }
+
+    /// A handler over any source of figures, e.g. anju-insight's [`ReadModelFigures`].
+    pub fn with_source(
+        source: Arc<dyn FiguresSource>,
+        request_timeout: Duration,
+    ) -> ManagerHandler {
+        ManagerHandler {
+            source,
+            request_timeout,
+        }
     }
 
     /// Runs the figures for every group of the filter, after `min_position`.
@@ -78,8 +198,12 @@ impl ManagerHandler {
                 )));
             }
         }
-        self.state
-            .wait_for_min_position(request, min_position)
+        // Leave a little of the budget to answer in, so the client sees our
+        // DEADLINE_EXCEEDED with its message rather than its own timeout.
+        let budget =
+            call_timeout(request, self.request_timeout).saturating_sub(Duration::from_millis(20));
+        self.source
+            .wait_for_min_position(min_position, budget)
             .await?;
         let range = filter.time_range.unwrap_or_default();
         let base = MetricsQuery {
@@ -90,10 +214,10 @@ impl ManagerHandler {
             to: range.to.as_ref().map(convert::from_timestamp),
             bucket,
         };
-        let application = &self.state.application;
+        let source = &self.source;
         let total = Row {
             group: String::new(),
-            metrics: application.metrics(&actor, base.clone(), None).await?,
+            metrics: source.metrics(&actor, base.clone()).await?,
         };
         let mut groups: Vec<(String, MetricsQuery)> = Vec::new();
         match grouping {
@@ -130,7 +254,7 @@ impl ManagerHandler {
         for (group, query) in groups {
             rows.push(Row {
                 group,
-                metrics: application.metrics(&actor, query, None).await?,
+                metrics: source.metrics(&actor, query).await?,
             });
         }
         if rows.is_empty() {

@@ -25,7 +25,7 @@ pub mod resident;
 pub use admin::AdminHandler;
 pub use caseworker::CaseworkerHandler;
 pub use eventlog::EventLogHandler;
-pub use manager::ManagerHandler;
+pub use manager::{FiguresSource, ManagerHandler, ReadModelFigures};
 pub use resident::ResidentHandler;
 
 /// The stream a server-streaming call returns. Streams end when
@@ -51,7 +51,7 @@ pub const EVENTLOG_ROLES: &[Role] = &[Role::Admin];
 pub const LOG_STATS_ROLES: &[Role] = &[Role::Admin, Role::Manager];
 
 /// The caller as a domain actor, when the token's role is one of `roles`.
-pub(crate) fn caller<T>(request: &Request<T>, roles: &[Role]) -> Result<Actor, ApiError> {
+pub fn caller<T>(request: &Request<T>, roles: &[Role]) -> Result<Actor, ApiError> {
     let claims = require_role(request, roles)?;
     Ok(convert::actor(claims))
 }
