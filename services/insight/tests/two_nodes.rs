@@ -261,9 +261,9 @@ async fn assert_insight_equals_the_nodes(
         reports(&b.channel, manager, &[], false).await,
     );
     let (ta, tb, tp) = (
-        ra.throughput.total.clone().unwrap(),
-        rb.throughput.total.clone().unwrap(),
-        province.throughput.total.clone().unwrap(),
+        ra.throughput.total.unwrap(),
+        rb.throughput.total.unwrap(),
+        province.throughput.total.unwrap(),
     );
     assert_eq!(tp.submitted, ta.submitted + tb.submitted, "submitted");
     assert_eq!(tp.accepted, ta.accepted + tb.accepted, "accepted");
