@@ -251,6 +251,18 @@ impl EventLog {
         direction: Direction,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_stream_blocking(stream, from_version, direction, max)
+    }
+
+    /// [`EventLog::read_stream`] for callers on a blocking thread: it reads the page
+    /// cache with `pread` and never waits on the runtime.
+    pub fn read_stream_blocking(
+        &self,
+        stream: &str,
+        from_version: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         let shared = self.shared();
         let max = max.min(shared.options.max_read_batch);
         if max == 0
@@ -360,6 +372,13 @@ impl EventLog {
     /// half a second, so a reader must tolerate re-reading a little after a crash.
     pub fn set_checkpoint(&self, name: &str, position: u64) -> Result<(), LogError> {
         self.shared().index.set_checkpoint(name, position)
+    }
+
+    /// The directory the log was opened in (it holds `segments/` and `index/`); other
+    /// components may keep their own files beside them.
+    pub fn directory(&self) -> std::path::PathBuf {
+        let segments = &self.shared().segment_dir;
+        segments.parent().unwrap_or(segments).to_path_buf()
     }
 
     /// The sled store that holds the indexes; other components may keep their own trees in it.

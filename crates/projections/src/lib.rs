@@ -11,13 +11,15 @@ mod model;
 mod queries;
 mod read_models;
 mod runner;
+mod snapshot;
 mod store;
+mod views;
 
 pub use model::*;
 pub use read_models::{
     request_id_of_stream, Dump, Input, ModelStats, ReadModels, PROJECTION_VERSION, TREE_NAMES,
 };
-pub use runner::Projections;
+pub use runner::{Projections, SNAPSHOT_FILE};
 
 /// Why a projection call failed.
 #[derive(Debug, thiserror::Error)]

@@ -46,12 +46,7 @@ fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
 
 impl ReadModels {
     pub fn request(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
-        match self.trees().requests.get(keys::request(id))? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| corrupt("request view", e)),
-        }
+        self.view(id)
     }
 
     pub fn request_id_by_tracking(

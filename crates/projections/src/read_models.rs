@@ -9,19 +9,31 @@
 
 use crate::keys;
 use crate::model::{Applied, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
-use crate::store::{Part, PartBatch};
+use crate::store::{MemPart, ModelBatch, Part, PartBatch};
+use crate::views::LogViews;
+use anju_eventlog::EventLog;
 use crate::ProjectionError;
 use anju_domain::{
     next_due, try_evolve, ActorId, Calendar, Event, Grade, RemediationState, Request, RequestId,
     Status, Timestamp,
 };
-use sled::{Batch, Tree};
+use sled::Tree;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 3;
+pub const PROJECTION_VERSION: u64 = 4;
+
+/// A snapshot of the in-memory models is written when this long has passed since the
+/// last one and something changed...
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
+/// ...or when this many positions were applied since the last one (and at least
+/// `SNAPSHOT_MIN_GAP` has passed), and always when the projections stop.
+const SNAPSHOT_POSITIONS: u64 = 1_000_000;
+const SNAPSHOT_MIN_GAP: Duration = Duration::from_secs(10);
 
 /// The one sled tree that holds every part.
 pub(crate) const MODELS_TREE: &str = "proj_models";
@@ -114,7 +126,8 @@ pub struct Input<'a> {
 }
 
 pub(crate) struct Trees {
-    pub models: Tree,
+    /// The sled tree of the sled backend; `None` in memory.
+    pub models: Option<Tree>,
     pub meta: Part,
     pub requests: Part,
     pub tracking: Part,
@@ -149,6 +162,19 @@ pub(crate) struct Inner {
     write: Mutex<()>,
     /// Site keys known to be in `proj_sites`, so a submission writes its site once.
     known_sites: Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// The memory backend's parts by prefix (empty for sled).
+    memory: Vec<(u8, Arc<MemPart>)>,
+    /// In memory, request views are folded from the log on demand (`views.rs`) and
+    /// `proj_requests` stays empty.
+    views: Option<LogViews>,
+    snapshot: Option<SnapshotState>,
+}
+
+/// Where and when the memory backend writes its snapshots.
+struct SnapshotState {
+    path: PathBuf,
+    /// When the last snapshot was written and the checkpoint it holds.
+    last: Mutex<(Instant, u64)>,
 }
 
 /// The read-model trees and their fold. Clones share them.
@@ -186,6 +212,8 @@ struct Work {
     remediations: PartBatch,
     decode_errors: u64,
     not_applicable: u64,
+    /// Folding one request's stream to rebuild its view: nothing is counted or written.
+    scratch: bool,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> ProjectionError {
@@ -210,7 +238,7 @@ impl ReadModels {
             }
         }
         let models = db.open_tree(MODELS_TREE)?;
-        let part = |prefix: u8| Part::new(models.clone(), prefix);
+        let part = |prefix: u8| Part::sled(models.clone(), prefix);
         let trees = Trees {
             meta: part(1),
             requests: part(2),
@@ -221,7 +249,7 @@ impl ReadModels {
             counts: part(7),
             spans: part(8),
             remediations: part(9),
-            models,
+            models: Some(models),
         };
         Ok(ReadModels {
             inner: Arc::new(Inner {
@@ -229,8 +257,115 @@ impl ReadModels {
                 calendar,
                 write: Mutex::new(()),
                 known_sites: Mutex::new(Default::default()),
+                memory: Vec::new(),
+                views: None,
+                snapshot: None,
             }),
         })
+    }
+
+    /// Read models in memory over the local `log`: request views are folded from the
+    /// log on demand, every other part lives in memory and is saved to `snapshot` (a
+    /// file) from time to time and on [`ReadModels::save_snapshot`]. A whole snapshot of
+    /// this version is loaded; anything else about it is logged and the models start
+    /// empty, to be replayed from 0. Does not check the stored version: call
+    /// [`ReadModels::ensure_version`] for that.
+    pub fn open_memory(
+        log: EventLog,
+        calendar: Arc<Calendar>,
+        snapshot: PathBuf,
+    ) -> Result<ReadModels, ProjectionError> {
+        let memory: Vec<(u8, Arc<MemPart>)> = (1..=TREE_NAMES.len() as u8)
+            .map(|prefix| (prefix, Arc::new(MemPart::default())))
+            .collect();
+        match crate::snapshot::load(&snapshot, PROJECTION_VERSION) {
+            Ok(None) => {}
+            Ok(Some(parts)) => {
+                for (prefix, map) in parts {
+                    if let Some((_, part)) = memory.iter().find(|(p, _)| *p == prefix) {
+                        *part.write() = map;
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(path = %snapshot.display(), %reason, "read-model snapshot not used; the read models are rebuilt from the log");
+                for (_, part) in &memory {
+                    part.write().clear();
+                }
+            }
+        }
+        let part = |prefix: u8| Part::memory(memory[prefix as usize - 1].1.clone(), prefix);
+        let trees = Trees {
+            meta: part(1),
+            requests: part(2),
+            tracking: part(3),
+            queue: part(4),
+            timers: part(5),
+            sites: part(6),
+            counts: part(7),
+            spans: part(8),
+            remediations: part(9),
+            models: None,
+        };
+        let checkpoint = trees
+            .meta
+            .get(META_CHECKPOINT)?
+            .and_then(|v| keys::read_u64(&v))
+            .unwrap_or(0);
+        Ok(ReadModels {
+            inner: Arc::new(Inner {
+                trees,
+                calendar,
+                write: Mutex::new(()),
+                known_sites: Mutex::new(Default::default()),
+                memory,
+                views: Some(LogViews::new(log)),
+                snapshot: Some(SnapshotState {
+                    path: snapshot,
+                    last: Mutex::new((Instant::now(), checkpoint)),
+                }),
+            }),
+        })
+    }
+
+    /// Writes a snapshot of the in-memory models now (a no-op for sled). Writers wait
+    /// meanwhile, so the snapshot is one consistent checkpoint.
+    pub fn save_snapshot(&self) -> Result<(), ProjectionError> {
+        let Some(state) = &self.inner.snapshot else {
+            return Ok(());
+        };
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .map_err(|_| corrupt("write lock", "poisoned"))?;
+        let checkpoint = self.checkpoint()?;
+        let started = Instant::now();
+        let entries = crate::snapshot::save(&state.path, PROJECTION_VERSION, &self.inner.memory)
+            .map_err(|e| ProjectionError::Corrupt(format!("writing the read-model snapshot {}: {e}", state.path.display())))?;
+        tracing::debug!(checkpoint, entries, ms = started.elapsed().as_millis() as u64, "read-model snapshot written");
+        if let Ok(mut last) = state.last.lock() {
+            *last = (Instant::now(), checkpoint);
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot when one is due (see `SNAPSHOT_INTERVAL`).
+    pub fn snapshot_if_due(&self) -> Result<(), ProjectionError> {
+        let Some(state) = &self.inner.snapshot else {
+            return Ok(());
+        };
+        let (at, saved) = *state.last.lock().map_err(|_| corrupt("snapshot state", "poisoned"))?;
+        let checkpoint = self.checkpoint()?;
+        let elapsed = at.elapsed();
+        let due = checkpoint != saved
+            && (elapsed >= SNAPSHOT_INTERVAL
+                || (checkpoint.saturating_sub(saved) >= SNAPSHOT_POSITIONS
+                    && elapsed >= SNAPSHOT_MIN_GAP));
+        if due {
+            self.save_snapshot()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn trees(&self) -> &Trees {
@@ -273,7 +408,15 @@ impl ReadModels {
             .write
             .lock()
             .map_err(|_| corrupt("write lock", "poisoned"))?;
-        self.trees().models.clear()?;
+        if let Some(models) = &self.trees().models {
+            models.clear()?;
+        }
+        for (_, part) in &self.inner.memory {
+            part.write().clear();
+        }
+        if let Some(views) = &self.inner.views {
+            views.clear();
+        }
         self.inner
             .known_sites
             .lock()
@@ -320,7 +463,11 @@ impl ReadModels {
             checkpoint: read(META_CHECKPOINT)?,
             decode_errors: read(META_DECODE_ERRORS)?,
             not_applicable: read(META_NOT_APPLICABLE)?,
-            requests: self.trees().requests.len() as u64,
+            requests: if self.inner.views.is_some() {
+                self.trees().tracking.len() as u64
+            } else {
+                self.trees().requests.len() as u64
+            },
         })
     }
 
@@ -365,7 +512,19 @@ impl ReadModels {
         Ok(results)
     }
 
-    fn load(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
+    /// The view of a request as applied before `input` (which is one of its events).
+    fn load(&self, id: &RequestId, input: &Input<'_>) -> Result<Option<RequestView>, ProjectionError> {
+        if let Some(views) = &self.inner.views {
+            if let Some(view) = views.cached(id) {
+                if view.version + 1 >= input.stream_version {
+                    return Ok(Some((*view).clone()));
+                }
+            }
+            if input.stream_version == 0 {
+                return Ok(None);
+            }
+            return self.view_from_log(views, id, input.stream_id, input.position);
+        }
         match self.trees().requests.get(keys::request(id))? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
@@ -374,12 +533,68 @@ impl ReadModels {
         }
     }
 
+    /// A request's view folded from its events in the log below position `before`
+    /// (`None` when it has none there).
+    pub(crate) fn view_from_log(
+        &self,
+        views: &LogViews,
+        id: &RequestId,
+        stream_id: &str,
+        before: u64,
+    ) -> Result<Option<RequestView>, ProjectionError> {
+        let events = views.events_before(stream_id, before)?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let decoded: Vec<Option<Event>> = events
+            .iter()
+            .map(|e| Event::from_json(&e.event_type, e.schema_version, &e.payload).ok())
+            .collect();
+        let mut work = Work {
+            scratch: true,
+            ..Work::default()
+        };
+        for (event, decoded) in events.iter().zip(&decoded) {
+            self.fold_one(
+                &mut work,
+                &Input {
+                    stream_id,
+                    stream_version: event.stream_version,
+                    position: event.position,
+                    event_type: &event.event_type,
+                    event: decoded.as_ref(),
+                },
+            )?;
+        }
+        Ok(work.pending.remove(id).and_then(|p| p.new))
+    }
+
+    /// A request's view as the read models have applied it.
+    pub(crate) fn view(&self, id: &RequestId) -> Result<Option<RequestView>, ProjectionError> {
+        match &self.inner.views {
+            Some(views) => match views.cached(id) {
+                Some(view) => Ok(Some((*view).clone())),
+                None => self.view_from_log(views, id, &id.stream_name(), self.checkpoint()?),
+            },
+            None => match self.trees().requests.get(keys::request(id))? {
+                None => Ok(None),
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| corrupt("request view", e)),
+            },
+        }
+    }
+
     fn fold_one(&self, work: &mut Work, input: &Input<'_>) -> Result<Applied, ProjectionError> {
         let Some(id) = request_id_of_stream(input.stream_id) else {
             return Ok(Applied::NotARequest);
         };
         if let std::collections::hash_map::Entry::Vacant(slot) = work.pending.entry(id) {
-            let old = self.load(&id)?;
+            let old = if work.scratch {
+                None
+            } else {
+                self.load(&id, input)?
+            };
             slot.insert(Pending {
                 new: old.clone(),
                 old,
@@ -412,7 +627,9 @@ impl ReadModels {
         let (after, applied) = match try_evolve(&before, event) {
             Ok(after) => (after, Applied::Applied),
             Err(e) => {
-                tracing::warn!(position = input.position, event_type = input.event_type, reason = %e, "event does not apply to its request; version advanced, state unchanged");
+                if !work.scratch {
+                    tracing::warn!(position = input.position, event_type = input.event_type, reason = %e, "event does not apply to its request; version advanced, state unchanged");
+                }
                 work.not_applicable += 1;
                 (before.clone(), Applied::NotApplicable)
             }
@@ -425,7 +642,7 @@ impl ReadModels {
             actor: actor_of(event),
             summary: summary_of(event, applied == Applied::NotApplicable),
         };
-        if applied == Applied::Applied {
+        if applied == Applied::Applied && !work.scratch {
             self.transitions(work, &id, before.request(), after.request(), event);
         }
         let timers = next_due(&after, &self.inner.calendar);
@@ -601,7 +818,8 @@ impl ReadModels {
 
     fn commit(&self, work: Work, checkpoint: Option<u64>) -> Result<(), ProjectionError> {
         let trees = self.trees();
-        let mut batch = Batch::default();
+        let mut batch = ModelBatch::default();
+        let mut fresh_views = Vec::new();
         for (id, pending) in &work.pending {
             let Some(new) = &pending.new else { continue };
             if pending.old.as_ref().map(|o| o.version) == Some(new.version) {
@@ -644,11 +862,15 @@ impl ReadModels {
                     );
                 }
             }
-            trees.requests.batch_insert(
-                &mut batch,
-                &keys::request(id),
-                serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?,
-            );
+            if self.inner.views.is_some() {
+                fresh_views.push(new.clone());
+            } else {
+                trees.requests.batch_insert(
+                    &mut batch,
+                    &keys::request(id),
+                    serde_json::to_vec(new).map_err(|e| corrupt("request view", e))?,
+                );
+            }
         }
         {
             let mut known = self
@@ -683,7 +905,7 @@ impl ReadModels {
                     .batch_insert(&mut batch, key, &next.to_be_bytes()[..]);
             }
         }
-        let bump = |key: &[u8], by: u64, batch: &mut Batch| -> Result<(), ProjectionError> {
+        let bump = |key: &[u8], by: u64, batch: &mut ModelBatch| -> Result<(), ProjectionError> {
             if by > 0 {
                 let current = trees
                     .meta
@@ -706,8 +928,45 @@ impl ReadModels {
         work.tracking.apply_to(&trees.tracking, &mut batch);
         work.spans.apply_to(&trees.spans, &mut batch);
         work.remediations.apply_to(&trees.remediations, &mut batch);
-        trees.models.apply_batch(batch)?;
+        match &trees.models {
+            Some(models) => models.apply_batch(batch.sled)?,
+            None => self.apply_memory(batch.memory),
+        }
+        if let Some(views) = &self.inner.views {
+            for view in fresh_views {
+                views.remember(view);
+            }
+        }
         Ok(())
+    }
+
+    /// Applies a chunk's writes to the memory parts, each part under its write lock once.
+    fn apply_memory(&self, writes: Vec<(u8, sled::IVec, Option<sled::IVec>)>) {
+        let mut by_part: Vec<Vec<(sled::IVec, Option<sled::IVec>)>> =
+            vec![Vec::new(); self.inner.memory.len()];
+        for (prefix, key, value) in writes {
+            if let Some(slot) = by_part.get_mut(prefix as usize - 1) {
+                slot.push((key, value));
+            }
+        }
+        // The checkpoint (in meta, prefix 1) goes last, after every part it covers.
+        for index in (0..by_part.len()).rev() {
+            let writes = std::mem::take(&mut by_part[index]);
+            if writes.is_empty() {
+                continue;
+            }
+            let mut map = self.inner.memory[index].1.write();
+            for (key, value) in writes {
+                match value {
+                    Some(value) => {
+                        map.insert(key, value);
+                    }
+                    None => {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
     }
 
     /// Every key and value of every part, by part name, for comparing two stores.
@@ -720,6 +979,23 @@ impl ReadModels {
                 entries.insert(k.to_vec(), v.to_vec());
             }
             out.insert(name.to_string(), entries);
+        }
+        if let Some(views) = &self.inner.views {
+            // The views the memory backend folds from the log, as sled would store them.
+            let checkpoint = self.checkpoint()?;
+            let mut entries = BTreeMap::new();
+            for item in self.trees().tracking.iter() {
+                let (_, value) = item?;
+                let id = keys::read_request(&value)
+                    .ok_or_else(|| corrupt("tracking entry", keys::hex(&value)))?;
+                if let Some(view) = self.view_from_log(views, &id, &id.stream_name(), checkpoint)? {
+                    entries.insert(
+                        keys::request(&id).to_vec(),
+                        serde_json::to_vec(&view).map_err(|e| corrupt("request view", e))?,
+                    );
+                }
+            }
+            out.insert(TREE_REQUESTS.to_string(), entries);
         }
         Ok(out)
     }

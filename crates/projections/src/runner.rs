@@ -2,7 +2,8 @@
 //!
 //! One tokio task subscribes to `request-` streams from the stored checkpoint, drains
 //! whatever is available (up to `CHUNK` events), decodes each event once and applies the
-//! chunk on a blocking thread in one sled transaction together with the new checkpoint.
+//! chunk on a blocking thread together with the new checkpoint (one batch). The models
+//! live in memory and are saved to a snapshot now and then and on stop.
 //! `position()` is then published through a watch channel that `wait_for` listens to.
 
 use crate::model::*;
@@ -18,6 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Most events applied in one sled transaction.
 const CHUNK: usize = 512;
 const STREAM_PREFIX: &str = "request-";
+/// The memory read models' snapshot, in the log's directory.
+pub const SNAPSHOT_FILE: &str = "projections.snapshot";
 
 enum Control {
     /// Clear the trees and restart from position 0; answers once cleared.
@@ -40,16 +43,24 @@ pub struct Projections {
 }
 
 impl Projections {
-    /// Opens the `proj_` trees in `log.index_db()`, clears them if their stored version is
-    /// not [`crate::PROJECTION_VERSION`] (the runner then replays from 0), and spawns the
-    /// runner on the current tokio runtime.
+    /// Opens the read models in memory from their snapshot (`projections.snapshot` in
+    /// the log's directory), clears them if the snapshot is missing, damaged or not of
+    /// [`crate::PROJECTION_VERSION`] (the runner then replays from 0), and spawns the
+    /// runner on the current tokio runtime. The sled tree of older layouts is dropped.
     pub async fn start(
         log: EventLog,
         calendar: Arc<Calendar>,
     ) -> Result<Projections, ProjectionError> {
         let db = log.index_db().clone();
+        let snapshot = log.directory().join(SNAPSHOT_FILE);
+        let opened_log = log.clone();
         let models = tokio::task::spawn_blocking(move || -> Result<ReadModels, ProjectionError> {
-            let models = ReadModels::open(&db, calendar)?;
+            for old in ["proj_models"] {
+                if db.tree_names().iter().any(|n| n.as_ref() == old.as_bytes()) {
+                    db.drop_tree(old)?;
+                }
+            }
+            let models = ReadModels::open_memory(opened_log, calendar, snapshot)?;
             models.ensure_version()?;
             Ok(models)
         })
@@ -201,12 +212,19 @@ impl Projections {
         }
     }
 
-    /// Stops the runner after the chunk in progress and flushes the trees.
+    /// Stops the runner after the chunk in progress and writes a snapshot of the read
+    /// models, so the next start replays only what comes after.
     pub async fn stop(self) {
         let _ = self.shared.control.send(Control::Stop).await;
         let task = self.shared.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
             let _ = task.await;
+        }
+        let models = self.shared.models.clone();
+        match tokio::task::spawn_blocking(move || models.save_snapshot()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "writing the read-model snapshot on stop failed; the next start replays the log"),
+            Err(e) => tracing::error!(error = %e, "writing the read-model snapshot on stop panicked"),
         }
         let db = self.shared.log.index_db().clone();
         let _ = tokio::task::spawn_blocking(move || db.flush()).await;
@@ -470,5 +488,9 @@ fn apply_decoded(
         })
         .collect();
     models.apply_all(&inputs, Some(checkpoint))?;
+    if let Err(e) = models.snapshot_if_due() {
+        // The models are fine in memory; a later snapshot (or a replay) makes up for it.
+        tracing::error!(error = %e, "writing the read-model snapshot failed");
+    }
     Ok(())
 }

@@ -147,6 +147,8 @@ async fn a_restart_resumes_from_the_checkpoint_without_double_counting() {
     let checkpoint = projections.models().checkpoint().unwrap();
     assert_eq!(checkpoint, world.log.head_position());
     projections.stop().await;
+    let snapshot = world.log.directory().join(anju_projections::SNAPSHOT_FILE);
+    let first_snapshot = std::fs::read(&snapshot).expect("stop writes a snapshot");
 
     // Events appended while the projections are down.
     mixed_workload(&world, 25, 40).await;
@@ -163,15 +165,15 @@ async fn a_restart_resumes_from_the_checkpoint_without_double_counting() {
     assert_eq!(submitted(&projections), 50);
     let resumed = dump(&projections).await;
 
-    // As after a crash: the data is ahead of the checkpoint. Replaying skips what the
-    // request views already hold.
-    projections.models().set_checkpoint(3).unwrap();
+    // As after a crash that came before any later snapshot: the next start finds the
+    // first snapshot and replays everything after its checkpoint, counting it once.
     projections.stop().await;
+    std::fs::write(&snapshot, &first_snapshot).unwrap();
     let world = world.reopen().await;
     let projections = Projections::start(world.log.clone(), calendar())
         .await
         .unwrap();
-    assert_eq!(projections.position(), 3);
+    assert_eq!(projections.position(), checkpoint);
     caught_up(&projections, &world.log).await;
     assert_eq!(
         dump(&projections).await,
@@ -200,19 +202,16 @@ async fn a_version_change_rebuilds_on_start() {
     let good = dump(&projections).await;
     projections.stop().await;
 
-    // An older layout: another version number and stale data the new code would misread.
+    // A snapshot of an older layout (another version number) is not used, and neither
+    // is the sled tree of the layout before the memory backend.
+    let snapshot = world.log.directory().join(anju_projections::SNAPSHOT_FILE);
+    let mut bytes = std::fs::read(&snapshot).expect("stop writes a snapshot");
+    bytes[8..16].copy_from_slice(&(PROJECTION_VERSION - 1).to_le_bytes());
+    std::fs::write(&snapshot, &bytes).unwrap();
     let db = world.log.index_db().clone();
-    db.open_tree("proj_meta")
+    db.open_tree("proj_models")
         .unwrap()
-        .insert("version", &0u64.to_be_bytes())
-        .unwrap();
-    db.open_tree("proj_counts")
-        .unwrap()
-        .insert(b"stale", &7i64.to_be_bytes())
-        .unwrap();
-    db.open_tree("proj_requests")
-        .unwrap()
-        .remove(good["proj_requests"].keys().next().unwrap())
+        .insert(b"\x07stale", &7i64.to_be_bytes())
         .unwrap();
     drop(db);
 
@@ -229,5 +228,24 @@ async fn a_version_change_rebuilds_on_start() {
         .wait_for(world.log.head_position() - 1, Duration::from_secs(1))
         .await
         .unwrap();
+    projections.stop().await;
+    assert!(!world
+        .log
+        .index_db()
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == b"proj_models"));
+
+    // A damaged snapshot (one byte flipped in the middle) is not used either.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let projections = Projections::start(world.log.clone(), calendar())
+        .await
+        .unwrap();
+    assert_eq!(projections.position(), 0, "replays from 0");
+    caught_up(&projections, &world.log).await;
+    assert_eq!(dump(&projections).await, good);
     projections.stop().await;
 }
