@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anju_eventlog::{EventLog, Filter, RecordedEvent};
 use async_nats::jetstream::{self, stream};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 pub use message::{route_from_json, subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE, HEADER_POSITION, HEADER_STREAM};
@@ -201,25 +201,6 @@ async fn run_connection(
     *backoff = Duration::from_millis(100);
     tracing::info!(start, node = %config.node_id, stream = %config.stream_name, "nats relay publishing");
 
-    // A reader task turns the subscription into a channel, so the publish loop can wait on
-    // new events and on acknowledgements at once without cancelling a log read.
-    let (events_tx, mut events_rx) = mpsc::channel::<RecordedEvent>(config.max_in_flight);
-    let mut subscription = log.subscribe_all(start, Filter::default());
-    let reader = tokio::spawn(async move {
-        while let Some(next) = subscription.next().await {
-            match next {
-                Ok(event) => {
-                    if events_tx.send(event).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Err(error) => return Err(error.to_string()),
-            }
-        }
-        Ok(())
-    });
-    let _abort_reader = AbortOnDrop(reader.abort_handle());
-
     // Publishes go out as plain requests whose reply subjects carry the log position, and
     // JetStream's acknowledgements come back on one wildcard subscription: many publishes
     // in flight with no per-message bookkeeping beyond a set of early acknowledgements.
@@ -228,65 +209,81 @@ async fn run_connection(
         .subscribe(format!("{inbox}.*"))
         .await
         .map_err(|error| RelayError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
-    let mut routes: HashMap<String, Route> = HashMap::new();
+
+    // A reader task reads the log and encodes each event into its message (subject,
+    // reply subject, headers, body), so the publish loop only sends and counts
+    // acknowledgements, and can wait on new messages and on acknowledgements at once
+    // without cancelling a log read. A log error travels down the channel in order.
+    let (messages_tx, mut messages_rx) =
+        mpsc::channel::<Vec<Result<Outgoing, RelayError>>>(config.max_in_flight.div_ceil(PUBLISH_BATCH).max(2));
+    let reader = tokio::spawn(read_and_encode(
+        log.clone(),
+        config.clone(),
+        router.clone(),
+        start,
+        inbox.clone(),
+        messages_tx,
+    ));
+    let _abort_reader = AbortOnDrop(reader.abort_handle());
+
     let mut sent_up_to = start;
     let mut acknowledged_up_to = start;
     let mut acknowledged_early: BTreeSet<u64> = BTreeSet::new();
     let mut checkpointed = start;
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // The reader's current batch, partly published when the in-flight window filled.
+    let mut batch: std::collections::VecDeque<Result<Outgoing, RelayError>> = std::collections::VecDeque::new();
+    let mut acknowledge = |acknowledgement: async_nats::Message, acknowledged_up_to: &mut u64| -> Result<bool, RelayError> {
+        let position = acknowledged_position(*acknowledged_up_to, &acknowledgement)?;
+        if position == *acknowledged_up_to {
+            *acknowledged_up_to += 1;
+            while acknowledged_early.remove(acknowledged_up_to) {
+                *acknowledged_up_to += 1;
+            }
+            return Ok(true);
+        } else if position > *acknowledged_up_to {
+            acknowledged_early.insert(position);
+        }
+        Ok(false)
+    };
     loop {
         let in_flight = (sent_up_to - acknowledged_up_to) as usize;
+        let room = config.max_in_flight.saturating_sub(in_flight);
         tokio::select! {
             biased;
             acknowledgement = acknowledgements.next() => {
                 let Some(acknowledgement) = acknowledgement else {
                     return Err(RelayError::Connect { url: config.nats_url.clone(), message: "acknowledgement subscription closed".to_string() });
                 };
-                let position = acknowledgement
-                    .subject
-                    .rsplit('.')
-                    .next()
-                    .and_then(|suffix| suffix.parse::<u64>().ok())
-                    .ok_or_else(|| RelayError::Publish { position: acknowledged_up_to, message: format!("unexpected reply subject {}", acknowledgement.subject) })?;
-                check_acknowledgement(position, &acknowledgement)?;
-                if position == acknowledged_up_to {
-                    acknowledged_up_to += 1;
-                    while acknowledged_early.remove(&acknowledged_up_to) {
-                        acknowledged_up_to += 1;
+                let mut advanced = acknowledge(acknowledgement, &mut acknowledged_up_to)?;
+                // Take the acknowledgements already received without a round of the loop
+                // each (the subscription's next() is cancel-safe: nothing is lost when it
+                // is not ready).
+                for _ in 0..PUBLISH_BATCH {
+                    match acknowledgements.next().now_or_never() {
+                        Some(Some(acknowledgement)) => advanced |= acknowledge(acknowledgement, &mut acknowledged_up_to)?,
+                        Some(None) | None => break,
                     }
+                }
+                if advanced {
                     status.published_up_to.store(acknowledged_up_to, Ordering::Relaxed);
                     last_progress = Instant::now();
-                } else if position > acknowledged_up_to {
-                    acknowledged_early.insert(position);
                 }
             }
-            next = events_rx.recv(), if in_flight < config.max_in_flight => {
-                let Some(event) = next else {
+            received = messages_rx.recv(), if room > 0 && batch.is_empty() => {
+                let Some(received) = received else {
                     return Err(RelayError::Log("the log subscription ended".to_string()));
                 };
-                let position = event.position;
+                batch = received.into();
                 if in_flight == 0 {
                     last_progress = Instant::now();
                 }
-                let route = route_of(log, router, &mut routes, &event).await?;
-                let subject = subject_for(&config.subject_prefix, &config.node_id, &route, &event.event_type);
-                let (headers, payload) = message::encode(&config.node_id, &event);
-                // While NATS is unreachable the client's send queue fills and a publish
-                // waits; bounded by the acknowledgement timeout, so an outage ends the
-                // connection (and shows as disconnected) instead of stalling the loop.
-                let publish = client.publish_with_reply_and_headers(subject, format!("{inbox}.{position}"), headers, payload);
-                match tokio::time::timeout(config.ack_timeout, publish).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => return Err(RelayError::Publish { position, message: error.to_string() }),
-                    Err(_) => {
-                        return Err(RelayError::Publish {
-                            position,
-                            message: format!("the nats client took no publish within {:?}", config.ack_timeout),
-                        })
-                    }
-                }
-                sent_up_to = position + 1;
+                publish_from(&client, &mut batch, room, &mut sent_up_to, config.ack_timeout).await?;
+            }
+            // The rest of a batch, as acknowledgements make room in the window.
+            _ = std::future::ready(()), if room > 0 && !batch.is_empty() => {
+                publish_from(&client, &mut batch, room, &mut sent_up_to, config.ack_timeout).await?;
             }
             _ = tick.tick() => {
                 if acknowledged_up_to != checkpointed {
@@ -305,6 +302,132 @@ async fn run_connection(
     }
 }
 
+/// Messages the reader sends down its channel at once, at most.
+const PUBLISH_BATCH: usize = 64;
+
+/// Publishes up to `room` messages from the front of `batch`, in order. While NATS is
+/// unreachable the client's send queue fills and a publish waits; the whole call is
+/// bounded by the acknowledgement timeout, so an outage ends the connection (and shows
+/// as disconnected) instead of stalling the loop.
+async fn publish_from(
+    client: &async_nats::Client,
+    batch: &mut std::collections::VecDeque<Result<Outgoing, RelayError>>,
+    room: usize,
+    sent_up_to: &mut u64,
+    ack_timeout: Duration,
+) -> Result<(), RelayError> {
+    let publish = async {
+        for _ in 0..room {
+            let Some(message) = batch.pop_front() else { break };
+            let message = message?;
+            let position = message.position;
+            client
+                .publish_with_reply_and_headers(
+                    async_nats::Subject::from(message.subject),
+                    async_nats::Subject::from(message.reply),
+                    message.headers,
+                    message.payload,
+                )
+                .await
+                .map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
+            *sent_up_to = position + 1;
+        }
+        Ok::<(), RelayError>(())
+    };
+    match tokio::time::timeout(ack_timeout, publish).await {
+        Ok(result) => result,
+        Err(_) => Err(RelayError::Publish {
+            position: *sent_up_to,
+            message: format!("the nats client took no publish within {ack_timeout:?}"),
+        }),
+    }
+}
+
+/// One event's message, ready to publish.
+struct Outgoing {
+    position: u64,
+    subject: String,
+    /// `<inbox>.<position>`: JetStream's acknowledgement comes back on it.
+    reply: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+}
+
+/// The reader task: the log from `start` on, each event encoded into its message, in log
+/// order, until the channel closes or the log fails (the error is the last item sent).
+/// Messages travel in batches of up to [`PUBLISH_BATCH`]: while the log has more to read
+/// the batch fills up, otherwise it goes at once, so a live event waits for nothing.
+/// (One channel slot per message cost an allocation of a channel block every 32 messages,
+/// each large enough to make glibc's malloc consolidate its free lists.)
+async fn read_and_encode(
+    log: EventLog,
+    config: RelayConfig,
+    router: Router,
+    start: u64,
+    inbox: String,
+    messages: mpsc::Sender<Vec<Result<Outgoing, RelayError>>>,
+) {
+    // Per stream, the subject up to the event type (`<prefix>.<node>.<site>.<category>.`).
+    let mut stems: HashMap<String, Arc<str>> = HashMap::new();
+    let mut subscription = log.subscribe_all(start, Filter::default());
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while let Some(next) = subscription.next().await {
+        let outgoing = match next {
+            Ok(event) => encode_event(&log, &config, &router, &mut stems, &inbox, &event).await,
+            Err(error) => Err(RelayError::Log(error.to_string())),
+        };
+        let failed = outgoing.is_err();
+        batch.push(outgoing);
+        let more_to_read = subscription.next_position() < log.head_position();
+        if batch.len() >= PUBLISH_BATCH || !more_to_read || failed {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PUBLISH_BATCH));
+            if messages.send(full).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = messages.send(batch).await;
+    }
+}
+
+async fn encode_event(
+    log: &EventLog,
+    config: &RelayConfig,
+    router: &Router,
+    stems: &mut HashMap<String, Arc<str>>,
+    inbox: &str,
+    event: &RecordedEvent,
+) -> Result<Outgoing, RelayError> {
+    let stem = subject_stem_of(log, config, router, stems, event).await?;
+    // Exactly sized: the bytes crate turns a full Vec into a Bytes without allocating.
+    let digits = event.position.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut reply = String::with_capacity(inbox.len() + 1 + digits);
+    reply.push_str(inbox);
+    reply.push('.');
+    let _ = std::fmt::Write::write_fmt(&mut reply, format_args!("{}", event.position));
+    Ok(Outgoing {
+        position: event.position,
+        subject: message::subject_with_stem(&stem, &event.event_type),
+        reply,
+        headers: message::headers(&config.node_id, event),
+        payload: message::body(&config.node_id, event),
+    })
+}
+
+/// The position an acknowledgement's reply subject carries, once the acknowledgement is
+/// checked to be one.
+fn acknowledged_position(expected: u64, acknowledgement: &async_nats::Message) -> Result<u64, RelayError> {
+    let position = acknowledgement
+        .subject
+        .rsplit('.')
+        .next()
+        .and_then(|suffix| suffix.parse::<u64>().ok())
+        .ok_or_else(|| RelayError::Publish { position: expected, message: format!("unexpected reply subject {}", acknowledgement.subject) })?;
+    check_acknowledgement(position, acknowledgement)?;
+    Ok(position)
+}
+
 /// JetStream answers a publish with `{"stream":..,"seq":..}` or `{"error":{..}}`; an
 /// empty reply with a 503 status means no stream takes the subject.
 fn check_acknowledgement(position: u64, reply: &async_nats::Message) -> Result<(), RelayError> {
@@ -313,23 +436,32 @@ fn check_acknowledgement(position: u64, reply: &async_nats::Message) -> Result<(
             return Err(RelayError::Publish { position, message: format!("jetstream answered status {status}") });
         }
     }
-    let answer: serde_json::Value = serde_json::from_slice(&reply.payload)
+    // Only the error member matters; the rest (stream, seq, duplicate) is skipped
+    // without building a tree of it.
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+    }
+    let answer: Answer<'_> = serde_json::from_slice(&reply.payload)
         .map_err(|error| RelayError::Publish { position, message: format!("unreadable acknowledgement: {error}") })?;
-    if let Some(error) = answer.get("error") {
+    if let Some(error) = answer.error {
         return Err(RelayError::Publish { position, message: format!("jetstream refused the publish: {error}") });
     }
     Ok(())
 }
 
-/// The route of an event: the router's answer for the first event of its stream.
-async fn route_of(
+/// The subject stem of an event's stream: from the router's answer for the first event of
+/// the stream, remembered per stream.
+async fn subject_stem_of(
     log: &EventLog,
+    config: &RelayConfig,
     router: &Router,
-    routes: &mut HashMap<String, Route>,
+    stems: &mut HashMap<String, Arc<str>>,
     event: &RecordedEvent,
-) -> Result<Route, RelayError> {
-    if let Some(route) = routes.get(&event.stream_id) {
-        return Ok(route.clone());
+) -> Result<Arc<str>, RelayError> {
+    if let Some(stem) = stems.get(&event.stream_id) {
+        return Ok(stem.clone());
     }
     let route = if event.stream_version == 0 {
         router(event)
@@ -340,11 +472,12 @@ async fn route_of(
             .map_err(|error| RelayError::Log(error.to_string()))?;
         first.first().map(|first| router(first)).unwrap_or_else(Route::unrouted)
     };
-    if routes.len() >= ROUTE_CACHE_LIMIT {
-        routes.clear();
+    let stem: Arc<str> = message::subject_stem(&config.subject_prefix, &config.node_id, &route).into();
+    if stems.len() >= ROUTE_CACHE_LIMIT {
+        stems.clear();
     }
-    routes.insert(event.stream_id.clone(), route.clone());
-    Ok(route)
+    stems.insert(event.stream_id.clone(), stem.clone());
+    Ok(stem)
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

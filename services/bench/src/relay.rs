@@ -93,6 +93,14 @@ async fn backlog_run(args: &RelayArgs) -> anyhow::Result<(f64, Option<f64>)> {
     let started = Instant::now();
     fill_backlog(&log, args.events).await?;
     eprintln!("backlog of {} events written in {:.1} s", args.events, started.elapsed().as_secs_f64());
+    // The log indexes appended events in sled on its own thread, behind the appends; a
+    // backlog the relay drains (NATS was down) was indexed long ago, so the runs below
+    // start once the indexer has caught up instead of sharing the CPU with it.
+    let indexing = Instant::now();
+    while log.indexed_up_to() < log.head_position() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("indexer caught up {:.1} s after the last append", indexing.elapsed().as_secs_f64());
 
     let read_rate = read_backlog(&log).await?;
     eprintln!("log subscription alone (read and encode, no publishing): {read_rate:.0} events/s");
@@ -188,10 +196,16 @@ async fn publish_backlog(log: &EventLog, nats: NatsServer, in_flight: usize, lab
     config.max_in_flight = in_flight;
     config.checkpoint_name = checkpoint;
     let head = log.head_position();
+    let nats_pid = child_pid("nats-server");
+    let cpu_before = (cpu_seconds("self"), nats_pid.map(|pid| cpu_seconds(&pid.to_string())));
     let started = Instant::now();
     let relay = anju_relay::start(log.clone(), config, Arc::new(anju_relay::route_from_json));
     let status = relay.status();
     let deadline = started + Duration::from_secs(600);
+    // The rate of each tenth of the backlog, to see whether publishing slows as the
+    // stream grows.
+    let mut tenths = Vec::new();
+    let mut tenth_started = (started, 0u64);
     while status.published_up_to() < head {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -200,9 +214,52 @@ async fn publish_backlog(log: &EventLog, nats: NatsServer, in_flight: usize, lab
             status.last_error()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+        let published = status.published_up_to();
+        if published >= (tenths.len() as u64 + 1) * head / 10 {
+            let rate = (published - tenth_started.1) as f64 / tenth_started.0.elapsed().as_secs_f64();
+            tenths.push(format!("{rate:.0}"));
+            tenth_started = (Instant::now(), published);
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("{label}: events/s by tenth of the backlog: {}", tenths.join(" "));
+    let relay_cpu = cpu_seconds("self") - cpu_before.0;
+    let nats_cpu = nats_pid.zip(cpu_before.1).map(|(pid, before)| cpu_seconds(&pid.to_string()) - before);
+    eprintln!(
+        "{label}: CPU per event: this process (relay) {:.1} µs, nats-server {} µs, over {elapsed:.1} s",
+        relay_cpu * 1e6 / head as f64,
+        nats_cpu.map_or("?".to_string(), |cpu| format!("{:.1}", cpu * 1e6 / head as f64)),
+    );
     relay.stop().await;
     drop(nats);
     Ok(head as f64 / elapsed)
+}
+
+/// User plus system CPU seconds of a process so far (`/proc/<pid>/stat`, in the kernel's
+/// fixed 100 ticks a second); 0 when it cannot be read.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // The command name is in parentheses and may hold spaces: fields count from after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The newest child of this process with that command name (the nats-server the run
+/// started), to measure its CPU.
+fn child_pid(name: &str) -> Option<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')').is_some_and(|(head, rest)| {
+                    head.ends_with(&format!("({name}")) && rest.split_whitespace().nth(1) == Some(me.as_str())
+                })
+            })
+        })
+        .max()
 }
