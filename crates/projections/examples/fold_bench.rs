@@ -1,7 +1,8 @@
 //! The fold alone, without the log: decode N `RequestSubmitted` events from JSON and
 //! apply them to `ReadModels` on a fresh sled store in chunks, timing each part.
 //!
-//! `cargo run --release -p anju-projections --example fold_bench -- 200000 2048`
+//! `cargo run --release -p anju-projections --example fold_bench -- 200000 512 [memory]`
+//! (the third argument picks the memory backend instead of sled).
 
 use anju_domain::*;
 use anju_projections::{Input, ReadModels};
@@ -88,12 +89,28 @@ fn main() {
         .unwrap_or(2048);
     let dir =
         tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    let memory = std::env::args().nth(3).as_deref() == Some("memory");
     let db = sled::Config::new()
-        .path(dir.path())
+        .path(dir.path().join("sled"))
         .cache_capacity(64 << 20)
         .open()
         .unwrap();
-    let models = ReadModels::open(&db, Arc::new(Calendar::china_2026())).unwrap();
+    // The memory backend folds views from a log; the benchmark's submissions are the
+    // first event of their requests, so the (empty) log is never read.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let log = runtime
+        .block_on(anju_eventlog::EventLog::open(dir.path().join("log"), Default::default()))
+        .unwrap();
+    let models = if memory {
+        ReadModels::open_memory(
+            log.clone(),
+            Arc::new(Calendar::china_2026()),
+            dir.path().join("projections.snapshot"),
+        )
+        .unwrap()
+    } else {
+        ReadModels::open(&db, Arc::new(Calendar::china_2026())).unwrap()
+    };
     models.ensure_version().unwrap();
     let mut decode = 0.0;
     let mut apply = 0.0;
@@ -130,6 +147,17 @@ fn main() {
         apply += t.elapsed().as_secs_f64();
         cpu += cpu_seconds() - c;
         position = end;
+    }
+    if memory {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        models.save_snapshot().unwrap();
+        let size = std::fs::metadata(dir.path().join("projections.snapshot")).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "snapshot: {:.2}s wall, {:.2} CPU-s, {} MiB",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - c,
+            size >> 20
+        );
     }
     println!(
         "{n} events: {cpu:.1} CPU-s for decode+apply = {:.0} events per CPU-second",

@@ -143,7 +143,7 @@ impl ReadModels {
                 continue;
             };
             let mut item: QueueItem =
-                serde_json::from_slice(&value).map_err(|e| corrupt("queue item", e))?;
+                QueueItem::decode(&value).ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
             if !statuses.contains(&item.status)
                 || query.category.is_some_and(|c| c != item.category)
                 || query
@@ -472,7 +472,7 @@ impl ReadModels {
             for item in self.trees().queue.range(site..end) {
                 let (_, value) = item?;
                 let item: QueueItem =
-                    serde_json::from_slice(&value).map_err(|e| corrupt("queue item", e))?;
+                    QueueItem::decode(&value).ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
                 let in_range = filter.category.is_none_or(|c| c == item.category)
                     && Self::hour_in_range(filter, keys::hour_of(item.submitted_at));
                 if in_range && item.deadline.is_some_and(|d| d < now) {

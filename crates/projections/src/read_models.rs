@@ -816,11 +816,12 @@ impl ReadModels {
         }
     }
 
-    fn commit(&self, work: Work, checkpoint: Option<u64>) -> Result<(), ProjectionError> {
+    fn commit(&self, mut work: Work, checkpoint: Option<u64>) -> Result<(), ProjectionError> {
         let trees = self.trees();
         let mut batch = ModelBatch::default();
         let mut fresh_views = Vec::new();
-        for (id, pending) in &work.pending {
+        let pending_views = std::mem::take(&mut work.pending);
+        for (id, pending) in &pending_views {
             let Some(new) = &pending.new else { continue };
             if pending.old.as_ref().map(|o| o.version) == Some(new.version) {
                 continue;
@@ -837,7 +838,7 @@ impl ReadModels {
                     trees.queue.batch_insert(
                         &mut batch,
                         &key,
-                        serde_json::to_vec(&item).map_err(|e| corrupt("queue item", e))?,
+                        item.encode(),
                     );
                 }
             }
@@ -863,7 +864,7 @@ impl ReadModels {
                 }
             }
             if self.inner.views.is_some() {
-                fresh_views.push(new.clone());
+                fresh_views.push(*id);
             } else {
                 trees.requests.batch_insert(
                     &mut batch,
@@ -933,8 +934,11 @@ impl ReadModels {
             None => self.apply_memory(batch.memory),
         }
         if let Some(views) = &self.inner.views {
-            for view in fresh_views {
-                views.remember(view);
+            let mut pending_views = pending_views;
+            for id in fresh_views {
+                if let Some(view) = pending_views.remove(&id).and_then(|p| p.new) {
+                    views.remember(view);
+                }
             }
         }
         Ok(())
