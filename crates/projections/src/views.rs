@@ -10,8 +10,10 @@ use anju_eventlog::{Direction, EventLog, RecordedEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Views per cache generation (a view of a request with a few events is 1–2 KB).
-const GENERATION: usize = 16 * 1024;
+/// Views per cache generation (a view of a request with a few events is 1–2 KB, so a
+/// full cache holds about 15–30 MB). The fold of a request's next event usually comes
+/// within seconds of the previous one; older requests are folded from the log.
+const GENERATION: usize = 8 * 1024;
 
 #[derive(Default)]
 struct Cache {
