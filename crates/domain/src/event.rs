@@ -331,6 +331,17 @@ impl Event {
         schema_version: u32,
         bytes: &[u8],
     ) -> Result<Event, EventDecodeError> {
+        // The common case, bytes of the current version that name their own type: read
+        // them straight into the enum (about a third of the cost of going through a
+        // `serde_json::Value`). Anything else takes the general path below, which also
+        // gives every error its message.
+        if schema_version == current_schema_version(event_type) && EVENT_TYPES.contains(&event_type) {
+            if let Ok(event) = serde_json::from_slice::<Event>(bytes) {
+                if event.event_type() == event_type {
+                    return Ok(event);
+                }
+            }
+        }
         let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
         let object = value.as_object_mut().ok_or(EventDecodeError::NotAnObject)?;
         if !EVENT_TYPES.contains(&event_type) {

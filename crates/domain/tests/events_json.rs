@@ -155,6 +155,21 @@ fn every_event_round_trips_through_stored_bytes() {
 }
 
 #[test]
+fn the_log_type_name_decides_over_the_stored_type_member() {
+    // Stored bytes name another type than the log's frame: the frame's name is used,
+    // as it always was (the direct read of current-version bytes must not change that).
+    let bytes = br#"{"type":"RequestWithdrawn","by":"res-1","at":5}"#;
+    let read = Event::from_json("RequestClaimed", 1, bytes).expect("reads as the frame's type");
+    assert_eq!(
+        read,
+        Event::RequestClaimed {
+            by: id("res-1"),
+            at: Timestamp(5)
+        }
+    );
+}
+
+#[test]
 fn a_version_one_rating_is_upcast() {
     let v1 = br#"{"type":"RequestRated","by":"res-1","score":2,"at":1772413200000}"#;
     let event = Event::from_json("RequestRated", 1, v1).expect("upcast");
