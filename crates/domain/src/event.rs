@@ -335,7 +335,8 @@ impl Event {
         // them straight into the enum (about a third of the cost of going through a
         // `serde_json::Value`). Anything else takes the general path below, which also
         // gives every error its message.
-        if schema_version == current_schema_version(event_type) && EVENT_TYPES.contains(&event_type) {
+        if schema_version == current_schema_version(event_type) && EVENT_TYPES.contains(&event_type)
+        {
             if let Ok(event) = serde_json::from_slice::<Event>(bytes) {
                 if event.event_type() == event_type {
                     return Ok(event);

@@ -99,7 +99,10 @@ fn main() {
     // first event of their requests, so the (empty) log is never read.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let log = runtime
-        .block_on(anju_eventlog::EventLog::open(dir.path().join("log"), Default::default()))
+        .block_on(anju_eventlog::EventLog::open(
+            dir.path().join("log"),
+            Default::default(),
+        ))
         .unwrap();
     let models = if memory {
         ReadModels::open_memory(
@@ -151,7 +154,9 @@ fn main() {
     if memory {
         let (t, c) = (Instant::now(), cpu_seconds());
         models.save_snapshot().unwrap();
-        let size = std::fs::metadata(dir.path().join("projections.snapshot")).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(dir.path().join("projections.snapshot"))
+            .map(|m| m.len())
+            .unwrap_or(0);
         println!(
             "snapshot: {:.2}s wall, {:.2} CPU-s, {} MiB",
             t.elapsed().as_secs_f64(),

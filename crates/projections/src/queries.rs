@@ -142,8 +142,8 @@ impl ReadModels {
             let Some(Ok((_, value))) = cursors[i].1.next() else {
                 continue;
             };
-            let mut item: QueueItem =
-                QueueItem::decode(&value).ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
+            let mut item: QueueItem = QueueItem::decode(&value)
+                .ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
             if !statuses.contains(&item.status)
                 || query.category.is_some_and(|c| c != item.category)
                 || query
@@ -471,8 +471,8 @@ impl ReadModels {
             let end = [site.as_slice(), &keys::ts(now.0)].concat();
             for item in self.trees().queue.range(site..end) {
                 let (_, value) = item?;
-                let item: QueueItem =
-                    QueueItem::decode(&value).ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
+                let item: QueueItem = QueueItem::decode(&value)
+                    .ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
                 let in_range = filter.category.is_none_or(|c| c == item.category)
                     && Self::hour_in_range(filter, keys::hour_of(item.submitted_at));
                 if in_range && item.deadline.is_some_and(|d| d < now) {
@@ -482,5 +482,4 @@ impl ReadModels {
         }
         Ok(overdue)
     }
-
 }

@@ -11,12 +11,12 @@ use crate::keys;
 use crate::model::{Applied, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
 use crate::store::{MemPart, ModelBatch, Part, PartBatch};
 use crate::views::LogViews;
-use anju_eventlog::EventLog;
 use crate::ProjectionError;
 use anju_domain::{
     next_due, try_evolve, ActorId, Calendar, Event, Grade, RemediationState, Request, RequestId,
     Status, Timestamp,
 };
+use anju_eventlog::EventLog;
 use sled::Tree;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -342,8 +342,18 @@ impl ReadModels {
         let checkpoint = self.checkpoint()?;
         let started = Instant::now();
         let entries = crate::snapshot::save(&state.path, PROJECTION_VERSION, &self.inner.memory)
-            .map_err(|e| ProjectionError::Corrupt(format!("writing the read-model snapshot {}: {e}", state.path.display())))?;
-        tracing::debug!(checkpoint, entries, ms = started.elapsed().as_millis() as u64, "read-model snapshot written");
+            .map_err(|e| {
+                ProjectionError::Corrupt(format!(
+                    "writing the read-model snapshot {}: {e}",
+                    state.path.display()
+                ))
+            })?;
+        tracing::debug!(
+            checkpoint,
+            entries,
+            ms = started.elapsed().as_millis() as u64,
+            "read-model snapshot written"
+        );
         if let Ok(mut last) = state.last.lock() {
             *last = (Instant::now(), checkpoint);
         }
@@ -355,7 +365,10 @@ impl ReadModels {
         let Some(state) = &self.inner.snapshot else {
             return Ok(());
         };
-        let (at, saved) = *state.last.lock().map_err(|_| corrupt("snapshot state", "poisoned"))?;
+        let (at, saved) = *state
+            .last
+            .lock()
+            .map_err(|_| corrupt("snapshot state", "poisoned"))?;
         let checkpoint = self.checkpoint()?;
         let elapsed = at.elapsed();
         let due = checkpoint != saved
@@ -513,7 +526,11 @@ impl ReadModels {
     }
 
     /// The view of a request as applied before `input` (which is one of its events).
-    fn load(&self, id: &RequestId, input: &Input<'_>) -> Result<Option<RequestView>, ProjectionError> {
+    fn load(
+        &self,
+        id: &RequestId,
+        input: &Input<'_>,
+    ) -> Result<Option<RequestView>, ProjectionError> {
         if let Some(views) = &self.inner.views {
             if let Some(view) = views.cached(id) {
                 if view.version + 1 >= input.stream_version {
@@ -835,11 +852,7 @@ impl ReadModels {
             }
             if let Some((key, item)) = new_queue {
                 if old_queue.as_ref() != Some(&(key.clone(), item.clone())) {
-                    trees.queue.batch_insert(
-                        &mut batch,
-                        &key,
-                        item.encode(),
-                    );
+                    trees.queue.batch_insert(&mut batch, &key, item.encode());
                 }
             }
             let old_timers = pending

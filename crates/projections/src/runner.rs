@@ -223,8 +223,12 @@ impl Projections {
         let models = self.shared.models.clone();
         match tokio::task::spawn_blocking(move || models.save_snapshot()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "writing the read-model snapshot on stop failed; the next start replays the log"),
-            Err(e) => tracing::error!(error = %e, "writing the read-model snapshot on stop panicked"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "writing the read-model snapshot on stop failed; the next start replays the log")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing the read-model snapshot on stop panicked")
+            }
         }
         let db = self.shared.log.index_db().clone();
         let _ = tokio::task::spawn_blocking(move || db.flush()).await;

@@ -40,7 +40,11 @@ impl<W: Write> Write for Crc<W> {
 
 /// Writes `parts` (prefix, part) with `version` to `path` atomically. The caller holds
 /// the models' write lock, so the parts are consistent with each other.
-pub(crate) fn save(path: &Path, version: u64, parts: &[(u8, Arc<MemPart>)]) -> std::io::Result<u64> {
+pub(crate) fn save(
+    path: &Path,
+    version: u64,
+    parts: &[(u8, Arc<MemPart>)],
+) -> std::io::Result<u64> {
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp)?;
     let mut out = Crc {
@@ -120,7 +124,9 @@ pub(crate) fn load(
     }
     let stored = u64::from_le_bytes(input.bytes::<8>().map_err(io)?);
     if stored != version {
-        return Err(format!("snapshot of projection version {stored}, not {version}"));
+        return Err(format!(
+            "snapshot of projection version {stored}, not {version}"
+        ));
     }
     let count = u32::from_le_bytes(input.bytes::<4>().map_err(io)?);
     let mut parts = Vec::new();

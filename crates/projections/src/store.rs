@@ -27,11 +27,15 @@ pub(crate) struct MemPart {
 
 impl MemPart {
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<IVec, IVec>> {
-        self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<IVec, IVec>> {
-        self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -324,8 +328,14 @@ mod tests {
             all(memory_part.range(low.clone()..high.clone())),
             all(sled_part.range(low.clone()..high.clone()))
         );
-        assert_eq!(all(memory_part.range(..high.clone())), all(sled_part.range(..high.clone())));
-        assert_eq!(all(memory_part.range(low.clone()..)), all(sled_part.range(low.clone()..)));
+        assert_eq!(
+            all(memory_part.range(..high.clone())),
+            all(sled_part.range(..high.clone()))
+        );
+        assert_eq!(
+            all(memory_part.range(low.clone()..)),
+            all(sled_part.range(low.clone()..))
+        );
         assert!(all(memory_part.range(high.clone()..low.clone())).is_empty());
         assert_eq!(memory_part.len(), sled_part.len());
     }
