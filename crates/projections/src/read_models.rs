@@ -140,6 +140,22 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
+    /// Every part from `part(prefix)`, prefixes 1 to 9 in `TREE_NAMES` order.
+    fn new(part: impl Fn(u8) -> Part, models: Option<Tree>) -> Trees {
+        Trees {
+            meta: part(1),
+            requests: part(2),
+            tracking: part(3),
+            queue: part(4),
+            timers: part(5),
+            sites: part(6),
+            counts: part(7),
+            spans: part(8),
+            remediations: part(9),
+            models,
+        }
+    }
+
     fn all(&self) -> [&Part; 9] {
         [
             &self.meta,
@@ -238,19 +254,10 @@ impl ReadModels {
             }
         }
         let models = db.open_tree(MODELS_TREE)?;
-        let part = |prefix: u8| Part::sled(models.clone(), prefix);
-        let trees = Trees {
-            meta: part(1),
-            requests: part(2),
-            tracking: part(3),
-            queue: part(4),
-            timers: part(5),
-            sites: part(6),
-            counts: part(7),
-            spans: part(8),
-            remediations: part(9),
-            models: Some(models),
-        };
+        let trees = Trees::new(
+            |prefix| Part::sled(models.clone(), prefix),
+            Some(models.clone()),
+        );
         Ok(ReadModels {
             inner: Arc::new(Inner {
                 trees,
@@ -287,26 +294,15 @@ impl ReadModels {
                     }
                 }
             }
+            // The parts are still empty: `load` fills nothing unless the whole file is good.
             Err(reason) => {
                 tracing::warn!(path = %snapshot.display(), %reason, "read-model snapshot not used; the read models are rebuilt from the log");
-                for (_, part) in &memory {
-                    part.write().clear();
-                }
             }
         }
-        let part = |prefix: u8| Part::memory(memory[prefix as usize - 1].1.clone(), prefix);
-        let trees = Trees {
-            meta: part(1),
-            requests: part(2),
-            tracking: part(3),
-            queue: part(4),
-            timers: part(5),
-            sites: part(6),
-            counts: part(7),
-            spans: part(8),
-            remediations: part(9),
-            models: None,
-        };
+        let trees = Trees::new(
+            |prefix| Part::memory(memory[prefix as usize - 1].1.clone(), prefix),
+            None,
+        );
         let checkpoint = trees
             .meta
             .get(META_CHECKPOINT)?
