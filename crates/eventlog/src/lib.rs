@@ -1,10 +1,12 @@
-//! The durable event log: segment files are the record, sled indexes them.
+//! The durable event log: segment files are the record; the indexes over them are in
+//! memory.
 //!
 //! Appends go through one writer thread that batches concurrent appends into one write
-//! and one `fdatasync` (group commit) and acknowledges nothing before that sync. An
-//! indexer thread then writes the sled indexes; sled is never the only copy of anything
-//! and is rebuilt from the segments when it is missing or damaged. See
-//! `docs/adr/001-own-log-sled-index.md`.
+//! and one `fdatasync` (group commit) and acknowledges nothing before that sync; it then
+//! adds the group to the in-memory stream index before it moves the head. On open one
+//! scan of the segments builds the indexes again. A sled store beside the segments keeps
+//! named checkpoints and other components' trees. See
+//! `docs/adr/001-own-log-sled-index.md` and `docs/adr/005-log-index-in-memory.md`.
 
 mod codec;
 mod error;
@@ -51,8 +53,8 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Dropping the sender stops the writer, which stops the indexer; joining them
-        // releases the directory lock and sled before a reopen in the same process.
+        // Dropping the sender stops the writer; joining it releases the directory lock
+        // and sled before a reopen in the same process.
         self.tx.take();
         for thread in self
             .threads
@@ -97,17 +99,12 @@ impl EventLog {
         })?;
         let segment_dir = dir.join("segments");
         let recovered = recovery::recover(&segment_dir, &dir.join("index"), &options)?;
-        if recovered.rebuilt_index {
-            tracing::info!(dir = %dir.display(), "rebuilding the sled index from the segments");
-        }
-        let indexed_up_to = recovered.loaded.indexed_up_to;
         let active = recovered
             .segments
             .last()
             .expect("there is always a segment")
             .clone();
         let (head_tx, _) = watch::channel(recovered.head);
-        let (indexed_tx, _) = watch::channel(indexed_up_to);
         let shared = Arc::new(Shared {
             segment_dir,
             options,
@@ -116,43 +113,16 @@ impl EventLog {
             sparse: RwLock::new(recovered.loaded.sparse),
             head: AtomicU64::new(recovered.head),
             head_tx,
-            versions: RwLock::new(recovered.loaded.versions),
-            unindexed: RwLock::new(std::collections::HashMap::new()),
+            streams: RwLock::new(recovered.loaded.streams),
             closed: AtomicBool::new(false),
             index: recovered.index,
-            indexed_tx,
-            index_failure: Mutex::new(None),
         });
-        let (index_tx, index_rx) = std::sync::mpsc::channel();
-        let mut to_index = recovered.to_index;
-        {
-            let mut unindexed = shared.unindexed.write().expect("unindexed lock poisoned");
-            for entry in &to_index {
-                unindexed
-                    .entry(entry.stream.clone())
-                    .or_default()
-                    .push_back((entry.version, entry.position));
-            }
-        }
-        while !to_index.is_empty() {
-            let rest = to_index.split_off(to_index.len().min(50_000));
-            let _ = index_tx.send(to_index);
-            to_index = rest;
-        }
-        let indexer = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("anju-eventlog-indexer".into())
-                .spawn(move || shared::run_indexer(shared, index_rx))
-                .map_err(|e| LogError::io("indexer thread", e))?
-        };
         let (tx, rx) = mpsc::channel(16 * 1024);
         let writer = Writer {
             shared: shared.clone(),
             ids: recovered.loaded.ids,
             segment: active,
             write_offset: recovered.write_offset,
-            index_tx,
             failure: None,
             prepared: None,
         };
@@ -164,7 +134,7 @@ impl EventLog {
             inner: Arc::new(Inner {
                 shared,
                 tx: Some(tx),
-                threads: Mutex::new(vec![writer, indexer]),
+                threads: Mutex::new(vec![writer]),
             }),
         })
     }
@@ -265,21 +235,11 @@ impl EventLog {
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let shared = self.shared();
         let max = max.min(shared.options.max_read_batch);
-        if max == 0
-            || shared
-                .versions
-                .read()
-                .expect("versions lock poisoned")
-                .get(stream)
-                .is_none()
-        {
+        if max == 0 {
             return Ok(Vec::new());
         }
-        if let Some(failure) = shared.index_failure() {
-            return Err(LogError::Corrupt(format!("the indexer stopped: {failure}")));
-        }
         let positions =
-            shared.stream_positions(stream, from_version, direction == Direction::Forwards, max)?;
+            shared.stream_positions(stream, from_version, direction == Direction::Forwards, max);
         let mut events = Vec::with_capacity(positions.len());
         for (version, position) in positions {
             let event = shared.read_one(position)?;
@@ -343,12 +303,7 @@ impl EventLog {
 
     /// The version of the stream's last committed event, `None` if it has none.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.shared()
-            .versions
-            .read()
-            .expect("versions lock poisoned")
-            .get(stream)
-            .copied()
+        self.shared().stream_version(stream)
     }
 
     /// The position of the committed event with this id, `None` if there is none. Asks
@@ -386,17 +341,17 @@ impl EventLog {
         &self.shared().index.db
     }
 
-    /// Every position below the returned one is in the sled indexes.
+    /// Every committed position is in the in-memory indexes, so this is the head; kept
+    /// for readers that wait for the index before timing.
     pub fn indexed_up_to(&self) -> u64 {
-        self.shared().indexed_up_to()
+        self.shared().head()
     }
 
-    /// Checks every frame's CRC, position and version contiguity, and that the index
-    /// agrees with the segments.
+    /// Checks every frame's CRC, position and version contiguity, and that the in-memory
+    /// indexes agree with the segments.
     pub async fn verify(&self) -> Result<VerifyReport, LogError> {
         let shared = self.inner.shared.clone();
         let head = shared.head();
-        shared.wait_indexed(head).await?;
         tokio::task::spawn_blocking(move || verify::verify(&shared, head))
             .await
             .map_err(|e| LogError::Corrupt(format!("verify panicked: {e}")))?
@@ -408,9 +363,9 @@ impl EventLog {
         LogStats {
             events: shared.head(),
             streams: shared
-                .versions
+                .streams
                 .read()
-                .expect("versions lock poisoned")
+                .expect("stream index lock poisoned")
                 .len() as u64,
             segments: segments.len() as u64,
             bytes: segments
@@ -418,12 +373,11 @@ impl EventLog {
                 .filter_map(|s| s.file.metadata().ok())
                 .map(|m| m.len())
                 .sum(),
-            indexed_up_to: shared.indexed_up_to(),
         }
     }
 
-    /// Stops the writer after the appends already queued, waits for the indexer to catch
-    /// up and flushes sled. Other clones of this handle get `Closed` from then on.
+    /// Stops the writer after the appends already queued and flushes sled. Other clones
+    /// of this handle get `Closed` from then on.
     pub async fn close(self) -> Result<(), LogError> {
         let shared = self.inner.shared.clone();
         if let Some(tx) = &self.inner.tx {
@@ -432,12 +386,10 @@ impl EventLog {
                 let _ = closed.await;
             }
         }
-        let head = shared.head();
-        let indexed = shared.wait_indexed(head).await;
         let flushed = tokio::task::spawn_blocking(move || shared.index.flush())
             .await
-            .map_err(|e| LogError::Corrupt(format!("flushing the index panicked: {e}")))?;
+            .map_err(|e| LogError::Corrupt(format!("flushing the sled store panicked: {e}")))?;
         drop(self);
-        indexed.and(flushed)
+        flushed
     }
 }

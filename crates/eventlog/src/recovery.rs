@@ -1,8 +1,8 @@
-//! Opening a log directory: find the segments, cut off a torn or garbage tail, open or
-//! rebuild the sled index, and bring the in-memory state up to the last durable event.
+//! Opening a log directory: find the segments, cut off a torn or garbage tail, open the
+//! sled store, and build the in-memory indexes from every durable event.
 
 use crate::error::LogError;
-use crate::index::{encode_location, Index, IndexEntry, Loaded, SPARSE_STRIDE};
+use crate::index::{encode_location, Index, Loaded};
 use crate::segment::{
     create_segment, open_segment, parse_segment_name, sync_dir, zero_fill, FrameCursor, Next,
     Segment, SEGMENT_HEADER_LEN,
@@ -12,16 +12,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Everything `EventLog::open` needs to start the writer and the indexer.
+/// Everything `EventLog::open` needs to start the writer.
 pub(crate) struct Recovered {
     pub segments: Vec<Arc<Segment>>,
     pub write_offset: u64,
     pub head: u64,
     pub loaded: Loaded,
-    /// Committed events the index does not hold yet, oldest first.
-    pub to_index: Vec<IndexEntry>,
     pub index: Index,
-    pub rebuilt_index: bool,
 }
 
 pub(crate) fn open_segments(
@@ -68,98 +65,36 @@ pub(crate) fn recover(
     options: &LogOptions,
 ) -> Result<Recovered, LogError> {
     let segments = open_segments(segment_dir, options)?;
-    let cache = 64 << 20;
-    let (mut index, mut rebuilt_index) = Index::open(index_dir, cache)?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let loaded = match index.load() {
-            Ok(loaded) => loaded,
-            Err(reason) if attempt == 1 => {
-                tracing::warn!(%reason, "sled index is inconsistent; rebuilding it from the segments");
-                (index, rebuilt_index) = rebuild(index, index_dir, cache)?;
-                continue;
-            }
-            Err(reason) => {
-                return Err(LogError::Corrupt(format!(
-                    "a rebuilt index is inconsistent: {reason}"
-                )))
-            }
-        };
-        match scan_tail(&segments, &index, loaded, options)? {
-            Ok((write_offset, head, loaded, to_index)) => {
-                return Ok(Recovered {
-                    segments,
-                    write_offset,
-                    head,
-                    loaded,
-                    to_index,
-                    index,
-                    rebuilt_index,
-                })
-            }
-            Err(reason) if attempt == 1 => {
-                tracing::warn!(%reason, "sled index disagrees with the segments; rebuilding it");
-                (index, rebuilt_index) = rebuild(index, index_dir, cache)?;
-            }
-            Err(reason) => return Err(LogError::Corrupt(reason)),
-        }
-    }
+    // The store holds checkpoints and the small trees of other components only.
+    let index = Index::open(index_dir, 16 << 20)?;
+    let (write_offset, head, loaded) = scan(&segments, options)?;
+    Ok(Recovered {
+        segments,
+        write_offset,
+        head,
+        loaded,
+        index,
+    })
 }
 
-fn rebuild(index: Index, index_dir: &Path, cache: u64) -> Result<(Index, bool), LogError> {
-    drop(index);
-    let aside = index_dir.with_extension("damaged");
-    let _ = std::fs::remove_dir_all(&aside);
-    std::fs::rename(index_dir, &aside).map_err(|e| LogError::io(index_dir.display(), e))?;
-    let (index, _) = Index::open(index_dir, cache)?;
-    Ok((index, true))
-}
-
-type TailScan = (u64, u64, Loaded, Vec<IndexEntry>);
-
-/// Scans from the last indexed position to the end of the log. The outer `Err` is a fault
-/// in the segments; the inner `Err` says the index disagrees with them (rebuild it).
-fn scan_tail(
-    segments: &[Arc<Segment>],
-    index: &Index,
-    mut loaded: Loaded,
-    options: &LogOptions,
-) -> Result<Result<TailScan, String>, LogError> {
-    let indexed = loaded.indexed_up_to;
-    let (start_segment, start_offset, start_position) = if indexed == 0 {
-        (0, SEGMENT_HEADER_LEN, 0)
-    } else {
-        let block = (indexed - 1) / SPARSE_STRIDE;
-        let (segment, offset) = crate::index::decode_location(loaded.sparse[block as usize]);
-        (segment, offset, block * SPARSE_STRIDE)
-    };
-    if start_segment as usize >= segments.len() {
-        return Ok(Err(format!(
-            "the index points into segment {start_segment}, which does not exist"
-        )));
-    }
-    let mut expected = start_position;
-    let mut to_index = Vec::new();
-    // The events of the append being read; applied only once its last frame is seen.
+/// Scans every segment from the start: builds the in-memory indexes from the committed
+/// events and cuts a torn tail off the last segment.
+fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Loaded), LogError> {
+    let mut loaded = Loaded::default();
+    let mut expected = 0u64;
+    // The events of the append being read; added only once its last frame is seen.
     let mut current_append: Vec<(RecordedEvent, u64)> = Vec::new();
-    let mut append_start: Option<(usize, u64)> = None;
-    let mut last_indexed_seen = indexed == 0;
+    let mut append_start: Option<u64> = None;
     let last = segments.len() - 1;
-    for (i, segment) in segments.iter().enumerate().skip(start_segment as usize) {
-        let offset = if i == start_segment as usize {
-            start_offset
-        } else {
-            SEGMENT_HEADER_LEN
-        };
-        if i != start_segment as usize && segment.first_position != expected {
+    for (i, segment) in segments.iter().enumerate() {
+        if segment.first_position != expected {
             return Err(LogError::Corrupt(format!(
                 "segment {} starts at position {} but {expected} was expected",
                 segment.path.display(),
                 segment.first_position
             )));
         }
-        let mut cursor = FrameCursor::new(&segment.file, offset, 1 << 20);
+        let mut cursor = FrameCursor::new(&segment.file, SEGMENT_HEADER_LEN, 1 << 20);
         let (end, damage) = loop {
             match cursor
                 .next_frame()
@@ -177,36 +112,14 @@ fn scan_tail(
                         );
                     }
                     if current_append.is_empty() {
-                        append_start = Some((i, offset));
+                        append_start = Some(offset);
                     }
                     expected += 1;
-                    if event.position + 1 == indexed {
-                        // Spot check: the newest indexed event must be in the index.
-                        if !index.agrees(
-                            event.event_id,
-                            event.position,
-                            &event.stream_id,
-                            event.stream_version,
-                        )? {
-                            return Ok(Err(format!(
-                                "the index does not hold position {}",
-                                event.position
-                            )));
-                        }
-                        last_indexed_seen = true;
-                    }
                     let remaining = frame.remaining_in_append;
                     current_append.push((event, offset));
                     if remaining == 0 {
                         for (event, offset) in current_append.drain(..) {
-                            if event.position >= indexed {
-                                apply(
-                                    &mut loaded,
-                                    &mut to_index,
-                                    event,
-                                    encode_location(i as u64, offset),
-                                );
-                            }
+                            add(&mut loaded, &event, encode_location(i as u64, offset))?;
                         }
                         append_start = None;
                     }
@@ -232,10 +145,7 @@ fn scan_tail(
         }
         // The last segment: anything after the last complete append is an unacknowledged
         // write that was torn by a crash; cut it off.
-        let cut = match append_start {
-            Some((_, offset)) => offset,
-            None => end,
-        };
+        let cut = append_start.unwrap_or(end);
         if !current_append.is_empty() {
             expected -= current_append.len() as u64;
             current_append.clear();
@@ -244,34 +154,38 @@ fn scan_tail(
             tracing::warn!(segment = %segment.path.display(), offset = cut, %reason, "cutting off a torn tail");
         }
         cut_tail(segment, cut, damage.is_some() || cut != end, options)?;
-        if !last_indexed_seen {
-            return Ok(Err(format!(
-                "the index claims position {} but the segments end before it",
-                indexed - 1
-            )));
-        }
-        return Ok(Ok((cut, expected, loaded, to_index)));
+        return Ok((cut, expected, loaded));
     }
     unreachable!("the last segment always returns")
 }
 
-fn apply(loaded: &mut Loaded, to_index: &mut Vec<IndexEntry>, event: RecordedEvent, location: u64) {
-    let location = (event.position % SPARSE_STRIDE == 0).then_some(location);
-    if let Some(location) = location {
-        debug_assert_eq!(loaded.sparse.len() as u64, event.position / SPARSE_STRIDE);
-        loaded.sparse.push(location);
+/// Adds one committed event to the in-memory indexes, checking its stream version and
+/// event id against what came before it.
+fn add(loaded: &mut Loaded, event: &RecordedEvent, location: u64) -> Result<(), LogError> {
+    let want = loaded
+        .streams
+        .get(event.stream_id.as_str())
+        .map_or(0, |positions| positions.len() as u64);
+    if event.stream_version != want {
+        return Err(LogError::Corrupt(format!(
+            "position {} holds version {} of {} where version {want} was expected",
+            event.position, event.stream_version, event.stream_id
+        )));
     }
-    loaded.ids.insert(event.event_id, event.position);
-    loaded
-        .versions
-        .insert(event.stream_id.clone(), event.stream_version);
-    to_index.push(IndexEntry {
-        position: event.position,
-        stream: Arc::from(event.stream_id.as_str()),
-        version: event.stream_version,
-        event_id: event.event_id,
+    if let Some(earlier) = loaded.ids.get(&event.event_id) {
+        return Err(LogError::Corrupt(format!(
+            "position {} repeats the event id of position {earlier}",
+            event.position
+        )));
+    }
+    loaded.add(
+        event.position,
+        &event.stream_id,
+        event.stream_version,
+        event.event_id,
         location,
-    });
+    );
+    Ok(())
 }
 
 /// Makes sure nothing but zeros follows `cut` in the last segment, so a later write can

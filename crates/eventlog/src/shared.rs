@@ -3,14 +3,13 @@
 
 use crate::codec::DecodedFrame;
 use crate::error::LogError;
-use crate::index::{decode_location, Index, IndexEntry, SPARSE_STRIDE};
+use crate::index::{decode_location, Index, Streams, SPARSE_STRIDE};
 use crate::segment::{FrameCursor, Next, Segment, SEGMENT_HEADER_LEN};
 use crate::types::{Filter, LogOptions, RecordedEvent};
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 pub(crate) struct Shared {
@@ -24,16 +23,11 @@ pub(crate) struct Shared {
     /// Next position to be written; every position below it is durable.
     pub head: AtomicU64,
     pub head_tx: watch::Sender<u64>,
-    /// Committed version of every stream.
-    pub versions: RwLock<HashMap<String, u64>>,
-    /// Committed (version, position) pairs of each stream that sled does not hold yet, in
-    /// order; the writer adds them after commit and the indexer drops them once in sled.
-    pub unindexed: RwLock<HashMap<Arc<str>, VecDeque<(u64, u64)>>>,
+    /// The position of every committed version of every stream; the writer adds to it
+    /// after commit, before it moves the head.
+    pub streams: RwLock<Streams>,
     pub closed: AtomicBool,
     pub index: Index,
-    /// Every position below this is in sled.
-    pub indexed_tx: watch::Sender<u64>,
-    pub index_failure: Mutex<Option<String>>,
 }
 
 /// Read-ahead for scans of many events; single reads use a smaller one.
@@ -43,10 +37,6 @@ const POINT_CHUNK: usize = 16 << 10;
 impl Shared {
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
-    }
-
-    pub fn indexed_up_to(&self) -> u64 {
-        *self.indexed_tx.borrow()
     }
 
     fn segments_from(&self, index: u64) -> Vec<Arc<Segment>> {
@@ -189,108 +179,49 @@ impl Shared {
         }
         Ok(events)
     }
-
-    pub fn index_failure(&self) -> Option<String> {
-        self.index_failure
-            .lock()
-            .expect("index failure lock poisoned")
-            .clone()
-    }
-
-    /// Waits until the indexer has caught up with `position` (exclusive).
-    pub async fn wait_indexed(&self, position: u64) -> Result<(), LogError> {
-        let mut rx = self.indexed_tx.subscribe();
-        loop {
-            if let Some(failure) = self.index_failure() {
-                return Err(LogError::Corrupt(format!("the indexer stopped: {failure}")));
-            }
-            if *rx.borrow_and_update() >= position {
-                return Ok(());
-            }
-            if rx.changed().await.is_err() {
-                return Err(LogError::Closed);
-            }
-        }
-    }
-}
-
-/// The indexer thread: writes committed entries to sled in batches, after the fact.
-pub(crate) fn run_indexer(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Vec<IndexEntry>>) {
-    // sled copies a leaf on every insert and frees the old copies only after the batch;
-    // on the benchmark 100k-entry batches peaked at 1.3 GB RSS, 4096 at ~700 MB, 512 at
-    // ~130 MB, with no clear loss of throughput.
-    const MAX_BATCH: usize = 512;
-    while let Ok(first) = rx.recv() {
-        let mut batch = first;
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
-        let Some(last) = batch.last().map(|e| e.position) else {
-            continue;
-        };
-        if let Err(e) = shared.index.apply(&batch) {
-            tracing::error!(error = %e, "writing the sled index failed; reads by stream stop until reopen");
-            *shared
-                .index_failure
-                .lock()
-                .expect("index failure lock poisoned") = Some(e.to_string());
-            shared.indexed_tx.send_modify(|_| {});
-            return;
-        }
-        {
-            let mut unindexed = shared.unindexed.write().expect("unindexed lock poisoned");
-            for entry in &batch {
-                if let Some(tail) = unindexed.get_mut(&entry.stream) {
-                    while tail
-                        .front()
-                        .is_some_and(|(version, _)| *version <= entry.version)
-                    {
-                        tail.pop_front();
-                    }
-                    if tail.is_empty() {
-                        unindexed.remove(&entry.stream);
-                    }
-                }
-            }
-        }
-        shared.indexed_tx.send_replace(last + 1);
-    }
 }
 
 impl Shared {
+    /// The committed version of `stream`, `None` if it has no events.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        self.streams
+            .read()
+            .expect("stream index lock poisoned")
+            .get(stream)
+            .map(|positions| positions.len() as u64 - 1)
+    }
+
     /// (version, position) of a stream's events from `from_version` in the direction
-    /// asked, from sled plus the committed tail sled does not hold yet.
+    /// asked; `u64::MAX` backwards means from the newest.
     pub fn stream_positions(
         &self,
         stream: &str,
         from_version: u64,
         forwards: bool,
         max: usize,
-    ) -> Result<Vec<(u64, u64)>, LogError> {
-        // Holding the read lock across the sled read means the indexer cannot drop an
-        // entry from the tail between the two reads, so nothing falls in the gap.
-        let unindexed = self.unindexed.read().expect("unindexed lock poisoned");
-        let mut merged: BTreeMap<u64, u64> = self
-            .index
-            .stream_positions(stream, from_version, forwards, max)?
-            .into_iter()
-            .collect();
-        if let Some(tail) = unindexed.get(stream) {
-            for (version, position) in tail {
-                if (forwards && *version >= from_version) || (!forwards && *version <= from_version)
-                {
-                    merged.insert(*version, *position);
-                }
-            }
-        }
-        drop(unindexed);
-        Ok(if forwards {
-            merged.into_iter().take(max).collect()
+    ) -> Vec<(u64, u64)> {
+        let streams = self.streams.read().expect("stream index lock poisoned");
+        let Some(positions) = streams.get(stream) else {
+            return Vec::new();
+        };
+        let numbered = positions.iter().copied().enumerate();
+        if forwards {
+            numbered
+                .skip(usize::try_from(from_version).unwrap_or(usize::MAX))
+                .take(max)
+                .map(|(version, position)| (version as u64, position))
+                .collect()
         } else {
-            merged.into_iter().rev().take(max).collect()
-        })
+            let end = usize::try_from(from_version)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .min(positions.len());
+            numbered
+                .take(end)
+                .rev()
+                .take(max)
+                .map(|(version, position)| (version as u64, position))
+                .collect()
+        }
     }
 }

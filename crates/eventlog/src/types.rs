@@ -146,8 +146,6 @@ pub struct LogStats {
     pub segments: u64,
     /// Bytes of framed records in all segments (excluding headers and preallocated space).
     pub bytes: u64,
-    /// Every event below this position is in the sled indexes.
-    pub indexed_up_to: u64,
 }
 
 /// What `verify` found.

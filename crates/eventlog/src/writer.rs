@@ -5,7 +5,7 @@
 
 use crate::codec::{encode_frame, frame_len, FrameFields};
 use crate::error::{AppendError, LogError};
-use crate::index::{encode_location, IndexEntry, SPARSE_STRIDE};
+use crate::index::{add_position, encode_location, SPARSE_STRIDE};
 use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::shared::Shared;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent};
@@ -42,7 +42,6 @@ pub(crate) struct Writer {
     pub segment: Arc<Segment>,
     /// Where the next frame goes in the active segment.
     pub write_offset: u64,
-    pub index_tx: std::sync::mpsc::Sender<Vec<IndexEntry>>,
     /// Set once a write or sync fails; after that nothing is acknowledged until reopen,
     /// because the page cache may no longer match the disk.
     pub failure: Option<String>,
@@ -72,7 +71,8 @@ struct Group {
     versions: HashMap<Arc<str>, u64>,
     ids: HashMap<Uuid, PendingId>,
     sparse: Vec<u64>,
-    entries: Vec<IndexEntry>,
+    /// (stream, version, position) of each accepted event, in order.
+    entries: Vec<(Arc<str>, u64, u64)>,
     replies: Vec<(Reply, Outcome)>,
 }
 
@@ -181,7 +181,6 @@ impl Writer {
         }
         self.shared.closed.store(true, Ordering::Release);
         self.shared.head_tx.send_modify(|_| {});
-        drop(self.index_tx);
         for done in close_waiters {
             let _ = done.send(());
         }
@@ -209,13 +208,7 @@ impl Writer {
         }
         let current = match group.versions.get(stream) {
             Some(v) => Some(*v),
-            None => self
-                .shared
-                .versions
-                .read()
-                .expect("versions lock poisoned")
-                .get(stream)
-                .copied(),
+            None => self.shared.stream_version(stream),
         };
         let matches = match expected {
             ExpectedVersion::Any => true,
@@ -282,13 +275,7 @@ impl Writer {
                     stream: stream_arc.clone(),
                 },
             );
-            group.entries.push(IndexEntry {
-                position,
-                stream: stream_arc.clone(),
-                version,
-                event_id: event.event_id,
-                location,
-            });
+            group.entries.push((stream_arc.clone(), version, position));
         }
         *head += count;
         let last_version = first_version + count - 1;
@@ -439,16 +426,13 @@ impl Writer {
     /// Makes a durable group visible: in-memory state, then the head, then the callers.
     fn publish(&mut self, group: Group, head: u64) {
         if !group.entries.is_empty() {
-            let mut unindexed = self
+            let mut streams = self
                 .shared
-                .unindexed
+                .streams
                 .write()
-                .expect("unindexed lock poisoned");
-            for entry in &group.entries {
-                unindexed
-                    .entry(entry.stream.clone())
-                    .or_default()
-                    .push_back((entry.version, entry.position));
+                .expect("stream index lock poisoned");
+            for (stream, version, position) in &group.entries {
+                add_position(&mut streams, stream, *version, *position);
             }
         }
         if !group.sparse.is_empty() {
@@ -457,16 +441,6 @@ impl Writer {
                 .write()
                 .expect("sparse index lock poisoned")
                 .extend(group.sparse);
-        }
-        if !group.versions.is_empty() {
-            let mut versions = self
-                .shared
-                .versions
-                .write()
-                .expect("versions lock poisoned");
-            for (stream, version) in group.versions {
-                versions.insert(stream.to_string(), version);
-            }
         }
         for (id, pending) in group.ids {
             self.ids.insert(id, pending.position);
@@ -478,9 +452,6 @@ impl Writer {
                 Outcome::Written(result) => Ok(result),
                 Outcome::Failed(error) => Err(error),
             });
-        }
-        if !group.entries.is_empty() {
-            let _ = self.index_tx.send(group.entries);
         }
     }
 }

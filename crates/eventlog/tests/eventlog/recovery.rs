@@ -1,5 +1,7 @@
-//! Recovery on open: torn and garbage tails are cut off, a missing or damaged sled index
-//! is rebuilt with the same answers, and a second open of a directory in use is refused.
+//! Recovery on open: torn and garbage tails are cut off, the in-memory indexes are built
+//! again with the same answers whatever happened to the sled store beside the segments,
+//! a store of the older format loses its stream index trees and keeps its checkpoints,
+//! and a second open of a directory in use is refused.
 
 use crate::helpers::{
     assert_verifies, data_end, event, events, last_segment, open, read_everything,
@@ -202,7 +204,7 @@ async fn fill_for_index_tests(
 }
 
 #[tokio::test]
-async fn a_deleted_index_is_rebuilt_with_the_same_answers() {
+async fn a_deleted_store_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let before = fill_for_index_tests(dir.path()).await;
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
@@ -220,7 +222,7 @@ async fn a_deleted_index_is_rebuilt_with_the_same_answers() {
 }
 
 #[tokio::test]
-async fn a_corrupted_index_is_rebuilt_with_the_same_answers() {
+async fn a_corrupted_store_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let before = fill_for_index_tests(dir.path()).await;
     for entry in walk(&dir.path().join("index")) {
@@ -239,11 +241,11 @@ async fn a_corrupted_index_is_rebuilt_with_the_same_answers() {
 }
 
 #[tokio::test]
-async fn an_index_that_is_behind_catches_up_from_its_mark() {
+async fn an_old_copy_of_the_store_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let before = fill_for_index_tests(dir.path()).await;
     let old_index = tempfile::tempdir().unwrap();
-    // An index copied from an empty log is consistent but far behind the segments.
+    // A store copied from an empty log knows nothing of the events.
     {
         let empty = tempfile::tempdir().unwrap();
         let log = open(empty.path()).await;
@@ -253,6 +255,68 @@ async fn an_index_that_is_behind_catches_up_from_its_mark() {
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     copy_dir(&old_index.path().join("index"), &dir.path().join("index"));
     let log = open(dir.path()).await;
+    assert_eq!(answers(&log).await, before);
+    assert_verifies(&log).await;
+}
+
+#[tokio::test]
+async fn a_store_of_index_format_2_drops_its_stream_trees_and_keeps_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = fill_for_index_tests(dir.path()).await;
+    {
+        // Put back what format 2 kept in sled: its mark and a per-event stream tree.
+        let log = open(dir.path()).await;
+        log.set_checkpoint("relay", 123).unwrap();
+        let db = log.index_db();
+        db.open_tree("eventlog.meta")
+            .unwrap()
+            .insert("format", "anju-eventlog-index-2")
+            .unwrap();
+        let old = db.open_tree("eventlog.by_stream").unwrap();
+        for i in 0u64..500 {
+            old.insert(i.to_be_bytes(), &[7u8; 24][..]).unwrap();
+        }
+        log.close().await.unwrap();
+    }
+    let log = open(dir.path()).await;
+    let names: Vec<String> = log
+        .index_db()
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "eventlog.by_stream"),
+        "the old stream tree is still there: {names:?}"
+    );
+    assert_eq!(log.checkpoint("relay").unwrap(), Some(123));
+    assert_eq!(answers(&log).await, before);
+    assert_verifies(&log).await;
+    log.close().await.unwrap();
+    // Reopened, the store is of the current format and still holds the checkpoint.
+    let log = open(dir.path()).await;
+    assert_eq!(log.checkpoint("relay").unwrap(), Some(123));
+    assert_eq!(answers(&log).await, before);
+}
+
+#[tokio::test]
+async fn a_store_of_unknown_format_is_moved_aside_and_the_log_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = fill_for_index_tests(dir.path()).await;
+    {
+        let log = open(dir.path()).await;
+        log.set_checkpoint("relay", 9).unwrap();
+        log.index_db()
+            .open_tree("eventlog.meta")
+            .unwrap()
+            .insert("format", "anju-eventlog-index-1")
+            .unwrap();
+        log.close().await.unwrap();
+    }
+    let log = open(dir.path()).await;
+    assert!(dir.path().join("index.damaged").exists());
+    // The checkpoints went with the store: readers start again from the beginning.
+    assert_eq!(log.checkpoint("relay").unwrap(), None);
     assert_eq!(answers(&log).await, before);
     assert_verifies(&log).await;
 }
