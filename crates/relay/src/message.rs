@@ -22,7 +22,10 @@ pub struct Route {
 
 impl Route {
     pub fn unrouted() -> Route {
-        Route { site: "_".to_string(), category: "_".to_string() }
+        Route {
+            site: "_".to_string(),
+            category: "_".to_string(),
+        }
     }
 }
 
@@ -35,7 +38,10 @@ pub fn route_from_json(first: &RecordedEvent) -> Route {
         category: String,
     }
     match serde_json::from_slice::<Named>(&first.payload) {
-        Ok(named) => Route { site: named.site, category: named.category },
+        Ok(named) => Route {
+            site: named.site,
+            category: named.category,
+        },
         Err(_) => Route::unrouted(),
     }
 }
@@ -56,7 +62,13 @@ pub fn subject_for(prefix: &str, node: &str, route: &Route, event_type: &str) ->
 pub fn token(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if cleaned.is_empty() {
         "_".to_string()
@@ -222,7 +234,9 @@ fn is_token_byte(byte: u8) -> bool {
 
 /// The log position a message carries in its headers.
 pub fn position_of(headers: &HeaderMap) -> Option<u64> {
-    headers.get(HEADER_POSITION).and_then(|value| value.as_str().parse().ok())
+    headers
+        .get(HEADER_POSITION)
+        .and_then(|value| value.as_str().parse().ok())
 }
 
 #[cfg(test)]
@@ -239,7 +253,10 @@ mod tests {
             event_type: "NoteAdded".to_string(),
             schema_version: 1,
             recorded_at_micros: 1_772_000_000_000_000,
-            metadata: anju_eventlog::Metadata { actor: "cw".to_string(), ..Default::default() },
+            metadata: anju_eventlog::Metadata {
+                actor: "cw".to_string(),
+                ..Default::default()
+            },
             payload: r#"{"type":"NoteAdded","text":"楼道灯"}"#.as_bytes().to_vec(),
         };
         let (headers, body) = encode("node-a", &event);
@@ -248,14 +265,23 @@ mod tests {
         assert_eq!(decoded.data["text"], "楼道灯");
         assert_eq!(position_of(&headers), Some(7));
 
-        let not_json = RecordedEvent { payload: b"\xff plain".to_vec(), ..event };
+        let not_json = RecordedEvent {
+            payload: b"\xff plain".to_vec(),
+            ..event
+        };
         let decoded = EventMessage::decode(&encode("node-a", &not_json).1).unwrap();
-        assert!(decoded.data.is_string(), "a payload that is not json travels as a string");
+        assert!(
+            decoded.data.is_string(),
+            "a payload that is not json travels as a string"
+        );
     }
 
     #[test]
     fn subjects_are_safe_tokens() {
-        let route = Route { site: "SC.LS 001".to_string(), category: "民政".to_string() };
+        let route = Route {
+            site: "SC.LS 001".to_string(),
+            category: "民政".to_string(),
+        };
         assert_eq!(
             subject_for("anju.events", "node-1", &route, "RequestSubmitted"),
             "anju.events.node-1.SC_LS_001.__.RequestSubmitted"
