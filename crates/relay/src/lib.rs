@@ -6,6 +6,7 @@
 //! never runs inside the append path: it is a checkpointed log reader, so the service keeps
 //! accepting requests while NATS is down and the backlog drains in order when it returns.
 
+mod fast;
 mod message;
 
 use std::collections::{BTreeSet, HashMap};
@@ -18,7 +19,10 @@ use async_nats::jetstream::{self, stream};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-pub use message::{route_from_json, subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE, HEADER_POSITION, HEADER_STREAM};
+pub use message::{
+    route_from_json, subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE,
+    HEADER_POSITION, HEADER_STREAM,
+};
 
 /// Where a stream's events go: the site and category tokens of their subjects, read from
 /// the FIRST event of the stream (for a request, `RequestSubmitted`). The server supplies
@@ -51,6 +55,16 @@ pub struct RelayConfig {
     pub checkpoint_name: String,
     /// How long to wait for JetStream's acknowledgement before reconnecting.
     pub ack_timeout: Duration,
+    /// Publish in JetStream fast-ingest batches (ADR-50; nats-server 2.14+, the stream's
+    /// `allow_batched`, which the relay sets) when the server takes them; otherwise, or
+    /// when this is false, every message is acknowledged on its own.
+    pub fast_batch: bool,
+    /// Fast batches: the most messages per flow acknowledgement the relay asks for (the
+    /// server may choose fewer; nats-server 2.15 grants at most 500).
+    pub fast_batch_flow: u16,
+    /// Fast batches: flow acknowledgements outstanding before the relay waits (ADR-50
+    /// recommends 1 to 3); `max_in_flight` bounds the messages in flight as well.
+    pub fast_batch_outstanding_acks: u16,
 }
 
 impl RelayConfig {
@@ -65,6 +79,9 @@ impl RelayConfig {
             max_in_flight: 4096,
             checkpoint_name: "relay".to_string(),
             ack_timeout: Duration::from_secs(10),
+            fast_batch: true,
+            fast_batch_flow: 500,
+            fast_batch_outstanding_acks: 3,
         }
     }
 }
@@ -83,6 +100,10 @@ pub enum RelayError {
     Publish { position: u64, message: String },
     #[error("event log: {0}")]
     Log(String),
+    /// The server or the stream took no fast batch; the relay publishes message by
+    /// message from its next connection on.
+    #[error("jetstream refused fast batches: {0}")]
+    FastBatchesRefused(String),
 }
 
 /// What the relay is doing, for the health detail and the metrics.
@@ -92,6 +113,15 @@ pub struct RelayStatus {
     /// The next log position to publish: everything below it is acknowledged by JetStream.
     published_up_to: AtomicU64,
     republished: AtomicU64,
+    /// Acknowledgement messages received from JetStream (one per message without fast
+    /// batches, one per flow window with them).
+    acknowledgements: AtomicU64,
+    /// The current connection publishes in fast batches.
+    fast_batching: AtomicBool,
+    /// Fast batches were refused once; the relay does not try them again.
+    fast_refused: AtomicBool,
+    /// The fall-back to per-message publishing was logged.
+    fallback_logged: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -106,8 +136,28 @@ impl RelayStatus {
     pub fn republished(&self) -> u64 {
         self.republished.load(Ordering::Relaxed)
     }
+    /// Acknowledgement messages received from JetStream so far.
+    pub fn acknowledgements(&self) -> u64 {
+        self.acknowledgements.load(Ordering::Relaxed)
+    }
+    /// Whether the current connection publishes in fast-ingest batches.
+    pub fn fast_batching(&self) -> bool {
+        self.fast_batching.load(Ordering::Relaxed)
+    }
+    /// Logs, once per relay, why it publishes message by message.
+    fn fall_back(&self, reason: &str) {
+        if !self.fallback_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                reason,
+                "nats relay publishes without fast batches (one acknowledgement per message)"
+            );
+        }
+    }
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().map(|error| error.clone()).unwrap_or(None)
+        self.last_error
+            .lock()
+            .map(|error| error.clone())
+            .unwrap_or(None)
     }
     fn set_error(&self, error: Option<String>) {
         if let Ok(mut slot) = self.last_error.lock() {
@@ -166,6 +216,14 @@ async fn run(
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         status.connected.store(false, Ordering::Relaxed);
+        status.fast_batching.store(false, Ordering::Relaxed);
+        if let Err(RelayError::FastBatchesRefused(reason)) = &outcome {
+            status.fast_refused.store(true, Ordering::Relaxed);
+            status.fall_back(reason);
+            // Start again at once, message by message, from the checkpoint.
+            backoff = Duration::from_millis(100);
+            continue;
+        }
         if let Err(error) = outcome {
             tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "nats relay interrupted");
             status.set_error(Some(error.to_string()));
@@ -191,40 +249,77 @@ async fn run_connection(
         .connection_timeout(Duration::from_secs(2))
         .connect(config.nats_url.as_str())
         .await
-        .map_err(|error| RelayError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
-    let jetstream = jetstream::ContextBuilder::new().timeout(config.ack_timeout).build(client.clone());
+        .map_err(|error| RelayError::Connect {
+            url: config.nats_url.clone(),
+            message: error.to_string(),
+        })?;
+    let jetstream = jetstream::ContextBuilder::new()
+        .timeout(config.ack_timeout)
+        .build(client.clone());
     let events_stream = ensure_stream(&jetstream, config).await?;
+    let fast = config.fast_batch
+        && !status.fast_refused.load(Ordering::Relaxed)
+        && match allow_batched(&client, config).await {
+            Ok(()) => true,
+            Err(reason) => {
+                status.fall_back(&reason);
+                false
+            }
+        };
 
     let start = reconcile(log, config, &events_stream, status).await?;
     status.connected.store(true, Ordering::Relaxed);
     status.set_error(None);
     *backoff = Duration::from_millis(100);
-    tracing::info!(start, node = %config.node_id, stream = %config.stream_name, "nats relay publishing");
+    tracing::info!(start, fast, node = %config.node_id, stream = %config.stream_name, "nats relay publishing");
 
     // Publishes go out as plain requests whose reply subjects carry the log position, and
     // JetStream's acknowledgements come back on one wildcard subscription: many publishes
     // in flight with no per-message bookkeeping beyond a set of early acknowledgements.
     let inbox = client.new_inbox();
     let mut acknowledgements = client
-        .subscribe(format!("{inbox}.*"))
+        .subscribe(if fast {
+            format!("{inbox}.>")
+        } else {
+            format!("{inbox}.*")
+        })
         .await
-        .map_err(|error| RelayError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
+        .map_err(|error| RelayError::Connect {
+            url: config.nats_url.clone(),
+            message: error.to_string(),
+        })?;
 
     // A reader task reads the log and encodes each event into its message (subject,
     // reply subject, headers, body), so the publish loop only sends and counts
     // acknowledgements, and can wait on new messages and on acknowledgements at once
     // without cancelling a log read. A log error travels down the channel in order.
-    let (messages_tx, mut messages_rx) =
-        mpsc::channel::<Vec<Result<Outgoing, RelayError>>>(config.max_in_flight.div_ceil(PUBLISH_BATCH).max(2));
+    let (messages_tx, mut messages_rx) = mpsc::channel::<Vec<Result<Outgoing, RelayError>>>(
+        config.max_in_flight.div_ceil(PUBLISH_BATCH).max(2),
+    );
     let reader = tokio::spawn(read_and_encode(
         log.clone(),
         config.clone(),
         router.clone(),
         start,
-        inbox.clone(),
+        (!fast).then(|| inbox.clone()),
         messages_tx,
     ));
     let _abort_reader = AbortOnDrop(reader.abort_handle());
+
+    if fast {
+        status.fast_batching.store(true, Ordering::Relaxed);
+        return fast::publish(
+            &client,
+            log,
+            config,
+            status,
+            &inbox,
+            acknowledgements,
+            messages_rx,
+            start,
+        )
+        .await;
+    }
 
     let mut sent_up_to = start;
     let mut acknowledged_up_to = start;
@@ -233,8 +328,11 @@ async fn run_connection(
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     // The reader's current batch, partly published when the in-flight window filled.
-    let mut batch: std::collections::VecDeque<Result<Outgoing, RelayError>> = std::collections::VecDeque::new();
-    let mut acknowledge = |acknowledgement: async_nats::Message, acknowledged_up_to: &mut u64| -> Result<bool, RelayError> {
+    let mut batch: std::collections::VecDeque<Result<Outgoing, RelayError>> =
+        std::collections::VecDeque::new();
+    let mut acknowledge = |acknowledgement: async_nats::Message,
+                           acknowledged_up_to: &mut u64|
+     -> Result<bool, RelayError> {
         let position = acknowledged_position(*acknowledged_up_to, &acknowledgement)?;
         if position == *acknowledged_up_to {
             *acknowledged_up_to += 1;
@@ -257,15 +355,20 @@ async fn run_connection(
                     return Err(RelayError::Connect { url: config.nats_url.clone(), message: "acknowledgement subscription closed".to_string() });
                 };
                 let mut advanced = acknowledge(acknowledgement, &mut acknowledged_up_to)?;
+                let mut received = 1u64;
                 // Take the acknowledgements already received without a round of the loop
                 // each (the subscription's next() is cancel-safe: nothing is lost when it
                 // is not ready).
                 for _ in 0..PUBLISH_BATCH {
                     match acknowledgements.next().now_or_never() {
-                        Some(Some(acknowledgement)) => advanced |= acknowledge(acknowledgement, &mut acknowledged_up_to)?,
+                        Some(Some(acknowledgement)) => {
+                            advanced |= acknowledge(acknowledgement, &mut acknowledged_up_to)?;
+                            received += 1;
+                        }
                         Some(None) | None => break,
                     }
                 }
+                status.acknowledgements.fetch_add(received, Ordering::Relaxed);
                 if advanced {
                     status.published_up_to.store(acknowledged_up_to, Ordering::Relaxed);
                     last_progress = Instant::now();
@@ -303,7 +406,7 @@ async fn run_connection(
 }
 
 /// Messages the reader sends down its channel at once, at most.
-const PUBLISH_BATCH: usize = 64;
+pub(crate) const PUBLISH_BATCH: usize = 64;
 
 /// Publishes up to `room` messages from the front of `batch`, in order. While NATS is
 /// unreachable the client's send queue fills and a publish waits; the whole call is
@@ -318,7 +421,9 @@ async fn publish_from(
 ) -> Result<(), RelayError> {
     let publish = async {
         for _ in 0..room {
-            let Some(message) = batch.pop_front() else { break };
+            let Some(message) = batch.pop_front() else {
+                break;
+            };
             let message = message?;
             let position = message.position;
             client
@@ -329,7 +434,10 @@ async fn publish_from(
                     message.payload,
                 )
                 .await
-                .map_err(|error| RelayError::Publish { position, message: error.to_string() })?;
+                .map_err(|error| RelayError::Publish {
+                    position,
+                    message: error.to_string(),
+                })?;
             *sent_up_to = position + 1;
         }
         Ok::<(), RelayError>(())
@@ -344,13 +452,14 @@ async fn publish_from(
 }
 
 /// One event's message, ready to publish.
-struct Outgoing {
-    position: u64,
-    subject: String,
-    /// `<inbox>.<position>`: JetStream's acknowledgement comes back on it.
-    reply: String,
-    headers: async_nats::HeaderMap,
-    payload: bytes::Bytes,
+pub(crate) struct Outgoing {
+    pub(crate) position: u64,
+    pub(crate) subject: String,
+    /// `<inbox>.<position>`: JetStream's acknowledgement comes back on it (empty for fast
+    /// batches, whose publish loop writes the reply subject).
+    pub(crate) reply: String,
+    pub(crate) headers: async_nats::HeaderMap,
+    pub(crate) payload: bytes::Bytes,
 }
 
 /// The reader task: the log from `start` on, each event encoded into its message, in log
@@ -364,7 +473,7 @@ async fn read_and_encode(
     config: RelayConfig,
     router: Router,
     start: u64,
-    inbox: String,
+    inbox: Option<String>,
     messages: mpsc::Sender<Vec<Result<Outgoing, RelayError>>>,
 ) {
     // Per stream, the subject up to the event type (`<prefix>.<node>.<site>.<category>.`).
@@ -373,7 +482,9 @@ async fn read_and_encode(
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while let Some(next) = subscription.next().await {
         let outgoing = match next {
-            Ok(event) => encode_event(&log, &config, &router, &mut stems, &inbox, &event).await,
+            Ok(event) => {
+                encode_event(&log, &config, &router, &mut stems, inbox.as_deref(), &event).await
+            }
             Err(error) => Err(RelayError::Log(error.to_string())),
         };
         let failed = outgoing.is_err();
@@ -396,16 +507,19 @@ async fn encode_event(
     config: &RelayConfig,
     router: &Router,
     stems: &mut HashMap<String, Arc<str>>,
-    inbox: &str,
+    inbox: Option<&str>,
     event: &RecordedEvent,
 ) -> Result<Outgoing, RelayError> {
     let stem = subject_stem_of(log, config, router, stems, event).await?;
-    // Exactly sized: the bytes crate turns a full Vec into a Bytes without allocating.
-    let digits = event.position.checked_ilog10().unwrap_or(0) as usize + 1;
-    let mut reply = String::with_capacity(inbox.len() + 1 + digits);
-    reply.push_str(inbox);
-    reply.push('.');
-    let _ = std::fmt::Write::write_fmt(&mut reply, format_args!("{}", event.position));
+    let mut reply = String::new();
+    if let Some(inbox) = inbox {
+        // Exactly sized: the bytes crate turns a full Vec into a Bytes without allocating.
+        let digits = event.position.checked_ilog10().unwrap_or(0) as usize + 1;
+        reply.reserve_exact(inbox.len() + 1 + digits);
+        reply.push_str(inbox);
+        reply.push('.');
+        let _ = std::fmt::Write::write_fmt(&mut reply, format_args!("{}", event.position));
+    }
     Ok(Outgoing {
         position: event.position,
         subject: message::subject_with_stem(&stem, &event.event_type),
@@ -417,13 +531,19 @@ async fn encode_event(
 
 /// The position an acknowledgement's reply subject carries, once the acknowledgement is
 /// checked to be one.
-fn acknowledged_position(expected: u64, acknowledgement: &async_nats::Message) -> Result<u64, RelayError> {
+fn acknowledged_position(
+    expected: u64,
+    acknowledgement: &async_nats::Message,
+) -> Result<u64, RelayError> {
     let position = acknowledgement
         .subject
         .rsplit('.')
         .next()
         .and_then(|suffix| suffix.parse::<u64>().ok())
-        .ok_or_else(|| RelayError::Publish { position: expected, message: format!("unexpected reply subject {}", acknowledgement.subject) })?;
+        .ok_or_else(|| RelayError::Publish {
+            position: expected,
+            message: format!("unexpected reply subject {}", acknowledgement.subject),
+        })?;
     check_acknowledgement(position, acknowledgement)?;
     Ok(position)
 }
@@ -433,7 +553,10 @@ fn acknowledged_position(expected: u64, acknowledgement: &async_nats::Message) -
 fn check_acknowledgement(position: u64, reply: &async_nats::Message) -> Result<(), RelayError> {
     if let Some(status) = reply.status {
         if status.as_u16() >= 300 {
-            return Err(RelayError::Publish { position, message: format!("jetstream answered status {status}") });
+            return Err(RelayError::Publish {
+                position,
+                message: format!("jetstream answered status {status}"),
+            });
         }
     }
     // Only the error member matters; the rest (stream, seq, duplicate) is skipped
@@ -443,10 +566,16 @@ fn check_acknowledgement(position: u64, reply: &async_nats::Message) -> Result<(
         #[serde(borrow, default)]
         error: Option<&'a serde_json::value::RawValue>,
     }
-    let answer: Answer<'_> = serde_json::from_slice(&reply.payload)
-        .map_err(|error| RelayError::Publish { position, message: format!("unreadable acknowledgement: {error}") })?;
+    let answer: Answer<'_> =
+        serde_json::from_slice(&reply.payload).map_err(|error| RelayError::Publish {
+            position,
+            message: format!("unreadable acknowledgement: {error}"),
+        })?;
     if let Some(error) = answer.error {
-        return Err(RelayError::Publish { position, message: format!("jetstream refused the publish: {error}") });
+        return Err(RelayError::Publish {
+            position,
+            message: format!("jetstream refused the publish: {error}"),
+        });
     }
     Ok(())
 }
@@ -470,9 +599,13 @@ async fn subject_stem_of(
             .read_stream(&event.stream_id, 0, anju_eventlog::Direction::Forwards, 1)
             .await
             .map_err(|error| RelayError::Log(error.to_string()))?;
-        first.first().map(|first| router(first)).unwrap_or_else(Route::unrouted)
+        first
+            .first()
+            .map(|first| router(first))
+            .unwrap_or_else(Route::unrouted)
     };
-    let stem: Arc<str> = message::subject_stem(&config.subject_prefix, &config.node_id, &route).into();
+    let stem: Arc<str> =
+        message::subject_stem(&config.subject_prefix, &config.node_id, &route).into();
     if stems.len() >= ROUTE_CACHE_LIMIT {
         stems.clear();
     }
@@ -504,8 +637,16 @@ async fn ensure_stream(
         stream: config.stream_name.clone(),
         message: error.to_string(),
     };
-    let mut events_stream = jetstream.get_or_create_stream(wanted.clone()).await.map_err(|e| stream_error(&e))?;
-    let current = events_stream.info().await.map_err(|e| stream_error(&e))?.config.clone();
+    let mut events_stream = jetstream
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| stream_error(&e))?;
+    let current = events_stream
+        .info()
+        .await
+        .map_err(|e| stream_error(&e))?
+        .config
+        .clone();
     if current.duplicate_window != wanted.duplicate_window
         || current.num_replicas != wanted.num_replicas
         || current.subjects != wanted.subjects
@@ -516,10 +657,66 @@ async fn ensure_stream(
             subjects: wanted.subjects,
             ..current
         };
-        jetstream.update_stream(updated).await.map_err(|e| stream_error(&e))?;
-        events_stream = jetstream.get_stream(&config.stream_name).await.map_err(|e| stream_error(&e))?;
+        jetstream
+            .update_stream(updated)
+            .await
+            .map_err(|e| stream_error(&e))?;
+        events_stream = jetstream
+            .get_stream(&config.stream_name)
+            .await
+            .map_err(|e| stream_error(&e))?;
     }
     Ok(events_stream)
+}
+
+/// Makes sure the stream takes fast-ingest batches: the server is nats-server 2.14 or later
+/// and the stream's configuration has `allow_batched`, which is set with a raw
+/// `$JS.API.STREAM.UPDATE` of the configuration the server reports (async-nats 0.46's
+/// stream configuration has no such field, and would drop it). The answer says why not.
+async fn allow_batched(client: &async_nats::Client, config: &RelayConfig) -> Result<(), String> {
+    if !client.is_server_compatible(2, 14, 0) {
+        return Err(format!(
+            "nats-server {} is older than 2.14",
+            client.server_info().version
+        ));
+    }
+    let request = |subject: String, body: bytes::Bytes| async move {
+        let answer =
+            tokio::time::timeout(config.ack_timeout, client.request(subject.clone(), body))
+                .await
+                .map_err(|_| format!("no answer to {subject} within {:?}", config.ack_timeout))?
+                .map_err(|error| format!("{subject}: {error}"))?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer.payload)
+            .map_err(|error| format!("{subject}: unreadable answer: {error}"))?;
+        match answer.get("error") {
+            Some(error) => Err(format!("{subject}: {error}")),
+            None => Ok(answer),
+        }
+    };
+    let info = request(
+        format!("$JS.API.STREAM.INFO.{}", config.stream_name),
+        bytes::Bytes::new(),
+    )
+    .await?;
+    let mut stream_config = info
+        .get("config")
+        .cloned()
+        .ok_or("the stream info has no config")?;
+    if stream_config.get("allow_batched") == Some(&serde_json::Value::Bool(true)) {
+        return Ok(());
+    }
+    stream_config["allow_batched"] = serde_json::Value::Bool(true);
+    let body = serde_json::to_vec(&stream_config).map_err(|error| error.to_string())?;
+    let updated = request(
+        format!("$JS.API.STREAM.UPDATE.{}", config.stream_name),
+        body.into(),
+    )
+    .await?;
+    if updated.pointer("/config/allow_batched") != Some(&serde_json::Value::Bool(true)) {
+        return Err("the server kept allow_batched off".to_string());
+    }
+    tracing::info!(stream = %config.stream_name, "jetstream stream updated to allow fast batches");
+    Ok(())
 }
 
 /// Finds where publishing must start: after this node's last message in the stream. When
@@ -536,12 +733,24 @@ async fn reconcile(
         .checkpoint(&config.checkpoint_name)
         .map_err(|error| RelayError::Log(error.to_string()))?
         .unwrap_or(0);
-    let node_subjects = format!("{}.{}.>", config.subject_prefix, message::token(&config.node_id));
-    let (stream_next, last_sequence) = match events_stream.get_last_raw_message_by_subject(&node_subjects).await {
+    let node_subjects = format!(
+        "{}.{}.>",
+        config.subject_prefix,
+        message::token(&config.node_id)
+    );
+    let (stream_next, last_sequence) = match events_stream
+        .get_last_raw_message_by_subject(&node_subjects)
+        .await
+    {
         Ok(last) => (
             message::position_of(&last.headers)
                 .map(|position| position + 1)
-                .ok_or_else(|| RelayError::LastMessage(format!("message {} has no {HEADER_POSITION} header", last.sequence)))?,
+                .ok_or_else(|| {
+                    RelayError::LastMessage(format!(
+                        "message {} has no {HEADER_POSITION} header",
+                        last.sequence
+                    ))
+                })?,
             last.sequence,
         ),
         Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => (0, 0),
@@ -553,7 +762,14 @@ async fn reconcile(
     // next was taken. Start at the first position missing there; the ones after it that
     // the stream has are dropped by JetStream's duplicate window when published again.
     let stream_next = if stream_next > checkpoint {
-        first_missing(events_stream, config, checkpoint, stream_next, last_sequence).await?
+        first_missing(
+            events_stream,
+            config,
+            checkpoint,
+            stream_next,
+            last_sequence,
+        )
+        .await?
     } else {
         stream_next
     };
@@ -564,9 +780,15 @@ async fn reconcile(
             missing = checkpoint - stream_next,
             "jetstream is behind the log; republishing the gap"
         );
-        status.republished.fetch_add(checkpoint - stream_next, Ordering::Relaxed);
+        status
+            .republished
+            .fetch_add(checkpoint - stream_next, Ordering::Relaxed);
     } else if stream_next > checkpoint {
-        tracing::info!(stream_next, checkpoint, "jetstream is ahead of the relay checkpoint; advancing it");
+        tracing::info!(
+            stream_next,
+            checkpoint,
+            "jetstream is ahead of the relay checkpoint; advancing it"
+        );
     }
     let head = log.head_position();
     let start = stream_next.min(head);
@@ -589,13 +811,21 @@ async fn first_missing(
 ) -> Result<u64, RelayError> {
     let wanted = to - from;
     let budget = wanted.saturating_mul(4).saturating_add(10_000);
-    let prefix = format!("{}.{}.", config.subject_prefix, message::token(&config.node_id));
+    let prefix = format!(
+        "{}.{}.",
+        config.subject_prefix,
+        message::token(&config.node_id)
+    );
     let mut present = BTreeSet::new();
     let mut sequence = last_sequence;
     let mut read = 0u64;
     while sequence > 0 && (present.len() as u64) < wanted {
         if read >= budget {
-            tracing::warn!(from, to, "stream too long to check for holes after the checkpoint; publishing them again");
+            tracing::warn!(
+                from,
+                to,
+                "stream too long to check for holes after the checkpoint; publishing them again"
+            );
             return Ok(from);
         }
         read += 1;
@@ -619,9 +849,15 @@ async fn first_missing(
             _ => {}
         }
     }
-    let missing = (from..to).find(|position| !present.contains(position)).unwrap_or(to);
+    let missing = (from..to)
+        .find(|position| !present.contains(position))
+        .unwrap_or(to);
     if missing < to {
-        tracing::warn!(missing, stream_next = to, "jetstream lacks a position below this node's last message; republishing from it");
+        tracing::warn!(
+            missing,
+            stream_next = to,
+            "jetstream lacks a position below this node's last message; republishing from it"
+        );
     }
     Ok(missing)
 }
