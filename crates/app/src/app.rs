@@ -147,10 +147,11 @@ pub struct ErasureReport {
 }
 
 /// The parsed, validated parts of a submission.
-struct ParsedSubmission {
+struct ParsedSubmission<'a> {
     idempotency_key: String,
     site: SiteId,
-    definition: ServiceDefinition,
+    /// Borrowed from the catalogue: a definition is large and never changes.
+    definition: &'a ServiceDefinition,
     form: ValidatedForm,
     display_name: String,
     resident_id: ActorId,
@@ -450,7 +451,7 @@ impl Application {
 
     fn submission(
         &self,
-        parsed: &ParsedSubmission,
+        parsed: &ParsedSubmission<'_>,
         tracking_code: TrackingCode,
         sealed_contact: String,
         answers: FormAnswers,
@@ -473,7 +474,7 @@ impl Application {
     }
 
     /// Parses every field and collects every problem before failing.
-    fn parse_submission(&self, input: &SubmitInput) -> Result<ParsedSubmission, AppError> {
+    fn parse_submission(&self, input: &SubmitInput) -> Result<ParsedSubmission<'_>, AppError> {
         let mut violations: Vec<FieldViolation> = Vec::new();
         let mut push = |result: Result<(), FieldViolation>| {
             if let Err(v) = result {
@@ -574,10 +575,10 @@ impl Application {
                         Problem::Other { message },
                     )));
                 }
-                found.cloned()
+                found
             }
         };
-        let form = definition.as_ref().and_then(|definition| {
+        let form = definition.and_then(|definition| {
             let answers = match typed_answers(definition, &input.answers) {
                 Ok(answers) => answers,
                 Err(mut problems) => {
@@ -624,7 +625,7 @@ impl Application {
         &self,
         request_id: RequestId,
         actor: &Actor,
-        parsed: &ParsedSubmission,
+        parsed: &ParsedSubmission<'_>,
     ) -> Result<Submitted, AppError> {
         let stream = request_id.stream_name();
         let events = self
