@@ -971,12 +971,8 @@ impl ReadModels {
             let mut map = self.inner.memory[index].1.write();
             for (key, value) in writes {
                 match value {
-                    Some(value) => {
-                        map.insert(key, value);
-                    }
-                    None => {
-                        map.remove(&key);
-                    }
+                    Some(value) => map.insert(&key, &value),
+                    None => map.remove(&key),
                 }
             }
         }

@@ -10,9 +10,7 @@
 //! A snapshot that is missing, damaged or of another version is ignored: the read models
 //! then start empty and the runner replays the log from 0 (they are derived data).
 
-use crate::store::MemPart;
-use sled::IVec;
-use std::collections::BTreeMap;
+use crate::store::{MemPart, PackedMap};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -104,10 +102,7 @@ impl<R: Read> CrcReader<R> {
 
 /// The parts stored in `path` when it holds a whole snapshot of `version`; `Ok(None)`
 /// when there is no snapshot; an error saying what is wrong otherwise.
-pub(crate) fn load(
-    path: &Path,
-    version: u64,
-) -> Result<Option<Vec<(u8, BTreeMap<IVec, IVec>)>>, String> {
+pub(crate) fn load(path: &Path, version: u64) -> Result<Option<Vec<(u8, PackedMap)>>, String> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -133,7 +128,7 @@ pub(crate) fn load(
     for _ in 0..count {
         let [prefix] = input.bytes::<1>().map_err(io)?;
         let entries = u64::from_le_bytes(input.bytes::<8>().map_err(io)?);
-        let mut map = BTreeMap::new();
+        let mut map = PackedMap::default();
         for _ in 0..entries {
             let key_len = u32::from_le_bytes(input.bytes::<4>().map_err(io)?) as u64;
             if key_len > size {
@@ -145,7 +140,7 @@ pub(crate) fn load(
                 return Err("a value length runs past the end of the file".into());
             }
             let value = input.vec(value_len as usize).map_err(io)?;
-            map.insert(IVec::from(key), IVec::from(value));
+            map.insert(&key, &value);
         }
         parts.push((prefix, map));
     }
