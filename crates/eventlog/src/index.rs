@@ -11,7 +11,6 @@
 use crate::error::LogError;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// The location of every `SPARSE_STRIDE`-th position is kept; a read scans at most this
@@ -33,13 +32,12 @@ pub(crate) fn decode_location(location: u64) -> (u64, u64) {
     (location >> 40, location & ((1 << 40) - 1))
 }
 
-/// The position of every version of every stream: version `v` is at `positions[v]`.
-pub(crate) type Streams = HashMap<Arc<str>, Vec<u64>>;
+pub(crate) use crate::streams::StreamIndex;
 
 /// The in-memory state built from the segments on open.
 #[derive(Default)]
 pub(crate) struct Loaded {
-    pub streams: Streams,
+    pub streams: StreamIndex,
     pub ids: HashMap<Uuid, u64>,
     pub sparse: Vec<u64>,
 }
@@ -52,30 +50,7 @@ impl Loaded {
             self.sparse.push(location);
         }
         self.ids.insert(id, position);
-        match self.streams.get_mut(stream) {
-            Some(positions) => {
-                debug_assert_eq!(positions.len() as u64, version);
-                positions.push(position);
-            }
-            None => {
-                debug_assert_eq!(version, 0);
-                self.streams.insert(Arc::from(stream), vec![position]);
-            }
-        }
-    }
-}
-
-/// Records `position` as `version` of `stream`; versions arrive in order from 0.
-pub(crate) fn add_position(streams: &mut Streams, stream: &Arc<str>, version: u64, position: u64) {
-    match streams.get_mut(&**stream) {
-        Some(positions) => {
-            debug_assert_eq!(positions.len() as u64, version);
-            positions.push(position);
-        }
-        None => {
-            debug_assert_eq!(version, 0);
-            streams.insert(stream.clone(), vec![position]);
-        }
+        self.streams.push(stream, version, position);
     }
 }
 

@@ -14,6 +14,7 @@ mod index;
 mod recovery;
 mod segment;
 mod shared;
+mod streams;
 mod subscription;
 mod types;
 mod verify;

@@ -164,8 +164,8 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
 fn add(loaded: &mut Loaded, event: &RecordedEvent, location: u64) -> Result<(), LogError> {
     let want = loaded
         .streams
-        .get(event.stream_id.as_str())
-        .map_or(0, |positions| positions.len() as u64);
+        .version(&event.stream_id)
+        .map_or(0, |version| version + 1);
     if event.stream_version != want {
         return Err(LogError::Corrupt(format!(
             "position {} holds version {} of {} where version {want} was expected",

@@ -3,7 +3,7 @@
 
 use crate::codec::DecodedFrame;
 use crate::error::LogError;
-use crate::index::{decode_location, Index, Streams, SPARSE_STRIDE};
+use crate::index::{decode_location, Index, StreamIndex, SPARSE_STRIDE};
 use crate::segment::{FrameCursor, Next, Segment, SEGMENT_HEADER_LEN};
 use crate::types::{Filter, LogOptions, RecordedEvent};
 use std::fs::File;
@@ -25,7 +25,7 @@ pub(crate) struct Shared {
     pub head_tx: watch::Sender<u64>,
     /// The position of every committed version of every stream; the writer adds to it
     /// after commit, before it moves the head.
-    pub streams: RwLock<Streams>,
+    pub streams: RwLock<StreamIndex>,
     pub closed: AtomicBool,
     pub index: Index,
 }
@@ -187,8 +187,7 @@ impl Shared {
         self.streams
             .read()
             .expect("stream index lock poisoned")
-            .get(stream)
-            .map(|positions| positions.len() as u64 - 1)
+            .version(stream)
     }
 
     /// (version, position) of a stream's events from `from_version` in the direction
@@ -200,28 +199,9 @@ impl Shared {
         forwards: bool,
         max: usize,
     ) -> Vec<(u64, u64)> {
-        let streams = self.streams.read().expect("stream index lock poisoned");
-        let Some(positions) = streams.get(stream) else {
-            return Vec::new();
-        };
-        let numbered = positions.iter().copied().enumerate();
-        if forwards {
-            numbered
-                .skip(usize::try_from(from_version).unwrap_or(usize::MAX))
-                .take(max)
-                .map(|(version, position)| (version as u64, position))
-                .collect()
-        } else {
-            let end = usize::try_from(from_version)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1)
-                .min(positions.len());
-            numbered
-                .take(end)
-                .rev()
-                .take(max)
-                .map(|(version, position)| (version as u64, position))
-                .collect()
-        }
+        self.streams
+            .read()
+            .expect("stream index lock poisoned")
+            .positions(stream, from_version, forwards, max)
     }
 }

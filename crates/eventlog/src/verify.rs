@@ -102,10 +102,8 @@ pub(crate) fn verify(shared: &Shared, head: u64) -> Result<VerifyReport, LogErro
                             );
                         }
                     }
-                    let indexed = streams
-                        .get(e.stream_id.as_str())
-                        .and_then(|positions| positions.get(e.stream_version as usize));
-                    if indexed != Some(&e.position) {
+                    let indexed = streams.position(&e.stream_id, e.stream_version);
+                    if indexed != Some(e.position) {
                         problem(
                             &mut report,
                             format!(
@@ -145,8 +143,7 @@ pub(crate) fn verify(shared: &Shared, head: u64) -> Result<VerifyReport, LogErro
         );
     }
     for (stream, version) in &versions {
-        let indexed = streams.get(stream.as_str()).map(|p| p.len() as u64);
-        if indexed != Some(version + 1) {
+        if streams.version(stream) != Some(*version) {
             problem(
                 &mut report,
                 format!("the stream index holds the wrong current version for stream {stream}"),

@@ -5,7 +5,7 @@
 
 use crate::codec::{encode_frame, frame_len, FrameFields};
 use crate::error::{AppendError, LogError};
-use crate::index::{add_position, encode_location, SPARSE_STRIDE};
+use crate::index::{encode_location, SPARSE_STRIDE};
 use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::shared::Shared;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent};
@@ -432,7 +432,7 @@ impl Writer {
                 .write()
                 .expect("stream index lock poisoned");
             for (stream, version, position) in &group.entries {
-                add_position(&mut streams, stream, *version, *position);
+                streams.push(stream, *version, *position);
             }
         }
         if !group.sparse.is_empty() {

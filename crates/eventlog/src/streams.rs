@@ -1,0 +1,225 @@
+//! The in-memory stream index: for every stream, the position of each of its versions.
+//!
+//! Laid out for millions of short streams (one per request): the names live in an arena
+//! of 1 MiB chunks, and each stream is one 24-byte slot in a hash table — where the name
+//! is, the position of version 0, and the positions of later versions in a vector only
+//! when there are any. A `HashMap<Arc<str>, Vec<u64>>` took about 200 bytes per stream
+//! of one event; this takes about 80 (the slot at the table's load factor, and the name).
+
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, RandomState};
+
+/// Bytes per arena chunk; a name never spans two chunks.
+const CHUNK: usize = 1 << 20;
+const OFFSET_BITS: u32 = 20;
+const LEN_BITS: u32 = 16;
+
+#[derive(Clone)]
+struct Slot {
+    /// Arena chunk (high bits), offset in it (20 bits) and length (16 bits) of the name.
+    name: u64,
+    /// The position of version 0.
+    first: u64,
+    /// The positions of versions 1, 2, …
+    more: Option<Box<Vec<u64>>>,
+}
+
+impl Slot {
+    fn count(&self) -> u64 {
+        1 + self.more.as_ref().map_or(0, |more| more.len() as u64)
+    }
+
+    fn position(&self, version: u64) -> Option<u64> {
+        match version {
+            0 => Some(self.first),
+            v => self
+                .more
+                .as_ref()?
+                .get(usize::try_from(v - 1).ok()?)
+                .copied(),
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Names {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Names {
+    fn get(&self, name: u64) -> &[u8] {
+        let chunk = (name >> (OFFSET_BITS + LEN_BITS)) as usize;
+        let offset = ((name >> LEN_BITS) & ((1 << OFFSET_BITS) - 1)) as usize;
+        let len = (name & ((1 << LEN_BITS) - 1)) as usize;
+        &self.chunks[chunk][offset..offset + len]
+    }
+
+    fn add(&mut self, bytes: &[u8]) -> u64 {
+        assert!(
+            bytes.len() < (1 << LEN_BITS),
+            "stream ids are checked to be short"
+        );
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|chunk| chunk.len() + bytes.len() <= CHUNK);
+        if !fits {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let offset = chunk.len();
+        chunk.extend_from_slice(bytes);
+        ((index as u64) << (OFFSET_BITS + LEN_BITS))
+            | ((offset as u64) << LEN_BITS)
+            | bytes.len() as u64
+    }
+}
+
+/// Every stream's positions by version; versions are added in order from 0.
+#[derive(Clone, Default)]
+pub(crate) struct StreamIndex {
+    names: Names,
+    table: HashTable<Slot>,
+    state: RandomState,
+}
+
+impl StreamIndex {
+    fn find(&self, stream: &str) -> Option<&Slot> {
+        let hash = self.state.hash_one(stream.as_bytes());
+        let names = &self.names;
+        self.table
+            .find(hash, |slot| names.get(slot.name) == stream.as_bytes())
+    }
+
+    /// How many streams there are.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The stream's current version, `None` if it has no events.
+    pub fn version(&self, stream: &str) -> Option<u64> {
+        self.find(stream).map(|slot| slot.count() - 1)
+    }
+
+    /// The position of one version of the stream.
+    pub fn position(&self, stream: &str, version: u64) -> Option<u64> {
+        self.find(stream)?.position(version)
+    }
+
+    /// Up to `max` (version, position) pairs from `from_version`, forwards or backwards
+    /// (backwards from `u64::MAX` starts at the newest).
+    pub fn positions(
+        &self,
+        stream: &str,
+        from_version: u64,
+        forwards: bool,
+        max: usize,
+    ) -> Vec<(u64, u64)> {
+        let Some(slot) = self.find(stream) else {
+            return Vec::new();
+        };
+        let all = std::iter::once(slot.first)
+            .chain(slot.more.iter().flat_map(|more| more.iter().copied()))
+            .enumerate()
+            .map(|(version, position)| (version as u64, position));
+        if forwards {
+            all.skip_while(|(version, _)| *version < from_version)
+                .take(max)
+                .collect()
+        } else {
+            let mut found: Vec<(u64, u64)> = all
+                .take_while(|(version, _)| *version <= from_version)
+                .collect();
+            found.reverse();
+            found.truncate(max);
+            found
+        }
+    }
+
+    /// Records `position` as `version` of `stream`.
+    pub fn push(&mut self, stream: &str, version: u64, position: u64) {
+        let StreamIndex {
+            names,
+            table,
+            state,
+        } = self;
+        let hash = state.hash_one(stream.as_bytes());
+        match table.find_mut(hash, |slot| names.get(slot.name) == stream.as_bytes()) {
+            Some(slot) => {
+                debug_assert_eq!(slot.count(), version);
+                slot.more
+                    .get_or_insert_with(Default::default)
+                    .push(position);
+            }
+            None => {
+                debug_assert_eq!(version, 0);
+                let name = names.add(stream.as_bytes());
+                let names = &*names;
+                table.insert_unique(
+                    hash,
+                    Slot {
+                        name,
+                        first: position,
+                        more: None,
+                    },
+                    |slot| state.hash_one(names.get(slot.name)),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn answers_like_a_map_of_vectors_across_arena_chunks() {
+        let mut index = StreamIndex::default();
+        let mut model: HashMap<String, Vec<u64>> = HashMap::new();
+        // Enough names of 200 bytes to fill several 1 MiB chunks.
+        for position in 0..40_000u64 {
+            let stream = format!("{:0>200}", position % 15_000);
+            let versions = model.entry(stream.clone()).or_default();
+            index.push(&stream, versions.len() as u64, position);
+            versions.push(position);
+        }
+        assert_eq!(index.len(), model.len());
+        assert!(index.names.chunks.len() >= 3);
+        for (stream, positions) in &model {
+            assert_eq!(index.version(stream), Some(positions.len() as u64 - 1));
+            for (version, position) in positions.iter().enumerate() {
+                assert_eq!(index.position(stream, version as u64), Some(*position));
+            }
+            assert_eq!(index.position(stream, positions.len() as u64), None);
+            let forwards: Vec<u64> = index
+                .positions(stream, 1, true, 10)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
+            assert_eq!(
+                forwards,
+                positions.iter().skip(1).copied().collect::<Vec<_>>()
+            );
+            let backwards = index.positions(stream, u64::MAX, false, 2);
+            let want: Vec<(u64, u64)> = positions
+                .iter()
+                .enumerate()
+                .rev()
+                .take(2)
+                .map(|(v, p)| (v as u64, *p))
+                .collect();
+            assert_eq!(backwards, want);
+        }
+        assert_eq!(index.version("no such stream"), None);
+        assert!(index.positions("no such stream", 0, true, 5).is_empty());
+        // A clone answers the same.
+        let copy = index.clone();
+        assert_eq!(
+            copy.version(&format!("{:0>200}", 7)),
+            index.version(&format!("{:0>200}", 7))
+        );
+    }
+}
