@@ -23,7 +23,13 @@ pub struct ResidentKeyId(pub [u8; 16]);
 
 impl ResidentKeyId {
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for b in self.0 {
+            hex.push(DIGITS[usize::from(b >> 4)] as char);
+            hex.push(DIGITS[usize::from(b & 15)] as char);
+        }
+        hex
     }
 
     pub fn from_hex(text: &str) -> Option<ResidentKeyId> {
@@ -534,6 +540,17 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
+    }
+
+    #[test]
+    fn key_ids_print_as_lowercase_hex_and_read_back() {
+        let id = ResidentKeyId([
+            0x00, 0x01, 0x0f, 0x10, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 0x12, 0x34, 0x56, 0x78,
+            0x9a, 0xbc,
+        ]);
+        assert_eq!(id.to_hex(), "00010f107f80abcdefff123456789abc");
+        assert_eq!(ResidentKeyId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(ResidentKeyId::from_hex("00010f"), None);
     }
 
     #[test]
