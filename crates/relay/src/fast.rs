@@ -81,12 +81,18 @@ pub(crate) async fn publish(
     start: u64,
 ) -> Result<(), RelayError> {
     let inbox_id = inbox.rsplit('.').next().unwrap_or("relay").to_string();
-    let flow_requested = config.fast_batch_flow.max(1);
+    // The flow asked for keeps `flow × outstanding acks` within the in-flight limit: the
+    // server never acknowledges less often than the flow a batch starts with, so a larger
+    // flow could leave the relay waiting, at its limit, for an ack that never comes.
+    let outstanding_acks = config.fast_batch_outstanding_acks.max(1);
+    let flow_limit =
+        (config.max_in_flight / outstanding_acks as usize).clamp(1, u16::MAX as usize) as u16;
+    let flow_requested = config.fast_batch_flow.clamp(1, flow_limit);
     let mut state = State {
         inbox,
         inbox_id,
         flow_requested,
-        outstanding_acks: config.fast_batch_outstanding_acks.max(1) as u64,
+        outstanding_acks: outstanding_acks as u64,
         max_in_flight: config.max_in_flight.max(1) as u64,
         batches: VecDeque::new(),
         batches_started: 0,

@@ -377,6 +377,36 @@ async fn fast_batches_acknowledge_many_messages_at_once_and_the_tail_of_each_bur
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_batches_keep_within_a_small_in_flight_limit() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), LogOptions::default())
+        .await
+        .unwrap();
+    append_events(&log, 0, 1000).await;
+    // Fewer in flight than the flow the relay would ask for (500): it asks for less, or it
+    // would wait for acknowledgements the server sends only every 500 messages.
+    let relay = anju_relay::start(
+        log.clone(),
+        RelayConfig {
+            max_in_flight: 10,
+            ..config(&nats)
+        },
+        router(),
+    );
+    wait_for_checkpoint(&log, &relay, 1000).await;
+    assert!(relay.status().fast_batching());
+    assert!(
+        relay.status().last_error().is_none(),
+        "{:?}",
+        relay.status().last_error()
+    );
+    assert_stream_equals_log(&log, &stream_messages(&nats.url()).await).await;
+    relay.stop().await;
+    log.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_batch_messages_already_in_the_stream_are_dropped_as_duplicates() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
