@@ -99,7 +99,16 @@ impl EventLog {
             )
         })?;
         let segment_dir = dir.join("segments");
+        let started = std::time::Instant::now();
         let recovered = recovery::recover(&segment_dir, &dir.join("index"), &options)?;
+        tracing::info!(
+            dir = %dir.display(),
+            events = recovered.head,
+            streams = recovered.loaded.streams.len(),
+            segments = recovered.segments.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "event log open: every segment scanned and the indexes built"
+        );
         let active = recovered
             .segments
             .last()
