@@ -68,6 +68,51 @@ impl Drop for Inner {
     }
 }
 
+/// Runs `task` to completion on a new thread named `name`, with a single-threaded tokio
+/// runtime of its own, and returns a receiver that fires once it has finished and its
+/// runtime is gone. Readers of the log that must keep up under load (the projections,
+/// the NATS relay) run this way, so their wake-ups are scheduled by the kernel beside
+/// the server's runtime workers instead of queueing behind its gRPC tasks. If no thread
+/// or runtime can be made, the task runs on the current runtime instead.
+pub fn spawn_on_own_thread<F>(name: &str, task: F) -> oneshot::Receiver<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (finished, done) = oneshot::channel();
+    // The task waits here until its thread takes it; if the thread cannot be started it
+    // is still here for the current runtime.
+    let slot = Arc::new(Mutex::new(Some((task, finished))));
+    let spawned = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            let slot = slot.clone();
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || {
+                    let taken = slot.lock().ok().and_then(|mut slot| slot.take());
+                    if let Some((task, finished)) = taken {
+                        runtime.block_on(task);
+                        drop(runtime);
+                        let _ = finished.send(());
+                    }
+                })
+                .map_err(|e| e.to_string())
+        });
+    if let Err(reason) = spawned {
+        tracing::warn!(thread = name, %reason, "no thread of its own; the task runs on the current runtime");
+        let taken = slot.lock().ok().and_then(|mut slot| slot.take());
+        if let Some((task, finished)) = taken {
+            tokio::spawn(async move {
+                task.await;
+                let _ = finished.send(());
+            });
+        }
+    }
+    done
+}
+
 impl EventLog {
     /// Opens (creating if needed) the log in `dir`: segments in `dir/segments`, the sled
     /// store in `dir/index`.

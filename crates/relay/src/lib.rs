@@ -171,7 +171,6 @@ pub struct RelayHandle {
     status: Arc<RelayStatus>,
     stop: watch::Sender<bool>,
     done: tokio::sync::oneshot::Receiver<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RelayHandle {
@@ -180,12 +179,9 @@ impl RelayHandle {
     }
 
     /// Stops publishing; the checkpoint holds whatever was acknowledged.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = (&mut self.done).await;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let _ = self.done.await;
     }
 }
 
@@ -194,59 +190,21 @@ pub fn encode_for_bench(node: &str, event: &RecordedEvent) -> usize {
     message::encode(node, event).1.len()
 }
 
-/// Starts the relay on a thread of its own with its own single-threaded runtime, so that
-/// under load its reads, publishes and acknowledgements do not queue behind the
-/// server's gRPC tasks (the relay's lag is the time from commit to JetStream). If the
-/// thread cannot be started it runs on the current runtime instead.
+/// Starts the relay on a thread of its own with its own single-threaded runtime
+/// ([`anju_eventlog::spawn_on_own_thread`]), so that under load its reads, publishes and
+/// acknowledgements do not queue behind the server's gRPC tasks (the relay's lag is the
+/// time from commit to JetStream).
 pub fn start(log: EventLog, config: RelayConfig, router: Router) -> RelayHandle {
     let status = Arc::new(RelayStatus::default());
     if let Ok(Some(position)) = log.checkpoint(&config.checkpoint_name) {
         status.published_up_to.store(position, Ordering::Relaxed);
     }
     let (stop, stopped) = watch::channel(false);
-    let (finished, done) = tokio::sync::oneshot::channel();
-    // The relay's inputs wait here until its thread takes them; if the thread cannot be
-    // started they are still here for the current runtime.
-    let inputs = Arc::new(Mutex::new(Some((log, config, router, stopped, finished))));
-    let spawned = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| {
-            let inputs = inputs.clone();
-            let status = status.clone();
-            std::thread::Builder::new()
-                .name("anju-relay".into())
-                .spawn(move || {
-                    let taken = inputs.lock().ok().and_then(|mut slot| slot.take());
-                    if let Some((log, config, router, stopped, finished)) = taken {
-                        runtime.block_on(run(log, config, router, status, stopped));
-                        let _ = finished.send(());
-                    }
-                })
-                .map_err(|e| e.to_string())
-        });
-    let thread = match spawned {
-        Ok(thread) => Some(thread),
-        Err(reason) => {
-            tracing::warn!(%reason, "no thread of its own for the nats relay; it runs on the server's runtime");
-            let taken = inputs.lock().ok().and_then(|mut slot| slot.take());
-            if let Some((log, config, router, stopped, finished)) = taken {
-                let status = status.clone();
-                tokio::spawn(async move {
-                    run(log, config, router, status, stopped).await;
-                    let _ = finished.send(());
-                });
-            }
-            None
-        }
-    };
-    RelayHandle {
-        status,
-        stop,
-        done,
-        thread,
-    }
+    let done = anju_eventlog::spawn_on_own_thread(
+        "anju-relay",
+        run(log, config, router, status.clone(), stopped),
+    );
+    RelayHandle { status, stop, done }
 }
 
 async fn run(

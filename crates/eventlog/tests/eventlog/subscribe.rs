@@ -149,3 +149,19 @@ async fn closing_the_log_ends_a_caught_up_subscription() {
         .unwrap();
     assert!(end.is_none());
 }
+
+#[tokio::test]
+async fn a_task_on_its_own_thread_runs_there_and_reports_when_done() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done = anju_eventlog::spawn_on_own_thread("anju-test-own", async move {
+        // Its own runtime: timers and spawned tasks work there too.
+        let inner = tokio::spawn(async { std::thread::current().name().map(str::to_string) });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let _ = tx.send(inner.await.unwrap());
+    });
+    assert_eq!(rx.await.unwrap().as_deref(), Some("anju-test-own"));
+    tokio::time::timeout(std::time::Duration::from_secs(5), done)
+        .await
+        .expect("the done signal comes")
+        .expect("sent, not dropped");
+}
