@@ -8,6 +8,7 @@
 //! appended. Readers use an in-memory map that holds only synced keys. Compaction
 //! rewrites the file with the live keys only, so erased keys leave the disk too.
 
+use crate::keymap::KeyMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -113,7 +114,7 @@ enum Request {
 }
 
 struct Shared {
-    keys: RwLock<HashMap<ResidentKeyId, DataKey>>,
+    keys: RwLock<KeyMap>,
     secret: [u8; 32],
     /// Held while open, so two processes never append to one key file.
     _dir_lock: File,
@@ -220,7 +221,6 @@ impl KeyStore {
             .read()
             .expect("key map lock poisoned")
             .get(&id)
-            .copied()
     }
 
     /// The resident's key, creating and durably storing one if needed.
@@ -315,12 +315,7 @@ impl Writer {
                 .get(id)
             {
                 Some(change) => *change,
-                None => shared
-                    .keys
-                    .read()
-                    .expect("key map lock poisoned")
-                    .get(id)
-                    .copied(),
+                None => shared.keys.read().expect("key map lock poisoned").get(id),
             };
         for request in batch {
             match request {
@@ -368,8 +363,10 @@ impl Writer {
             for (id, change) in changes {
                 match change {
                     Some(key) => keys.insert(id, key),
-                    None => keys.remove(&id),
-                };
+                    None => {
+                        keys.remove(&id);
+                    }
+                }
             }
         } else {
             tracing::error!(path = %self.path.display(), "key store write failed; the batch is refused");
@@ -394,8 +391,13 @@ impl Writer {
     /// Writes the live keys to a new file, syncs it, renames it over the old one and
     /// syncs the directory, so a crash leaves either the old file or the new one.
     fn compact(&mut self, shared: &Shared) -> Result<KeyStoreStats, KeyStoreError> {
-        let keys = shared.keys.read().expect("key map lock poisoned").clone();
-        let mut entries: Vec<_> = keys.into_iter().collect();
+        let mut entries: Vec<(ResidentKeyId, DataKey)> = shared
+            .keys
+            .read()
+            .expect("key map lock poisoned")
+            .iter()
+            .copied()
+            .collect();
         entries.sort_by_key(|(id, _)| *id);
         let mut buffer = Vec::with_capacity(entries.len() * RECORD_LEN);
         for (id, key) in &entries {
@@ -432,7 +434,7 @@ fn encode(buffer: &mut Vec<u8>, kind: u8, id: ResidentKeyId, key: &[u8; 32]) {
 
 /// Reads the file, stopping at the first torn or damaged record and cutting the file
 /// there: only the last batch can be torn, and none of it was acknowledged.
-fn load(path: &Path) -> Result<(HashMap<ResidentKeyId, DataKey>, KeyStoreStats), KeyStoreError> {
+fn load(path: &Path) -> Result<(KeyMap, KeyStoreStats), KeyStoreError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut file) => {
@@ -442,7 +444,7 @@ fn load(path: &Path) -> Result<(HashMap<ResidentKeyId, DataKey>, KeyStoreStats),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(path, e)),
     }
-    let mut keys = HashMap::new();
+    let mut keys = KeyMap::default();
     let mut records = 0usize;
     let mut good = 0usize;
     for record in bytes.chunks(RECORD_LEN) {

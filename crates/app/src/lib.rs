@@ -24,6 +24,7 @@ mod app;
 mod clock;
 mod error;
 mod input;
+mod keymap;
 pub mod keys;
 mod queries;
 mod scheduler;
