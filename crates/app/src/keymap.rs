@@ -55,9 +55,10 @@ impl KeyMap {
         if index != last {
             // The last entry moves into the hole: its index in the table changes.
             let moved = entries[last].0;
-            if let Some(slot) = table.find_mut(hash(&moved), |&i| i as usize == last) {
-                *slot = index as u32;
-            }
+            let slot = table
+                .find_mut(hash(&moved), |&i| i as usize == last)
+                .expect("every entry has its index in the table");
+            *slot = index as u32;
         }
         entries.swap_remove(index);
         true

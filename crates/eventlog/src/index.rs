@@ -9,6 +9,7 @@
 //! no known format) is moved aside and a fresh one started.
 
 use crate::error::LogError;
+use crate::streams::StreamIndex;
 use std::collections::HashMap;
 use std::path::Path;
 use uuid::Uuid;
@@ -31,8 +32,6 @@ pub(crate) fn encode_location(segment: u64, offset: u64) -> u64 {
 pub(crate) fn decode_location(location: u64) -> (u64, u64) {
     (location >> 40, location & ((1 << 40) - 1))
 }
-
-pub(crate) use crate::streams::StreamIndex;
 
 /// The in-memory state built from the segments on open.
 #[derive(Default)]

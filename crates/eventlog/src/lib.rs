@@ -70,10 +70,10 @@ impl Drop for Inner {
 
 /// Runs `task` to completion on a new thread named `name`, with a single-threaded tokio
 /// runtime of its own, and returns a receiver that fires once it has finished and its
-/// runtime is gone. Readers of the log that must keep up under load (the projections,
-/// the NATS relay) run this way, so their wake-ups are scheduled by the kernel beside
-/// the server's runtime workers instead of queueing behind its gRPC tasks. If no thread
-/// or runtime can be made, the task runs on the current runtime instead.
+/// runtime is gone. A reader of the log that must keep up under load (the NATS relay)
+/// runs this way, so its wake-ups are scheduled by the kernel beside the server's
+/// runtime workers instead of queueing behind its gRPC tasks. If no thread or runtime
+/// can be made, the task runs on the current runtime instead.
 pub fn spawn_on_own_thread<F>(name: &str, task: F) -> oneshot::Receiver<()>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -394,12 +394,6 @@ impl EventLog {
     /// The sled store that holds the indexes; other components may keep their own trees in it.
     pub fn index_db(&self) -> &sled::Db {
         &self.shared().index.db
-    }
-
-    /// Every committed position is in the in-memory indexes, so this is the head; kept
-    /// for readers that wait for the index before timing.
-    pub fn indexed_up_to(&self) -> u64 {
-        self.shared().head()
     }
 
     /// Checks every frame's CRC, position and version contiguity, and that the in-memory

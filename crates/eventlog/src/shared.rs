@@ -3,8 +3,9 @@
 
 use crate::codec::DecodedFrame;
 use crate::error::LogError;
-use crate::index::{decode_location, Index, StreamIndex, SPARSE_STRIDE};
+use crate::index::{decode_location, Index, SPARSE_STRIDE};
 use crate::segment::{FrameCursor, Next, Segment, SEGMENT_HEADER_LEN};
+use crate::streams::StreamIndex;
 use crate::types::{Filter, LogOptions, RecordedEvent};
 use std::fs::File;
 use std::path::PathBuf;

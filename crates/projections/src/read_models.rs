@@ -9,7 +9,7 @@
 
 use crate::keys;
 use crate::model::{Applied, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
-use crate::store::{MemPart, ModelBatch, Part, PartBatch};
+use crate::store::{MemPart, MemWrite, ModelBatch, Part, PartBatch};
 use crate::views::LogViews;
 use crate::ProjectionError;
 use anju_domain::{
@@ -954,12 +954,12 @@ impl ReadModels {
     }
 
     /// Applies a chunk's writes to the memory parts, each part under its write lock once.
-    fn apply_memory(&self, writes: Vec<(u8, sled::IVec, Option<sled::IVec>)>) {
-        let mut by_part: Vec<Vec<(sled::IVec, Option<sled::IVec>)>> =
-            vec![Vec::new(); self.inner.memory.len()];
-        for (prefix, key, value) in writes {
+    fn apply_memory(&self, writes: Vec<(u8, MemWrite)>) {
+        let mut by_part: Vec<Vec<MemWrite>> =
+            (0..self.inner.memory.len()).map(|_| Vec::new()).collect();
+        for (prefix, write) in writes {
             if let Some(slot) = by_part.get_mut(prefix as usize - 1) {
-                slot.push((key, value));
+                slot.push(write);
             }
         }
         // The checkpoint (in meta, prefix 1) goes last, after every part it covers.
@@ -969,11 +969,8 @@ impl ReadModels {
                 continue;
             }
             let mut map = self.inner.memory[index].1.write();
-            for (key, value) in writes {
-                match value {
-                    Some(value) => map.insert(&key, &value),
-                    None => map.remove(&key),
-                }
+            for write in writes {
+                map.apply(write);
             }
         }
     }

@@ -21,10 +21,10 @@ pub(crate) type PartIter = Box<dyn Iterator<Item = Item> + Send>;
 
 /// One entry of a [`PackedMap`]: the key's length (u16, little-endian), the key and the
 /// value in one allocation, ordered by the key alone.
-struct Entry(Box<[u8]>);
+pub(crate) struct Entry(Box<[u8]>);
 
 impl Entry {
-    fn new(key: &[u8], value: &[u8]) -> Entry {
+    pub fn new(key: &[u8], value: &[u8]) -> Entry {
         let len = u16::try_from(key.len()).expect("read-model keys are shorter than 64 KiB");
         let mut bytes = Vec::with_capacity(2 + key.len() + value.len());
         bytes.extend_from_slice(&len.to_le_bytes());
@@ -92,6 +92,16 @@ impl PackedMap {
 
     pub fn remove(&mut self, key: &[u8]) {
         self.entries.remove(key);
+    }
+
+    /// Applies one write of a chunk, its entry built when the write was collected.
+    pub fn apply(&mut self, write: MemWrite) {
+        match write {
+            MemWrite::Put(entry) => {
+                self.entries.replace(entry);
+            }
+            MemWrite::Remove(key) => self.remove(&key),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -275,21 +285,21 @@ impl Part {
     }
 
     /// Adds a write of this part to a chunk's batch.
-    pub fn batch_insert(&self, batch: &mut ModelBatch, key: &[u8], value: impl Into<IVec>) {
+    pub fn batch_insert(&self, batch: &mut ModelBatch, key: &[u8], value: impl AsRef<[u8]>) {
         match self {
-            Part::Sled { .. } => batch.sled.insert(self.key(key), value),
-            Part::Memory { prefix, .. } => {
-                batch
-                    .memory
-                    .push((*prefix, IVec::from(key), Some(value.into())))
-            }
+            Part::Sled { .. } => batch.sled.insert(self.key(key), value.as_ref()),
+            Part::Memory { prefix, .. } => batch
+                .memory
+                .push((*prefix, MemWrite::Put(Entry::new(key, value.as_ref())))),
         }
     }
 
     pub fn batch_remove(&self, batch: &mut ModelBatch, key: &[u8]) {
         match self {
             Part::Sled { .. } => batch.sled.remove(self.key(key)),
-            Part::Memory { prefix, .. } => batch.memory.push((*prefix, IVec::from(key), None)),
+            Part::Memory { prefix, .. } => {
+                batch.memory.push((*prefix, MemWrite::Remove(key.to_vec())))
+            }
         }
     }
 }
@@ -355,12 +365,19 @@ impl Iterator for MemRange {
     }
 }
 
+/// One write to a memory part: the entry is packed when the write is collected, so
+/// applying it moves it into the map without another copy.
+pub(crate) enum MemWrite {
+    Put(Entry),
+    Remove(Vec<u8>),
+}
+
 /// Every write of one chunk, for either backend.
 #[derive(Default)]
 pub(crate) struct ModelBatch {
     pub sled: sled::Batch,
-    /// (part prefix, key, value or removal), applied in order.
-    pub memory: Vec<(u8, IVec, Option<IVec>)>,
+    /// (part prefix, write), applied in order.
+    pub memory: Vec<(u8, MemWrite)>,
 }
 
 /// Writes to one part collected during a chunk, applied in order into the chunk's batch.

@@ -33,7 +33,10 @@ use anju_eventlog::EventLog;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::{Outgoing, RelayConfig, RelayError, RelayStatus, PUBLISH_BATCH};
+use crate::{
+    publish_message, publish_timed_out, Outgoing, RelayConfig, RelayError, RelayStatus,
+    PUBLISH_BATCH,
+};
 
 /// How long the reader must have had nothing new before the open batch is ended, so that
 /// its last messages are acknowledged without waiting for the next flow ack.
@@ -263,28 +266,22 @@ impl State<'_> {
                 if batch.first_subject.is_none() {
                     batch.first_subject = Some(subject.clone());
                 }
-                client
-                    .publish_with_reply_and_headers(
-                        subject,
-                        async_nats::Subject::from(reply),
-                        message.headers,
-                        message.payload,
-                    )
-                    .await
-                    .map_err(|error| RelayError::Publish {
-                        position,
-                        message: error.to_string(),
-                    })?;
+                publish_message(
+                    client,
+                    subject,
+                    async_nats::Subject::from(reply),
+                    message.headers,
+                    message.payload,
+                    position,
+                )
+                .await?;
                 self.sent_up_to = position + 1;
             }
             Ok::<(), RelayError>(())
         };
         match tokio::time::timeout(ack_timeout, publish).await {
             Ok(result) => result,
-            Err(_) => Err(RelayError::Publish {
-                position: self.sent_up_to,
-                message: format!("the nats client took no publish within {ack_timeout:?}"),
-            }),
+            Err(_) => Err(publish_timed_out(self.sent_up_to, ack_timeout)),
         }
     }
 
@@ -451,10 +448,7 @@ async fn send_control(
             position,
             message: error.to_string(),
         }),
-        Err(_) => Err(RelayError::Publish {
-            position,
-            message: format!("the nats client took no publish within {ack_timeout:?}"),
-        }),
+        Err(_) => Err(publish_timed_out(position, ack_timeout)),
     }
 }
 

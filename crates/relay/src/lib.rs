@@ -432,28 +432,48 @@ async fn publish_from(
             };
             let message = message?;
             let position = message.position;
-            client
-                .publish_with_reply_and_headers(
-                    async_nats::Subject::from(message.subject),
-                    async_nats::Subject::from(message.reply),
-                    message.headers,
-                    message.payload,
-                )
-                .await
-                .map_err(|error| RelayError::Publish {
-                    position,
-                    message: error.to_string(),
-                })?;
+            publish_message(
+                client,
+                async_nats::Subject::from(message.subject),
+                async_nats::Subject::from(message.reply),
+                message.headers,
+                message.payload,
+                position,
+            )
+            .await?;
             *sent_up_to = position + 1;
         }
         Ok::<(), RelayError>(())
     };
     match tokio::time::timeout(ack_timeout, publish).await {
         Ok(result) => result,
-        Err(_) => Err(RelayError::Publish {
-            position: *sent_up_to,
-            message: format!("the nats client took no publish within {ack_timeout:?}"),
-        }),
+        Err(_) => Err(publish_timed_out(*sent_up_to, ack_timeout)),
+    }
+}
+
+/// Hands one message of log position `position` to the nats client.
+pub(crate) async fn publish_message(
+    client: &async_nats::Client,
+    subject: async_nats::Subject,
+    reply: async_nats::Subject,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+    position: u64,
+) -> Result<(), RelayError> {
+    client
+        .publish_with_reply_and_headers(subject, reply, headers, payload)
+        .await
+        .map_err(|error| RelayError::Publish {
+            position,
+            message: error.to_string(),
+        })
+}
+
+/// The nats client took no publish within the acknowledgement timeout.
+pub(crate) fn publish_timed_out(position: u64, ack_timeout: Duration) -> RelayError {
+    RelayError::Publish {
+        position,
+        message: format!("the nats client took no publish within {ack_timeout:?}"),
     }
 }
 

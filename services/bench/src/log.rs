@@ -34,8 +34,6 @@ const PAYLOAD_BYTES: usize = 300;
 const WRITERS: u64 = 256;
 
 struct Run {
-    /// How long the sled indexer needed after the last acknowledgement to catch up.
-    index_lag_ms: f64,
     appends_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -101,7 +99,6 @@ pub async fn run(args: LogArgs) -> anyhow::Result<()> {
         "p50_ms_256": round3(many.p50_ms),
         "p99_ms_256": round3(many.p99_ms),
         "max_ms_256": round3(many.max_ms),
-        "index_catch_up_ms_256": round3(many.index_lag_ms),
         "speedup_over_fsync_256": round3(many.appends_per_sec / fsync_per_sec),
         "events_256": args.events,
         "payload_bytes": PAYLOAD_BYTES,
@@ -193,7 +190,6 @@ fn histogram() -> Histogram<u64> {
 
 fn summarize(events: u64, elapsed: Duration, latencies: &Histogram<u64>) -> Run {
     Run {
-        index_lag_ms: 0.0,
         appends_per_sec: events as f64 / elapsed.as_secs_f64(),
         p50_ms: latencies.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: latencies.value_at_quantile(0.99) as f64 / 1000.0,
@@ -234,12 +230,7 @@ async fn log_run(dir: &Path, writers: u64, events: u64) -> anyhow::Result<Run> {
         latencies.add(task.await??)?;
     }
     let elapsed = started.elapsed();
-    let mut run = summarize(per_writer * writers, elapsed, &latencies);
-    let acknowledged = Instant::now();
-    while log.indexed_up_to() < log.head_position() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    run.index_lag_ms = acknowledged.elapsed().as_secs_f64() * 1000.0;
+    let run = summarize(per_writer * writers, elapsed, &latencies);
     log.close().await.context("closing the log")?;
     Ok(run)
 }

@@ -144,17 +144,6 @@ async fn backlog_run(args: &RelayArgs) -> anyhow::Result<(BacklogRun, Option<Bac
         args.events,
         started.elapsed().as_secs_f64()
     );
-    // The log indexes appended events in sled on its own thread, behind the appends; a
-    // backlog the relay drains (NATS was down) was indexed long ago, so the runs below
-    // start once the indexer has caught up instead of sharing the CPU with it.
-    let indexing = Instant::now();
-    while log.indexed_up_to() < log.head_position() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    eprintln!(
-        "indexer caught up {:.1} s after the last append",
-        indexing.elapsed().as_secs_f64()
-    );
 
     let read_rate = read_backlog(&log).await?;
     eprintln!("log subscription alone (read and encode, no publishing): {read_rate:.0} events/s");
