@@ -2,7 +2,8 @@
 //! apply them to `ReadModels` on a fresh sled store in chunks, timing each part.
 //!
 //! `cargo run --release -p anju-projections --example fold_bench -- 200000 512 [memory]`
-//! (the third argument picks the memory backend instead of sled).
+//! (the third argument picks the memory backend instead of sled; with `KEEP_SNAPSHOT=FILE`
+//! the memory backend's snapshot is copied to FILE, to look at what each part holds).
 
 use anju_domain::*;
 use anju_projections::{Input, ReadModels};
@@ -154,6 +155,9 @@ fn main() {
     if memory {
         let (t, c) = (Instant::now(), cpu_seconds());
         models.save_snapshot().unwrap();
+        if let Ok(keep) = std::env::var("KEEP_SNAPSHOT") {
+            std::fs::copy(dir.path().join("projections.snapshot"), keep).unwrap();
+        }
         let size = std::fs::metadata(dir.path().join("projections.snapshot"))
             .map(|m| m.len())
             .unwrap_or(0);

@@ -308,21 +308,20 @@ pub enum Applied {
 }
 
 /// The compact form `proj_queue` stores (JSON took about 300 bytes an item, and its
-/// encoding and decoding were a visible share of the fold): request id (16), the
-/// tracking code, category and status bytes, the service code, the assignee (flag +
-/// text), the deadline (flag + i64), submitted-at (i64) and one flag byte for warning,
-/// yellow and red card; texts are a u16 length and UTF-8, integers big-endian. The site
-/// is in the key.
+/// encoding and decoding were a visible share of the fold). What the key holds is not
+/// repeated: the site, the deadline and the request id come from the key (see
+/// `keys::queue`). The value is the tracking code, category and status bytes, the service
+/// code, the assignee (flag + text), whether there is a deadline (flag), submitted-at
+/// (i64) and one flag byte for warning, yellow and red card; texts are a u16 length and
+/// UTF-8, integers big-endian.
 impl QueueItem {
     pub(crate) fn encode(&self) -> Vec<u8> {
         fn text(out: &mut Vec<u8>, text: &str) {
             out.extend_from_slice(&(text.len().min(u16::MAX as usize) as u16).to_be_bytes());
             out.extend_from_slice(&text.as_bytes()[..text.len().min(u16::MAX as usize)]);
         }
-        let mut out = Vec::with_capacity(96);
-        out.extend_from_slice(self.request_id.0.as_bytes());
+        let mut out = Vec::with_capacity(64);
         text(&mut out, self.tracking_code.as_str());
-        text(&mut out, &self.site.0);
         out.push(crate::keys::category_byte(self.category));
         out.push(crate::keys::status_byte(self.status));
         text(&mut out, self.service_code.as_str());
@@ -333,13 +332,7 @@ impl QueueItem {
             }
             None => out.push(0),
         }
-        match self.deadline {
-            Some(deadline) => {
-                out.push(1);
-                out.extend_from_slice(&deadline.0.to_be_bytes());
-            }
-            None => out.push(0),
-        }
+        out.push(u8::from(self.deadline.is_some()));
         out.extend_from_slice(&self.submitted_at.0.to_be_bytes());
         out.push(
             u8::from(self.warning) | u8::from(self.yellow_card) << 1 | u8::from(self.red_card) << 2,
@@ -347,7 +340,8 @@ impl QueueItem {
         out
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Option<QueueItem> {
+    /// Reads an item back from its `proj_queue` key and value.
+    pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Option<QueueItem> {
         struct Reader<'a>(&'a [u8]);
         impl<'a> Reader<'a> {
             fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -366,10 +360,14 @@ impl QueueItem {
                 std::str::from_utf8(self.take(len)?).ok()
             }
         }
+        let (site, order) = crate::keys::read_site(key)?;
+        if order.len() != 24 {
+            return None;
+        }
+        let deadline_in_key = crate::keys::read_ts(order)?;
+        let request_id = crate::keys::read_request(&order[8..])?;
         let mut r = Reader(bytes);
-        let request_id = RequestId(uuid::Uuid::from_slice(r.take(16)?).ok()?);
         let tracking_code = TrackingCode::parse(r.text()?).ok()?;
-        let site = SiteId::new(r.text()?);
         let category = crate::keys::category_of(r.byte()?)?;
         let status = *Status::ALL.get(r.byte()? as usize)?;
         let service_code = ServiceCode::parse(r.text()?).ok()?;
@@ -379,7 +377,7 @@ impl QueueItem {
         };
         let deadline = match r.byte()? {
             0 => None,
-            _ => Some(Timestamp(r.i64()?)),
+            _ => Some(Timestamp(deadline_in_key)),
         };
         let submitted_at = Timestamp(r.i64()?);
         let flags = r.byte()?;
@@ -425,7 +423,19 @@ mod tests {
             red_card: true,
             overdue: false,
         };
-        assert_eq!(QueueItem::decode(&item.encode()), Some(item.clone()));
+        let key = |item: &QueueItem| {
+            crate::keys::queue(
+                &crate::keys::site(&item.site),
+                item.deadline,
+                &item.request_id,
+            )
+        };
+        assert_eq!(
+            QueueItem::decode(&key(&item), &item.encode()),
+            Some(item.clone())
+        );
+        // The value repeats nothing the key holds.
+        assert_eq!(item.encode().len(), 54);
         let bare = QueueItem {
             assignee: None,
             deadline: None,
@@ -433,9 +443,14 @@ mod tests {
             red_card: false,
             ..item.clone()
         };
-        assert_eq!(QueueItem::decode(&bare.encode()), Some(bare));
+        assert_eq!(QueueItem::decode(&key(&bare), &bare.encode()), Some(bare));
         let bytes = item.encode();
-        assert_eq!(QueueItem::decode(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(QueueItem::decode(&[bytes.as_slice(), &[0]].concat()), None);
+        let k = key(&item);
+        assert_eq!(QueueItem::decode(&k, &bytes[..bytes.len() - 1]), None);
+        assert_eq!(
+            QueueItem::decode(&k, &[bytes.as_slice(), &[0]].concat()),
+            None
+        );
+        assert_eq!(QueueItem::decode(&k[..k.len() - 1], &bytes), None);
     }
 }

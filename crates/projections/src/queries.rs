@@ -139,10 +139,10 @@ impl ReadModels {
                 }
             }
             let Some((i, suffix)) = best else { break };
-            let Some(Ok((_, value))) = cursors[i].1.next() else {
+            let Some(Ok((key, value))) = cursors[i].1.next() else {
                 continue;
             };
-            let mut item: QueueItem = QueueItem::decode(&value)
+            let mut item: QueueItem = QueueItem::decode(&key, &value)
                 .ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
             if !statuses.contains(&item.status)
                 || query.category.is_some_and(|c| c != item.category)
@@ -470,8 +470,8 @@ impl ReadModels {
         for site in sites {
             let end = [site.as_slice(), &keys::ts(now.0)].concat();
             for item in self.trees().queue.range(site..end) {
-                let (_, value) = item?;
-                let item: QueueItem = QueueItem::decode(&value)
+                let (key, value) = item?;
+                let item: QueueItem = QueueItem::decode(&key, &value)
                     .ok_or_else(|| corrupt("queue item", keys::hex(&value)))?;
                 let in_range = filter.category.is_none_or(|c| c == item.category)
                     && Self::hour_in_range(filter, keys::hour_of(item.submitted_at));

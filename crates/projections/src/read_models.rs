@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 4;
+pub const PROJECTION_VERSION: u64 = 5;
 
 /// A snapshot of the in-memory models is written when this long has passed since the
 /// last one and something changed...
