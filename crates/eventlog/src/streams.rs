@@ -76,6 +76,66 @@ impl Names {
     }
 }
 
+/// How a name is kept and hashed. `<prefix>-<uuid>` with the uuid in lowercase hyphenated
+/// form (every request's stream, `request-…`) is 0xFF, the prefix and the uuid's 16 bytes:
+/// 24 bytes for a request stream instead of 44. Any other name is its own bytes. UTF-8
+/// never contains 0xFF, and the uuid is a fixed-length tail, so no two names share a key.
+struct Key<'a> {
+    plain: &'a [u8],
+    packed: [u8; 64],
+    packed_len: usize,
+}
+
+impl<'a> Key<'a> {
+    const MAX_PREFIX: usize = 64 - 17;
+
+    fn of(stream: &'a str) -> Key<'a> {
+        let bytes = stream.as_bytes();
+        let mut key = Key {
+            plain: bytes,
+            packed: [0; 64],
+            packed_len: 0,
+        };
+        if bytes.len() < 38 || bytes.len() > 37 + Self::MAX_PREFIX {
+            return key;
+        }
+        let (prefix, rest) = bytes.split_at(bytes.len() - 37);
+        if rest[0] != b'-' {
+            return key;
+        }
+        let mut uuid = [0u8; 16];
+        let mut nibbles = 0;
+        for (i, &c) in rest[1..].iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return key;
+                }
+                continue;
+            }
+            let value = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return key,
+            };
+            uuid[nibbles / 2] |= value << (4 * (1 - nibbles % 2));
+            nibbles += 1;
+        }
+        key.packed[0] = 0xFF;
+        key.packed[1..1 + prefix.len()].copy_from_slice(prefix);
+        key.packed[1 + prefix.len()..17 + prefix.len()].copy_from_slice(&uuid);
+        key.packed_len = 17 + prefix.len();
+        key
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.packed_len > 0 {
+            &self.packed[..self.packed_len]
+        } else {
+            self.plain
+        }
+    }
+}
+
 /// Every stream's positions by version; versions are added in order from 0.
 #[derive(Clone, Default)]
 pub(crate) struct StreamIndex {
@@ -86,10 +146,11 @@ pub(crate) struct StreamIndex {
 
 impl StreamIndex {
     fn find(&self, stream: &str) -> Option<&Slot> {
-        let hash = self.state.hash_one(stream.as_bytes());
+        let key = Key::of(stream);
+        let key = key.bytes();
+        let hash = self.state.hash_one(key);
         let names = &self.names;
-        self.table
-            .find(hash, |slot| names.get(slot.name) == stream.as_bytes())
+        self.table.find(hash, |slot| names.get(slot.name) == key)
     }
 
     /// How many streams there are.
@@ -144,8 +205,10 @@ impl StreamIndex {
             table,
             state,
         } = self;
-        let hash = state.hash_one(stream.as_bytes());
-        match table.find_mut(hash, |slot| names.get(slot.name) == stream.as_bytes()) {
+        let key = Key::of(stream);
+        let key = key.bytes();
+        let hash = state.hash_one(key);
+        match table.find_mut(hash, |slot| names.get(slot.name) == key) {
             Some(slot) => {
                 debug_assert_eq!(slot.count(), version);
                 slot.more
@@ -154,7 +217,7 @@ impl StreamIndex {
             }
             None => {
                 debug_assert_eq!(version, 0);
-                let name = names.add(stream.as_bytes());
+                let name = names.add(key);
                 let names = &*names;
                 table.insert_unique(
                     hash,
@@ -174,6 +237,42 @@ impl StreamIndex {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// Request-like names are kept packed; names that only look like them (another case,
+    /// a bad character, no dash) stay plain, and none of them meet.
+    #[test]
+    fn uuid_names_are_packed_and_never_collide_with_plain_ones() {
+        let id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let packed = Key::of(&format!("request-{id}")).bytes().to_vec();
+        assert_eq!(packed.len(), 24);
+        assert_eq!(packed[0], 0xFF);
+        assert_eq!(&packed[1..8], b"request");
+        assert_eq!(packed[8..], *uuid::Uuid::parse_str(id).unwrap().as_bytes());
+        let lookalikes = [
+            format!("request-{}", id.to_uppercase()),
+            format!("request-{}", id.replace('-', "")),
+            format!("request_{id}"),
+            format!("request-{}g", &id[..35]),
+            id.to_string(),
+            format!("-{id}"),
+        ];
+        let mut index = StreamIndex::default();
+        index.push(&format!("request-{id}"), 0, 7);
+        index.push(&format!("request-{id}"), 1, 9);
+        index.push(&format!("other-{id}"), 0, 8);
+        for (n, name) in lookalikes.iter().enumerate() {
+            let key = Key::of(name);
+            let plain = name.starts_with('-') || key.bytes() == name.as_bytes();
+            assert!(plain, "{name} should stay plain");
+            index.push(name, 0, 100 + n as u64);
+        }
+        assert_eq!(index.len(), 2 + lookalikes.len());
+        assert_eq!(index.version(&format!("request-{id}")), Some(1));
+        assert_eq!(index.position(&format!("other-{id}"), 0), Some(8));
+        for (n, name) in lookalikes.iter().enumerate() {
+            assert_eq!(index.position(name, 0), Some(100 + n as u64), "{name}");
+        }
+    }
 
     #[test]
     fn answers_like_a_map_of_vectors_across_arena_chunks() {
