@@ -265,6 +265,26 @@ impl TrackingCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 60 bits the code carries: `TrackingCode::from_value(code.value()) == code`.
+    pub fn value(&self) -> u64 {
+        self.0
+            .bytes()
+            .skip(3)
+            .filter(|b| *b != b'-')
+            .fold(0u64, |value, symbol| {
+                let digit = CROCKFORD
+                    .iter()
+                    .position(|c| *c == symbol)
+                    .expect("a tracking code holds only Crockford symbols");
+                value << 5 | digit as u64
+            })
+    }
+
+    /// The code carrying the low 60 bits of `value`.
+    pub fn from_value(value: u64) -> TrackingCode {
+        TrackingCode::from_random_bytes(value.to_be_bytes())
+    }
 }
 
 impl TryFrom<String> for TrackingCode {

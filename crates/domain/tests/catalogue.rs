@@ -287,6 +287,23 @@ fn tracking_codes_are_made_from_random_bytes_and_parsed_forgivingly() {
     );
     assert!(TrackingCode::parse("XX-0000-0000-0000").is_err());
     assert!(serde_json::from_str::<TrackingCode>("\"AJ-12\"").is_err());
+    // The 60 bits a code carries, and back (the read models key codes by them).
+    assert_eq!(code.value(), 0x0234_5678_9abc_def0);
+    assert_eq!(
+        TrackingCode::from_random_bytes([0xff; 8]).value(),
+        (1 << 60) - 1
+    );
+    let mut value = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..1000 {
+        value = value.rotate_left(7).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let code = TrackingCode::from_value(value);
+        assert_eq!(code.value(), value & ((1 << 60) - 1));
+        assert_eq!(TrackingCode::from_value(code.value()), code);
+        assert_eq!(
+            TrackingCode::parse(code.as_str()).unwrap().value(),
+            code.value()
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! have their sign bit flipped so that byte order is numeric order. A site is written
 //! as a 2-byte length and its bytes, so a site's keys share an exact prefix.
 
-use anju_domain::{Category, RequestId, SiteId, Status, TimerKind, Timestamp};
+use anju_domain::{Category, RequestId, SiteId, Status, TimerKind, Timestamp, TrackingCode};
 
 pub(crate) const MS_PER_HOUR: i64 = 3_600_000;
 
@@ -40,6 +40,12 @@ pub(crate) fn read_site(key: &[u8]) -> Option<(SiteId, &[u8])> {
         SiteId(String::from_utf8(bytes.to_vec()).ok()?),
         &key[2 + len..],
     ))
+}
+
+/// `proj_tracking`: the 60 bits of the code, big-endian (8 bytes instead of its 17
+/// characters).
+pub(crate) fn tracking(code: &TrackingCode) -> [u8; 8] {
+    code.value().to_be_bytes()
 }
 
 pub(crate) fn request(id: &RequestId) -> [u8; 16] {

@@ -310,7 +310,7 @@ pub enum Applied {
 /// The compact form `proj_queue` stores (JSON took about 300 bytes an item, and its
 /// encoding and decoding were a visible share of the fold). What the key holds is not
 /// repeated: the site, the deadline and the request id come from the key (see
-/// `keys::queue`). The value is the tracking code, category and status bytes, the service
+/// `keys::queue`). The value is the tracking code (its 60 bits in a u64), category and status bytes, the service
 /// code, the assignee (flag + text), whether there is a deadline (flag), submitted-at
 /// (i64) and one flag byte for warning, yellow and red card; texts are a u16 length and
 /// UTF-8, integers big-endian.
@@ -321,7 +321,7 @@ impl QueueItem {
             out.extend_from_slice(&text.as_bytes()[..text.len().min(u16::MAX as usize)]);
         }
         let mut out = Vec::with_capacity(64);
-        text(&mut out, self.tracking_code.as_str());
+        out.extend_from_slice(&self.tracking_code.value().to_be_bytes());
         out.push(crate::keys::category_byte(self.category));
         out.push(crate::keys::status_byte(self.status));
         text(&mut out, self.service_code.as_str());
@@ -367,7 +367,8 @@ impl QueueItem {
         let deadline_in_key = crate::keys::read_ts(order)?;
         let request_id = crate::keys::read_request(&order[8..])?;
         let mut r = Reader(bytes);
-        let tracking_code = TrackingCode::parse(r.text()?).ok()?;
+        let tracking_code =
+            TrackingCode::from_value(u64::from_be_bytes(r.take(8)?.try_into().ok()?));
         let category = crate::keys::category_of(r.byte()?)?;
         let status = *Status::ALL.get(r.byte()? as usize)?;
         let service_code = ServiceCode::parse(r.text()?).ok()?;
@@ -435,7 +436,7 @@ mod tests {
             Some(item.clone())
         );
         // The value repeats nothing the key holds.
-        assert_eq!(item.encode().len(), 54);
+        assert_eq!(item.encode().len(), 43);
         let bare = QueueItem {
             assignee: None,
             deadline: None,

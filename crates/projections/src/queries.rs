@@ -56,7 +56,7 @@ impl ReadModels {
         Ok(self
             .trees()
             .tracking
-            .get(code.as_str().as_bytes())?
+            .get(keys::tracking(code))?
             .and_then(|v| keys::read_request(&v)))
     }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 5;
+pub const PROJECTION_VERSION: u64 = 6;
 
 /// A snapshot of the in-memory models is written when this long has passed since the
 /// last one and something changed...
@@ -694,10 +694,8 @@ impl ReadModels {
             None => {
                 deltas.push((K_SUBMITTED, new.submitted_at, 1));
                 deltas.push((K_OPEN + keys::status_byte(new.status), new.submitted_at, 1));
-                work.tracking.insert(
-                    new.tracking_code.as_str().as_bytes(),
-                    &keys::request(id)[..],
-                );
+                work.tracking
+                    .insert(keys::tracking(&new.tracking_code), &keys::request(id)[..]);
                 work.sites.insert(site.clone());
             }
             Some(old) => {
