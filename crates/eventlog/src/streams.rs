@@ -1,10 +1,11 @@
 //! The in-memory stream index: for every stream, the position of each of its versions.
 //!
 //! Laid out for millions of short streams (one per request): the names live in an arena
-//! of 1 MiB chunks, and each stream is one 24-byte slot in a hash table — where the name
-//! is, the position of version 0, and the positions of later versions in a vector only
-//! when there are any. A `HashMap<Arc<str>, Vec<u64>>` took about 200 bytes per stream
-//! of one event; this takes about 80 (the slot at the table's load factor, and the name).
+//! of 1 MiB chunks, and each stream is one 16-byte slot in a hash table: where the name
+//! is, and the position of version 0 or, for a stream with more versions, where the list
+//! of its positions is. A `HashMap<Arc<str>, Vec<u64>>` took about 200 bytes per stream
+//! of one event; this takes about 50 (the slot at the table's load factor, and the name,
+//! which for a request stream is packed to 24 bytes).
 
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
@@ -14,29 +15,30 @@ const CHUNK: usize = 1 << 20;
 const OFFSET_BITS: u32 = 20;
 const LEN_BITS: u32 = 16;
 
+/// Set in a slot's `name` when `first` is an index into `StreamIndex::lists` (the
+/// stream has more than one version) rather than the position of version 0.
+const MANY: u64 = 1 << 63;
+
 #[derive(Clone)]
 struct Slot {
-    /// Arena chunk (high bits), offset in it (20 bits) and length (16 bits) of the name.
+    /// Arena chunk (high bits), offset in it (20 bits) and length (16 bits) of the name,
+    /// and the `MANY` flag.
     name: u64,
-    /// The position of version 0.
+    /// The position of version 0, or with `MANY` the index of the stream's positions in
+    /// `StreamIndex::lists`.
     first: u64,
-    /// The positions of versions 1, 2, …
-    more: Option<Box<Vec<u64>>>,
 }
 
 impl Slot {
-    fn count(&self) -> u64 {
-        1 + self.more.as_ref().map_or(0, |more| more.len() as u64)
+    fn name(&self) -> u64 {
+        self.name & !MANY
     }
 
-    fn position(&self, version: u64) -> Option<u64> {
-        match version {
-            0 => Some(self.first),
-            v => self
-                .more
-                .as_ref()?
-                .get(usize::try_from(v - 1).ok()?)
-                .copied(),
+    fn positions<'a>(&'a self, lists: &'a [Vec<u64>]) -> &'a [u64] {
+        if self.name & MANY == 0 {
+            std::slice::from_ref(&self.first)
+        } else {
+            &lists[self.first as usize]
         }
     }
 }
@@ -67,6 +69,10 @@ impl Names {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         let index = self.chunks.len() - 1;
+        assert!(
+            index < 1 << 27,
+            "the stream index holds at most 2^27 MiB of names"
+        );
         let chunk = &mut self.chunks[index];
         let offset = chunk.len();
         chunk.extend_from_slice(bytes);
@@ -141,6 +147,8 @@ impl<'a> Key<'a> {
 pub(crate) struct StreamIndex {
     names: Names,
     table: HashTable<Slot>,
+    /// The positions of every version of the streams that have more than one.
+    lists: Vec<Vec<u64>>,
     state: RandomState,
 }
 
@@ -150,7 +158,7 @@ impl StreamIndex {
         let key = key.bytes();
         let hash = self.state.hash_one(key);
         let names = &self.names;
-        self.table.find(hash, |slot| names.get(slot.name) == key)
+        self.table.find(hash, |slot| names.get(slot.name()) == key)
     }
 
     /// How many streams there are.
@@ -160,12 +168,14 @@ impl StreamIndex {
 
     /// The stream's current version, `None` if it has no events.
     pub fn version(&self, stream: &str) -> Option<u64> {
-        self.find(stream).map(|slot| slot.count() - 1)
+        self.find(stream)
+            .map(|slot| slot.positions(&self.lists).len() as u64 - 1)
     }
 
     /// The position of one version of the stream.
     pub fn position(&self, stream: &str, version: u64) -> Option<u64> {
-        self.find(stream)?.position(version)
+        let positions = self.find(stream)?.positions(&self.lists);
+        positions.get(usize::try_from(version).ok()?).copied()
     }
 
     /// Up to `max` (version, position) pairs from `from_version`, forwards or backwards
@@ -180,8 +190,10 @@ impl StreamIndex {
         let Some(slot) = self.find(stream) else {
             return Vec::new();
         };
-        let all = std::iter::once(slot.first)
-            .chain(slot.more.iter().flat_map(|more| more.iter().copied()))
+        let all = slot
+            .positions(&self.lists)
+            .iter()
+            .copied()
             .enumerate()
             .map(|(version, position)| (version as u64, position));
         if forwards {
@@ -203,17 +215,23 @@ impl StreamIndex {
         let StreamIndex {
             names,
             table,
+            lists,
             state,
         } = self;
         let key = Key::of(stream);
         let key = key.bytes();
         let hash = state.hash_one(key);
-        match table.find_mut(hash, |slot| names.get(slot.name) == key) {
+        match table.find_mut(hash, |slot| names.get(slot.name()) == key) {
             Some(slot) => {
-                debug_assert_eq!(slot.count(), version);
-                slot.more
-                    .get_or_insert_with(Default::default)
-                    .push(position);
+                if slot.name & MANY == 0 {
+                    debug_assert_eq!(version, 1);
+                    lists.push(vec![slot.first]);
+                    slot.first = (lists.len() - 1) as u64;
+                    slot.name |= MANY;
+                }
+                let positions = &mut lists[slot.first as usize];
+                debug_assert_eq!(positions.len() as u64, version);
+                positions.push(position);
             }
             None => {
                 debug_assert_eq!(version, 0);
@@ -224,9 +242,8 @@ impl StreamIndex {
                     Slot {
                         name,
                         first: position,
-                        more: None,
                     },
-                    |slot| state.hash_one(names.get(slot.name)),
+                    |slot| state.hash_one(names.get(slot.name())),
                 );
             }
         }
