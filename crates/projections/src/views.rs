@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Views per cache generation (a view of a request with a few events is 1–2 KB, so a
-/// full cache holds about 15–30 MB). The fold of a request's next event usually comes
+/// full cache holds about 8–16 MB). The fold of a request's next event usually comes
 /// within seconds of the previous one; older requests are folded from the log.
-const GENERATION: usize = 8 * 1024;
+const GENERATION: usize = 4 * 1024;
 
 #[derive(Default)]
 struct Cache {
