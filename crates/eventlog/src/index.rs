@@ -9,8 +9,8 @@
 //! no known format) is moved aside and a fresh one started.
 
 use crate::error::LogError;
+use crate::event_ids::EventIds;
 use crate::streams::StreamIndex;
-use std::collections::HashMap;
 use std::path::Path;
 use uuid::Uuid;
 
@@ -37,8 +37,11 @@ pub(crate) fn decode_location(location: u64) -> (u64, u64) {
 #[derive(Default)]
 pub(crate) struct Loaded {
     pub streams: StreamIndex,
-    pub ids: HashMap<Uuid, u64>,
+    pub ids: EventIds,
     pub sparse: Vec<u64>,
+    /// Events whose id shares its fingerprint with an earlier event's: (position, id,
+    /// earlier positions), checked against the earlier events once the log can read them.
+    pub suspects: Vec<(u64, Uuid, Vec<u64>)>,
 }
 
 impl Loaded {
@@ -48,7 +51,7 @@ impl Loaded {
             debug_assert_eq!(self.sparse.len() as u64, position / SPARSE_STRIDE);
             self.sparse.push(location);
         }
-        self.ids.insert(id, position);
+        self.ids.insert(&id, position);
         self.streams.push(stream, version, position);
     }
 }

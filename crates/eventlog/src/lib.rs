@@ -10,6 +10,7 @@
 
 mod codec;
 mod error;
+mod event_ids;
 mod index;
 mod recovery;
 mod segment;
@@ -172,6 +173,17 @@ impl EventLog {
             closed: AtomicBool::new(false),
             index: recovered.index,
         });
+        // An id may be stored once: the events whose id shares a fingerprint with an
+        // earlier one's are read back and compared.
+        for (position, id, earlier) in &recovered.loaded.suspects {
+            for earlier in earlier {
+                if shared.read_frame(*earlier)?.event.event_id == *id {
+                    return Err(LogError::Corrupt(format!(
+                        "position {position} repeats the event id of position {earlier}"
+                    )));
+                }
+            }
+        }
         let (tx, rx) = mpsc::channel(16 * 1024);
         let writer = Writer {
             shared: shared.clone(),
@@ -362,7 +374,8 @@ impl EventLog {
     }
 
     /// The position of the committed event with this id, `None` if there is none. Asks
-    /// the writer, which holds every committed id in memory (the dedupe set).
+    /// the writer, which holds every committed id's fingerprint in memory (the dedupe
+    /// set) and reads the events stored under it.
     pub async fn event_position(&self, event_id: uuid::Uuid) -> Result<Option<u64>, LogError> {
         let closed = || LogError::Closed;
         let tx = self.inner.tx.as_ref().ok_or_else(closed)?;
@@ -370,7 +383,7 @@ impl EventLog {
         tx.send(Command::Lookup { event_id, reply })
             .await
             .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())
+        answer.await.map_err(|_| closed())?
     }
 
     /// The position stored under `name`, e.g. how far a projection has read.

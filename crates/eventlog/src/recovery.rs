@@ -172,11 +172,11 @@ fn add(loaded: &mut Loaded, event: &RecordedEvent, location: u64) -> Result<(), 
             event.position, event.stream_version, event.stream_id
         )));
     }
-    if let Some(earlier) = loaded.ids.get(&event.event_id) {
-        return Err(LogError::Corrupt(format!(
-            "position {} repeats the event id of position {earlier}",
-            event.position
-        )));
+    let earlier: Vec<u64> = loaded.ids.candidates(&event.event_id).collect();
+    if !earlier.is_empty() {
+        loaded
+            .suspects
+            .push((event.position, event.event_id, earlier));
     }
     loaded.add(
         event.position,

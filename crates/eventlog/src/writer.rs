@@ -5,6 +5,7 @@
 
 use crate::codec::{encode_frame, frame_len, FrameFields};
 use crate::error::{AppendError, LogError};
+use crate::event_ids::EventIds;
 use crate::index::{encode_location, SPARSE_STRIDE};
 use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::shared::Shared;
@@ -31,14 +32,14 @@ pub(crate) enum Command {
     /// The position of a committed event id (the writer holds every one in memory).
     Lookup {
         event_id: Uuid,
-        reply: oneshot::Sender<Option<u64>>,
+        reply: oneshot::Sender<Result<Option<u64>, LogError>>,
     },
 }
 
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
-    /// Every committed event id and its position.
-    pub ids: HashMap<Uuid, u64>,
+    /// Every committed event id's fingerprint and position.
+    pub ids: EventIds,
     pub segment: Arc<Segment>,
     /// Where the next frame goes in the active segment.
     pub write_offset: u64,
@@ -110,7 +111,7 @@ impl Writer {
                         close_waiters.push(done);
                     }
                     Command::Lookup { event_id, reply } => {
-                        let _ = reply.send(self.ids.get(&event_id).copied());
+                        let _ = reply.send(self.committed(&event_id));
                     }
                     Command::Append { reply, .. } if !close_waiters.is_empty() => {
                         let _ = reply.send(Err(AppendError::Closed));
@@ -172,7 +173,7 @@ impl Writer {
                 }
                 Command::Close { done } => close_waiters.push(done),
                 Command::Lookup { event_id, reply } => {
-                    let _ = reply.send(self.ids.get(&event_id).copied());
+                    let _ = reply.send(self.committed(&event_id));
                 }
             }
         }
@@ -196,10 +197,12 @@ impl Writer {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        let present = events
-            .iter()
-            .filter(|e| group.ids.contains_key(&e.event_id) || self.ids.contains_key(&e.event_id))
-            .count();
+        let mut present = 0;
+        for event in events {
+            if group.ids.contains_key(&event.event_id) || self.is_committed(&event.event_id)? {
+                present += 1;
+            }
+        }
         if present == events.len() {
             return self.original_result(group, stream, events);
         }
@@ -288,14 +291,37 @@ impl Writer {
     }
 
     fn partially_duplicate(&self, group: &Group, stream: &str, events: &[NewEvent]) -> AppendError {
+        let mut already_stored = Vec::new();
+        for event in events {
+            match self.is_committed(&event.event_id) {
+                Ok(committed) if committed || group.ids.contains_key(&event.event_id) => {
+                    already_stored.push(event.event_id);
+                }
+                Ok(_) => {}
+                Err(error) => return error,
+            }
+        }
         AppendError::PartiallyDuplicate {
             stream: stream.to_string(),
-            already_stored: events
-                .iter()
-                .map(|e| e.event_id)
-                .filter(|id| group.ids.contains_key(id) || self.ids.contains_key(id))
-                .collect(),
+            already_stored,
         }
+    }
+
+    /// The position of a committed event id: the events stored under its fingerprint
+    /// are read to find the one that is really it.
+    fn committed(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
+        for position in self.ids.candidates(id) {
+            if self.shared.read_frame(position)?.event.event_id == *id {
+                return Ok(Some(position));
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_committed(&self, id: &Uuid) -> Result<bool, AppendError> {
+        self.committed(id)
+            .map(|found| found.is_some())
+            .map_err(|e| AppendError::Io(format!("reading a stored event id failed: {e}")))
     }
 
     /// The result of the earlier append these events came from, if they are exactly one
@@ -306,17 +332,16 @@ impl Writer {
         stream: &str,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        let position_of = |id: &Uuid| {
-            group
-                .ids
-                .get(id)
-                .map(|p| p.position)
-                .or_else(|| self.ids.get(id).copied())
-        };
-        let positions: Vec<u64> = events
-            .iter()
-            .filter_map(|e| position_of(&e.event_id))
-            .collect();
+        let mut positions: Vec<u64> = Vec::with_capacity(events.len());
+        for event in events {
+            let position = match group.ids.get(&event.event_id) {
+                Some(pending) => Some(pending.position),
+                None => self.committed(&event.event_id).map_err(|e| {
+                    AppendError::Io(format!("reading a stored event id failed: {e}"))
+                })?,
+            };
+            positions.extend(position);
+        }
         let first = positions[0];
         let last = *positions.last().expect("an append has events");
         let in_order = positions
@@ -443,7 +468,7 @@ impl Writer {
                 .extend(group.sparse);
         }
         for (id, pending) in group.ids {
-            self.ids.insert(id, pending.position);
+            self.ids.insert(&id, pending.position);
         }
         self.shared.head.store(head, Ordering::Release);
         self.shared.head_tx.send_replace(head);
