@@ -153,6 +153,15 @@ fn main() {
         position = end;
     }
     if memory {
+        for (name, entries, pages, used, allocated) in models.memory_footprint() {
+            if entries > 0 {
+                println!(
+                    "{name}: {entries} entries in {pages} pages, {:.1} MiB of entries, {:.1} MiB allocated",
+                    used as f64 / 1048576.0,
+                    allocated as f64 / 1048576.0
+                );
+            }
+        }
         let (t, c) = (Instant::now(), cpu_seconds());
         models.save_snapshot().unwrap();
         if let Ok(keep) = std::env::var("KEEP_SNAPSHOT") {

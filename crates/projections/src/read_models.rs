@@ -326,6 +326,26 @@ impl ReadModels {
 
     /// Writes a snapshot of the in-memory models now (a no-op for sled). Writers wait
     /// meanwhile, so the snapshot is one consistent checkpoint.
+    /// For each in-memory part: its name, entries, pages, bytes of entries and bytes
+    /// allocated for them (empty for the sled backend).
+    pub fn memory_footprint(&self) -> Vec<(&'static str, usize, usize, usize, usize)> {
+        self.inner
+            .memory
+            .iter()
+            .map(|(prefix, part)| {
+                let map = part.read();
+                let (pages, used, allocated) = map.footprint();
+                (
+                    TREE_NAMES[*prefix as usize - 1],
+                    map.len(),
+                    pages,
+                    used,
+                    allocated,
+                )
+            })
+            .collect()
+    }
+
     pub fn save_snapshot(&self) -> Result<(), ProjectionError> {
         let Some(state) = &self.inner.snapshot else {
             return Ok(());
@@ -962,10 +982,14 @@ impl ReadModels {
         }
         // The checkpoint (in meta, prefix 1) goes last, after every part it covers.
         for index in (0..by_part.len()).rev() {
-            let writes = std::mem::take(&mut by_part[index]);
+            let mut writes = std::mem::take(&mut by_part[index]);
             if writes.is_empty() {
                 continue;
             }
+            // In key order (stable, so the later of two writes to a key still wins): a
+            // chunk's keys then arrive in order at the pages, which stay full behind them
+            // (in the order the fold collected them, the queue's pages were half empty).
+            writes.sort_by(|a, b| a.key().cmp(b.key()));
             let mut map = self.inner.memory[index].1.write();
             for write in writes {
                 map.apply(write);

@@ -157,11 +157,15 @@ impl PackedMap {
         if page.len() <= PAGE_BYTES {
             return;
         }
-        // Split: after the new entry's predecessor when it went at the end (keys that
-        // arrive in order then leave full pages behind), else at the entry nearest the
-        // middle.
+        // Split: before the new entry when it went at the end, and after it when it
+        // ends in the second half: keys that arrive in order (the queue's deadlines within
+        // a site, the timers' instants) then leave full pages behind them. Otherwise at
+        // the entry nearest the middle.
+        let after_new = at + header.len() + key.len() + value.len();
         let split = if appended && at > 0 {
             at
+        } else if after_new >= page.len() / 2 && after_new < page.len() {
+            after_new
         } else {
             let mut offset = 0;
             while offset < page.len() / 2 {
@@ -255,6 +259,15 @@ impl PackedMap {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// (pages, bytes of entries, bytes allocated for them).
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        self.pages
+            .values()
+            .fold((0, 0, 0), |(pages, used, allocated), page| {
+                (pages + 1, used + page.len(), allocated + page.capacity())
+            })
     }
 
     pub fn clear(&mut self) {
@@ -576,6 +589,15 @@ impl Iterator for MemRange {
 pub(crate) enum MemWrite {
     Put(Entry),
     Remove(Vec<u8>),
+}
+
+impl MemWrite {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            MemWrite::Put(entry) => entry.split().0,
+            MemWrite::Remove(key) => key,
+        }
+    }
 }
 
 /// Every write of one chunk, for either backend.
