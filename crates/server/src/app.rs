@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anju_relay::{RelayConfig, RelayHandle};
 use anju_auth::{load_or_create_secret, read_secret_file, Secret, SecretError};
 use anju_proto::v1::admin_service_server::AdminServiceServer;
 use anju_proto::v1::caseworker_service_server::CaseworkerServiceServer;
 use anju_proto::v1::event_log_service_server::EventLogServiceServer;
 use anju_proto::v1::manager_service_server::ManagerServiceServer;
 use anju_proto::v1::resident_service_server::ResidentServiceServer;
+use anju_relay::{RelayConfig, RelayHandle};
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -194,7 +194,11 @@ impl App {
         let relay = config.nats_url.as_ref().map(|url| {
             let mut relay_config = RelayConfig::new(url.clone(), config.node_id.clone());
             relay_config.replicas = config.nats_replicas;
-            let handle = anju_relay::start(application.log().clone(), relay_config, Arc::new(anju_relay::route_from_json));
+            let handle = anju_relay::start(
+                application.log().clone(),
+                relay_config,
+                Arc::new(anju_relay::route_from_json),
+            );
             metrics.attach_relay(handle.status(), application.log().clone());
             tracing::info!(nats_url = %url, node_id = %config.node_id, "publishing events to nats");
             handle

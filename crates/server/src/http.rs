@@ -31,9 +31,16 @@ pub async fn serve(listener: TcpListener, state: AppState) {
     let endpoints = Endpoints {
         metrics: state.metrics.clone(),
         render: Arc::new(move || {
-            render_state
+            let mut out = render_state
                 .metrics
-                .render(render_state.projection_position())
+                .render(render_state.projection_position());
+            let parts = render_state
+                .application
+                .projections()
+                .models()
+                .memory_footprint();
+            crate::metrics::render_read_models(&mut out, &parts);
+            out
         }),
         stopping: state.stopping.clone(),
     };

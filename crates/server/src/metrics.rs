@@ -40,7 +40,11 @@ impl Metrics {
     }
 
     /// Reports the relay's connection and lag from now on.
-    pub fn attach_relay(&self, status: std::sync::Arc<anju_relay::RelayStatus>, log: anju_eventlog::EventLog) {
+    pub fn attach_relay(
+        &self,
+        status: std::sync::Arc<anju_relay::RelayStatus>,
+        log: anju_eventlog::EventLog,
+    ) {
         let _ = self.relay.set(RelayGauges { status, log });
     }
 
@@ -76,12 +80,30 @@ impl Metrics {
     pub fn render(&self, projection_position: u64) -> String {
         let mut out = String::new();
         if let Some(relay) = self.relay.get() {
-            let _ = writeln!(out, "# HELP anju_relay_lag_events Committed events not yet acknowledged by JetStream.");
-            let _ = writeln!(out, "# TYPE anju_relay_lag_events gauge\nanju_relay_lag_events {}", relay.lag());
-            let _ = writeln!(out, "# HELP anju_relay_connected 1 while the relay is connected to NATS.");
-            let _ = writeln!(out, "# TYPE anju_relay_connected gauge\nanju_relay_connected {}", u8::from(relay.status.connected()));
+            let _ = writeln!(
+                out,
+                "# HELP anju_relay_lag_events Committed events not yet acknowledged by JetStream."
+            );
+            let _ = writeln!(
+                out,
+                "# TYPE anju_relay_lag_events gauge\nanju_relay_lag_events {}",
+                relay.lag()
+            );
+            let _ = writeln!(
+                out,
+                "# HELP anju_relay_connected 1 while the relay is connected to NATS."
+            );
+            let _ = writeln!(
+                out,
+                "# TYPE anju_relay_connected gauge\nanju_relay_connected {}",
+                u8::from(relay.status.connected())
+            );
             let _ = writeln!(out, "# HELP anju_relay_republished_total Events published again after JetStream was found behind the log.");
-            let _ = writeln!(out, "# TYPE anju_relay_republished_total counter\nanju_relay_republished_total {}", relay.status.republished());
+            let _ = writeln!(
+                out,
+                "# TYPE anju_relay_republished_total counter\nanju_relay_republished_total {}",
+                relay.status.republished()
+            );
         }
         let _ = writeln!(out, "# HELP anju_up 1 while the server is running.");
         let _ = writeln!(out, "# TYPE anju_up gauge\nanju_up 1");
@@ -213,6 +235,35 @@ where
     }
 }
 
+/// The in-memory read models' size, part by part: (name, entries, pages, bytes of
+/// entries, bytes allocated), as `ReadModels::memory_footprint` gives them.
+pub fn render_read_models(out: &mut String, parts: &[(&str, usize, usize, usize, usize)]) {
+    if parts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP anju_read_model_entries Entries in each in-memory read-model part."
+    );
+    let _ = writeln!(out, "# TYPE anju_read_model_entries gauge");
+    for (name, entries, ..) in parts {
+        let _ = writeln!(out, "anju_read_model_entries{{part=\"{name}\"}} {entries}");
+    }
+    let _ = writeln!(out, "# HELP anju_read_model_bytes Bytes allocated for the pages of each in-memory read-model part.");
+    let _ = writeln!(out, "# TYPE anju_read_model_bytes gauge");
+    for (name, _, _, _, allocated) in parts {
+        let _ = writeln!(out, "anju_read_model_bytes{{part=\"{name}\"}} {allocated}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP anju_read_model_used_bytes Bytes of entries in each in-memory read-model part."
+    );
+    let _ = writeln!(out, "# TYPE anju_read_model_used_bytes gauge");
+    for (name, _, _, used, _) in parts {
+        let _ = writeln!(out, "anju_read_model_used_bytes{{part=\"{name}\"}} {used}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +274,11 @@ mod tests {
         metrics.count_grpc_request("/anju.v1.ResidentService/SubmitRequest");
         metrics.count_grpc_request("/evil/path-1");
         metrics.count_grpc_request("/evil/path-2");
-        let text = metrics.render(7);
+        let mut text = metrics.render(7);
+        render_read_models(&mut text, &[("proj_queue", 3, 1, 150, 200)]);
+        assert!(text.contains("anju_read_model_entries{part=\"proj_queue\"} 3"));
+        assert!(text.contains("anju_read_model_bytes{part=\"proj_queue\"} 200"));
+        assert!(text.contains("anju_read_model_used_bytes{part=\"proj_queue\"} 150"));
         assert!(text.contains(
             "anju_grpc_requests_total{method=\"/anju.v1.ResidentService/SubmitRequest\"} 1"
         ));
@@ -239,12 +294,16 @@ struct RelayGauges {
 
 impl std::fmt::Debug for RelayGauges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayGauges").field("status", &self.status).finish_non_exhaustive()
+        f.debug_struct("RelayGauges")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
     }
 }
 
 impl RelayGauges {
     fn lag(&self) -> u64 {
-        self.log.head_position().saturating_sub(self.status.published_up_to())
+        self.log
+            .head_position()
+            .saturating_sub(self.status.published_up_to())
     }
 }

@@ -22,7 +22,10 @@ async fn events_reach_jetstream_with_site_category_and_type_in_the_subject() {
     let world = World::on(app).await;
     let phone = "13800130427";
     let form = &one_per_category()[0];
-    let submitted = world.submit(&world.tokens.resident, form, "nats-key-0001", phone).await.expect("submit");
+    let submitted = world
+        .submit(&world.tokens.resident, form, "nats-key-0001", phone)
+        .await
+        .expect("submit");
     let head = world.head().await;
     assert!(head >= 1);
 
@@ -40,7 +43,10 @@ async fn events_reach_jetstream_with_site_category_and_type_in_the_subject() {
                 break messages;
             }
         }
-        assert!(Instant::now() < deadline, "the relay did not publish the submission");
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not publish the submission"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(messages.len() as u64, head, "each event once");
@@ -48,14 +54,20 @@ async fn events_reach_jetstream_with_site_category_and_type_in_the_subject() {
     let body = anju_relay::EventMessage::decode(&first.payload).expect("documented body");
     assert_eq!(body.event_type, "RequestSubmitted");
     assert_eq!(body.stream_id, format!("request-{}", submitted.request_id));
-    let category = body.data["category"].as_str().expect("category in the event").to_string();
+    let category = body.data["category"]
+        .as_str()
+        .expect("category in the event")
+        .to_string();
     assert_eq!(
         first.subject.as_str(),
         format!("anju.events.node-test.{SITE_A}.{category}.RequestSubmitted")
     );
     for message in &messages {
         let text = String::from_utf8_lossy(&message.payload);
-        assert!(!text.contains(phone), "a phone number travelled in clear: {text}");
+        assert!(
+            !text.contains(phone),
+            "a phone number travelled in clear: {text}"
+        );
     }
 
     // The stream can hold the last event a moment before the relay has read its
