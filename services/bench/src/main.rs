@@ -8,6 +8,11 @@ mod relay;
 
 use clap::{Parser, Subcommand};
 
+/// The load generator shares the machine with the server it measures; jemalloc keeps its
+/// own allocation cost (and so its share of the CPU) down, as it does for anju-server.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "anju-bench", about = "measures anju's speeds on this machine")]
 struct Cli {
