@@ -112,8 +112,8 @@ impl Index {
                 meta.remove(META_INDEXED_UP_TO).map_err(|e| e.to_string())?;
                 meta.insert(META_FORMAT, FORMAT)
                     .map_err(|e| e.to_string())?;
-                // Made durable at once rather than by the next flush: a run of this test
-                // once found the checkpoints gone after the dropped trees' next reopen.
+                // Made durable at once, not left to the next flush: one run of the
+                // format-2 recovery test found the checkpoints gone after the next reopen.
                 db.flush().map_err(|e| e.to_string())?;
             }
             None if meta.is_empty() && !had_format_2_trees => {
