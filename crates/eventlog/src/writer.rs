@@ -77,6 +77,19 @@ struct Group {
     replies: Vec<(Reply, Outcome)>,
 }
 
+/// The refusal of an append some of whose events are stored (`stored`: where each is).
+fn partially_duplicate(stream: &str, events: &[NewEvent], stored: &[Option<u64>]) -> AppendError {
+    AppendError::PartiallyDuplicate {
+        stream: stream.to_string(),
+        already_stored: events
+            .iter()
+            .zip(stored)
+            .filter(|(_, position)| position.is_some())
+            .map(|(event, _)| event.event_id)
+            .collect(),
+    }
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -197,17 +210,24 @@ impl Writer {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        let mut present = 0;
+        // The common case, no id stored yet, allocates nothing; a re-sent append looks
+        // each of its ids up once.
+        let mut any_stored = false;
         for event in events {
-            if group.ids.contains_key(&event.event_id) || self.is_committed(&event.event_id)? {
-                present += 1;
+            if self.stored_position(group, &event.event_id)?.is_some() {
+                any_stored = true;
+                break;
             }
         }
-        if present == events.len() {
-            return self.original_result(group, stream, events);
-        }
-        if present > 0 {
-            return Err(self.partially_duplicate(group, stream, events));
+        if any_stored {
+            let stored = events
+                .iter()
+                .map(|event| self.stored_position(group, &event.event_id))
+                .collect::<Result<Vec<_>, _>>()?;
+            return match stored.iter().copied().collect::<Option<Vec<u64>>>() {
+                Some(positions) => self.original_result(group, stream, events, &positions),
+                None => Err(partially_duplicate(stream, events, &stored)),
+            };
         }
         let current = match group.versions.get(stream) {
             Some(v) => Some(*v),
@@ -290,25 +310,18 @@ impl Writer {
         })
     }
 
-    fn partially_duplicate(&self, group: &Group, stream: &str, events: &[NewEvent]) -> AppendError {
-        let mut already_stored = Vec::new();
-        for event in events {
-            match self.is_committed(&event.event_id) {
-                Ok(committed) if committed || group.ids.contains_key(&event.event_id) => {
-                    already_stored.push(event.event_id);
-                }
-                Ok(_) => {}
-                Err(error) => return error,
-            }
-        }
-        AppendError::PartiallyDuplicate {
-            stream: stream.to_string(),
-            already_stored,
+    /// Where an id is stored: pending in this group, or committed (the events stored
+    /// under its fingerprint are read to find the one that is really it).
+    fn stored_position(&self, group: &Group, id: &Uuid) -> Result<Option<u64>, AppendError> {
+        match group.ids.get(id) {
+            Some(pending) => Ok(Some(pending.position)),
+            None => self
+                .committed(id)
+                .map_err(|e| AppendError::Io(format!("reading a stored event id failed: {e}"))),
         }
     }
 
-    /// The position of a committed event id: the events stored under its fingerprint
-    /// are read to find the one that is really it.
+    /// The position of a committed event id.
     fn committed(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
         for position in self.ids.candidates(id) {
             if self.shared.read_frame(position)?.event.event_id == *id {
@@ -318,30 +331,16 @@ impl Writer {
         Ok(None)
     }
 
-    fn is_committed(&self, id: &Uuid) -> Result<bool, AppendError> {
-        self.committed(id)
-            .map(|found| found.is_some())
-            .map_err(|e| AppendError::Io(format!("reading a stored event id failed: {e}")))
-    }
-
     /// The result of the earlier append these events came from, if they are exactly one
     /// earlier append to this stream (the idempotent-retry case).
+    /// `positions` are where each of the events is stored.
     fn original_result(
         &self,
         group: &Group,
         stream: &str,
         events: &[NewEvent],
+        positions: &[u64],
     ) -> Result<AppendResult, AppendError> {
-        let mut positions: Vec<u64> = Vec::with_capacity(events.len());
-        for event in events {
-            let position = match group.ids.get(&event.event_id) {
-                Some(pending) => Some(pending.position),
-                None => self.committed(&event.event_id).map_err(|e| {
-                    AppendError::Io(format!("reading a stored event id failed: {e}"))
-                })?,
-            };
-            positions.extend(position);
-        }
         let first = positions[0];
         let last = *positions.last().expect("an append has events");
         let in_order = positions
@@ -378,7 +377,8 @@ impl Writer {
                 stream_version: last_version,
             })
         } else {
-            Err(self.partially_duplicate(group, stream, events))
+            let stored: Vec<Option<u64>> = positions.iter().copied().map(Some).collect();
+            Err(partially_duplicate(stream, events, &stored))
         }
     }
 

@@ -101,6 +101,17 @@ fn with_headroom(len: usize) -> usize {
     len + len / 4 + 16
 }
 
+/// The page `key` belongs in: the one with the greatest fence not above it.
+fn page_of_mut<'a>(
+    pages: &'a mut BTreeMap<Box<[u8]>, Vec<u8>>,
+    key: &[u8],
+) -> Option<(&'a [u8], &'a mut Vec<u8>)> {
+    pages
+        .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+        .next_back()
+        .map(|(fence, page)| (&**fence, page))
+}
+
 impl PackedMap {
     fn page_of(&self, key: &[u8]) -> Option<(&[u8], &Vec<u8>)> {
         self.pages
@@ -124,11 +135,8 @@ impl PackedMap {
         if self.pages.is_empty() {
             self.pages.insert(Box::default(), Vec::new());
         }
-        let (_, page) = self
-            .pages
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .expect("the first page's fence is the empty key");
+        let (_, page) =
+            page_of_mut(&mut self.pages, key).expect("the first page's fence is the empty key");
         let (at, found) = seek(page, key);
         // The key's and the value's lengths as varints (7 bits a byte, low first).
         let mut header = [0u8; 20];
@@ -167,18 +175,13 @@ impl PackedMap {
         } else if after_new >= page.len() / 2 && after_new < page.len() {
             after_new
         } else {
-            let mut offset = 0;
+            let (mut previous, mut offset) = (0, 0);
             while offset < page.len() / 2 {
+                previous = offset;
                 offset = entry_at(page, offset).2;
             }
+            // When the entry across the middle is the last one, split before it instead.
             if offset == page.len() {
-                // One entry larger than half the page: split before it instead.
-                let mut previous = 0;
-                let mut o = 0;
-                while o < page.len() {
-                    previous = o;
-                    o = entry_at(page, o).2;
-                }
                 previous
             } else {
                 offset
@@ -200,11 +203,7 @@ impl PackedMap {
     }
 
     pub fn remove(&mut self, key: &[u8]) {
-        let Some((fence, page)) = self
-            .pages
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-        else {
+        let Some((fence, page)) = page_of_mut(&mut self.pages, key) else {
             return;
         };
         let (at, Some(end)) = seek(page, key) else {
@@ -220,7 +219,7 @@ impl PackedMap {
         }
         // A page that fell below a quarter full takes in the page after it when the two
         // fit in half a page; an empty page other than the first goes.
-        let fence = fence.clone();
+        let fence: Box<[u8]> = fence.into();
         let (empty, len) = (page.is_empty(), page.len());
         if empty && !fence.is_empty() {
             self.pages.remove(&fence);
