@@ -109,26 +109,16 @@ impl<'a> Key<'a> {
         if rest[0] != b'-' {
             return key;
         }
-        let mut uuid = [0u8; 16];
-        let mut nibbles = 0;
-        for (i, &c) in rest[1..].iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return key;
-                }
-                continue;
-            }
-            let value = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return key,
-            };
-            uuid[nibbles / 2] |= value << (4 * (1 - nibbles % 2));
-            nibbles += 1;
+        // Only the canonical form packs, so that unpacking would give the name back.
+        let Ok(uuid) = uuid::Uuid::try_parse_ascii(&rest[1..]) else {
+            return key;
+        };
+        if uuid.hyphenated().encode_lower(&mut [0u8; 36]).as_bytes() != &rest[1..] {
+            return key;
         }
         key.packed[0] = 0xFF;
         key.packed[1..1 + prefix.len()].copy_from_slice(prefix);
-        key.packed[1 + prefix.len()..17 + prefix.len()].copy_from_slice(&uuid);
+        key.packed[1 + prefix.len()..17 + prefix.len()].copy_from_slice(uuid.as_bytes());
         key.packed_len = 17 + prefix.len();
         key
     }

@@ -153,12 +153,15 @@ fn main() {
         position = end;
     }
     if memory {
-        for (name, entries, pages, used, allocated) in models.memory_footprint() {
-            if entries > 0 {
+        for part in models.memory_footprint() {
+            if part.entries > 0 {
                 println!(
-                    "{name}: {entries} entries in {pages} pages, {:.1} MiB of entries, {:.1} MiB allocated",
-                    used as f64 / 1048576.0,
-                    allocated as f64 / 1048576.0
+                    "{}: {} entries in {} pages, {:.1} MiB of entries, {:.1} MiB allocated",
+                    part.part,
+                    part.entries,
+                    part.pages,
+                    part.used_bytes as f64 / 1048576.0,
+                    part.allocated_bytes as f64 / 1048576.0
                 );
             }
         }

@@ -294,6 +294,18 @@ pub struct BacklogCell {
     pub count: u64,
 }
 
+/// The size of one in-memory read-model part (`ReadModels::memory_footprint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartFootprint {
+    pub part: &'static str,
+    pub entries: usize,
+    pub pages: usize,
+    /// Bytes of the entries themselves.
+    pub used_bytes: usize,
+    /// Bytes allocated for the pages that hold them.
+    pub allocated_bytes: usize,
+}
+
 /// What `ReadModels::apply` did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -310,10 +322,10 @@ pub enum Applied {
 /// The compact form `proj_queue` stores (JSON took about 300 bytes an item, and its
 /// encoding and decoding were a visible share of the fold). What the key holds is not
 /// repeated: the site, the deadline and the request id come from the key (see
-/// `keys::queue`). The value is the tracking code (its 60 bits in a u64), category and status bytes, the service
-/// code, the assignee (flag + text), whether there is a deadline (flag), submitted-at
-/// (i64) and one flag byte for warning, yellow and red card; texts are a u16 length and
-/// UTF-8, integers big-endian.
+/// `keys::queue`). The value is the tracking code (its 60 bits in a u64), category and
+/// status bytes, the service code, the assignee (flag + text), whether there is a
+/// deadline (flag), submitted-at (i64) and one flag byte for warning, yellow and red
+/// card; texts are a u16 length and UTF-8, integers big-endian.
 impl QueueItem {
     pub(crate) fn encode(&self) -> Vec<u8> {
         fn text(out: &mut Vec<u8>, text: &str) {

@@ -8,7 +8,7 @@
 //! makes re-delivery (after a crash, or over NATS) a no-op.
 
 use crate::keys;
-use crate::model::{Applied, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
+use crate::model::{Applied, PartFootprint, QueueItem, RequestView, TimelineEntry, OPEN_STATUSES};
 use crate::store::{MemPart, MemWrite, ModelBatch, Part, PartBatch};
 use crate::views::LogViews;
 use crate::ProjectionError;
@@ -326,22 +326,21 @@ impl ReadModels {
 
     /// Writes a snapshot of the in-memory models now (a no-op for sled). Writers wait
     /// meanwhile, so the snapshot is one consistent checkpoint.
-    /// For each in-memory part: its name, entries, pages, bytes of entries and bytes
-    /// allocated for them (empty for the sled backend).
-    pub fn memory_footprint(&self) -> Vec<(&'static str, usize, usize, usize, usize)> {
+    /// The size of each in-memory part (none for the sled backend).
+    pub fn memory_footprint(&self) -> Vec<PartFootprint> {
         self.inner
             .memory
             .iter()
             .map(|(prefix, part)| {
                 let map = part.read();
-                let (pages, used, allocated) = map.footprint();
-                (
-                    TREE_NAMES[*prefix as usize - 1],
-                    map.len(),
+                let (pages, used_bytes, allocated_bytes) = map.footprint();
+                PartFootprint {
+                    part: TREE_NAMES[*prefix as usize - 1],
+                    entries: map.len(),
                     pages,
-                    used,
-                    allocated,
-                )
+                    used_bytes,
+                    allocated_bytes,
+                }
             })
             .collect()
     }

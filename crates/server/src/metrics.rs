@@ -235,32 +235,34 @@ where
     }
 }
 
-/// The in-memory read models' size, part by part: (name, entries, pages, bytes of
-/// entries, bytes allocated), as `ReadModels::memory_footprint` gives them.
-pub fn render_read_models(out: &mut String, parts: &[(&str, usize, usize, usize, usize)]) {
+/// The in-memory read models' size, part by part (`ReadModels::memory_footprint`).
+pub fn render_read_models(out: &mut String, parts: &[anju_projections::PartFootprint]) {
+    type Field = fn(&anju_projections::PartFootprint) -> usize;
+    let gauges: [(&str, &str, Field); 3] = [
+        (
+            "anju_read_model_entries",
+            "Entries in each in-memory read-model part.",
+            |p| p.entries,
+        ),
+        (
+            "anju_read_model_bytes",
+            "Bytes allocated for the pages of each in-memory read-model part.",
+            |p| p.allocated_bytes,
+        ),
+        (
+            "anju_read_model_used_bytes",
+            "Bytes of entries in each in-memory read-model part.",
+            |p| p.used_bytes,
+        ),
+    ];
     if parts.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "# HELP anju_read_model_entries Entries in each in-memory read-model part."
-    );
-    let _ = writeln!(out, "# TYPE anju_read_model_entries gauge");
-    for (name, entries, ..) in parts {
-        let _ = writeln!(out, "anju_read_model_entries{{part=\"{name}\"}} {entries}");
-    }
-    let _ = writeln!(out, "# HELP anju_read_model_bytes Bytes allocated for the pages of each in-memory read-model part.");
-    let _ = writeln!(out, "# TYPE anju_read_model_bytes gauge");
-    for (name, _, _, _, allocated) in parts {
-        let _ = writeln!(out, "anju_read_model_bytes{{part=\"{name}\"}} {allocated}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP anju_read_model_used_bytes Bytes of entries in each in-memory read-model part."
-    );
-    let _ = writeln!(out, "# TYPE anju_read_model_used_bytes gauge");
-    for (name, _, _, used, _) in parts {
-        let _ = writeln!(out, "anju_read_model_used_bytes{{part=\"{name}\"}} {used}");
+    for (name, help, field) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for part in parts {
+            let _ = writeln!(out, "{name}{{part=\"{}\"}} {}", part.part, field(part));
+        }
     }
 }
 
@@ -275,7 +277,16 @@ mod tests {
         metrics.count_grpc_request("/evil/path-1");
         metrics.count_grpc_request("/evil/path-2");
         let mut text = metrics.render(7);
-        render_read_models(&mut text, &[("proj_queue", 3, 1, 150, 200)]);
+        render_read_models(
+            &mut text,
+            &[anju_projections::PartFootprint {
+                part: "proj_queue",
+                entries: 3,
+                pages: 1,
+                used_bytes: 150,
+                allocated_bytes: 200,
+            }],
+        );
         assert!(text.contains("anju_read_model_entries{part=\"proj_queue\"} 3"));
         assert!(text.contains("anju_read_model_bytes{part=\"proj_queue\"} 200"));
         assert!(text.contains("anju_read_model_used_bytes{part=\"proj_queue\"} 150"));
