@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// jemalloc instead of glibc's allocator: under the end-to-end load glibc's malloc and
-/// free were a sixth of the server's CPU, and its sixteen arenas held about a quarter of
-/// the heap as free chunks (docs/benchmarks.md). Two arenas and a background thread that
+/// free were a fifth of the server's CPU samples, and its sixteen arenas held about a
+/// quarter of the heap as free chunks (docs/benchmarks.md). Two arenas and a background thread that
 /// returns pages unused for a second keep the footprint near glibc's (373 against 367 MB
 /// after 1,000,000 submissions).
 #[global_allocator]
