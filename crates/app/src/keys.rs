@@ -5,15 +5,17 @@
 //! [crc32c]`; kind 1 stores a key, kind 2 is a tombstone that erases it. One writer
 //! thread batches every waiting request into one write and one `fdatasync` and answers
 //! none before that sync, so a key is durable before any event sealed with it is
-//! appended. Readers use an in-memory map that holds only synced keys. Compaction
-//! rewrites the file with the live keys only, so erased keys leave the disk too.
+//! appended. Readers find a key through an in-memory index (`keymap.rs`) of synced
+//! records and read it from the file. Compaction rewrites the file with the live keys
+//! only, so erased keys leave the disk too.
 
-use crate::keymap::KeyMap;
+use crate::keymap::{KeyMap, Record};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
@@ -113,8 +115,51 @@ enum Request {
     },
 }
 
+/// The index and the file it points into, swapped together by compaction.
+struct Keys {
+    map: KeyMap,
+    /// `keys.log` opened for reading records by number.
+    file: File,
+    path: PathBuf,
+}
+
+impl Keys {
+    fn read(&self, record: u32) -> Result<Record, KeyStoreError> {
+        read_record(&self.file, record).map_err(|e| io_error(&self.path, e))
+    }
+
+    fn get(&self, id: &ResidentKeyId) -> Result<Option<DataKey>, KeyStoreError> {
+        self.map.get(id, |record| self.read(record))
+    }
+}
+
+/// Reads record number `record` of a key file and checks its checksum.
+fn read_record(file: &File, record: u32) -> std::io::Result<Record> {
+    let mut bytes = [0u8; RECORD_LEN];
+    file.read_exact_at(&mut bytes, u64::from(record) * RECORD_LEN as u64)?;
+    decode(&bytes).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("key record {record} is damaged"),
+        )
+    })
+}
+
+/// The id and key of a whole record whose checksum holds (a tombstone's key is zero).
+fn decode(record: &[u8; RECORD_LEN]) -> Option<Record> {
+    let crc = u32::from_le_bytes(record[RECORD_LEN - 4..].try_into().expect("four bytes"));
+    if crc32c::crc32c(&record[..RECORD_LEN - 4]) != crc {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&record[1..17]);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&record[17..49]);
+    Some((ResidentKeyId(id), DataKey(key)))
+}
+
 struct Shared {
-    keys: RwLock<KeyMap>,
+    keys: RwLock<Keys>,
     secret: [u8; 32],
     /// Held while open, so two processes never append to one key file.
     _dir_lock: File,
@@ -150,17 +195,18 @@ impl KeyStore {
             None => load_or_create_secret(dir)?,
         };
         let path = dir.join(FILE_NAME);
-        let (keys, mut stats) = load(&path)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
         sync_dir(dir)?;
+        let (keys, records, mut stats) = load(&path)?;
         let mut writer = Writer {
             path,
             dir: dir.to_path_buf(),
             file,
+            records,
             dead: stats.dead_records,
             failed: None,
         };
@@ -214,8 +260,16 @@ impl KeyStore {
         mac.finalize().into_bytes().into()
     }
 
-    /// The resident's key if it exists and is not erased.
+    /// The resident's key if it exists and is not erased. A failure to read the key
+    /// file is logged and answers `None` (the value stays sealed).
     pub fn get(&self, id: ResidentKeyId) -> Option<DataKey> {
+        self.try_get(id).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a resident key could not be read");
+            None
+        })
+    }
+
+    fn try_get(&self, id: ResidentKeyId) -> Result<Option<DataKey>, KeyStoreError> {
         self.shared
             .keys
             .read()
@@ -225,7 +279,7 @@ impl KeyStore {
 
     /// The resident's key, creating and durably storing one if needed.
     pub async fn ensure(&self, id: ResidentKeyId) -> Result<DataKey, KeyStoreError> {
-        if let Some(key) = self.get(id) {
+        if let Some(key) = self.try_get(id)? {
             return Ok(key);
         }
         let (reply, answer) = oneshot::channel();
@@ -276,6 +330,8 @@ struct Writer {
     path: PathBuf,
     dir: PathBuf,
     file: File,
+    /// Records in the file: the number the next one gets.
+    records: u32,
     dead: usize,
     /// Set when a write or sync failed: the file may end in a torn record, and records
     /// written after it would be cut off on the next open, so nothing more is written
@@ -305,24 +361,31 @@ impl Writer {
     }
 
     fn commit(&mut self, shared: &Shared, batch: Vec<Request>) {
-        // The map as it will be after this batch; the shared one changes only after sync.
-        let mut changes: HashMap<ResidentKeyId, Option<DataKey>> = HashMap::new();
+        // The index as it will be after this batch (record number and key, or erased);
+        // the shared one changes only after sync.
+        let mut changes: HashMap<ResidentKeyId, Option<(u32, DataKey)>> = HashMap::new();
         let mut buffer = Vec::new();
         let mut outcomes = Vec::new();
         let mut compactions = Vec::new();
-        let current =
-            |changes: &HashMap<ResidentKeyId, Option<DataKey>>, id: &ResidentKeyId| match changes
-                .get(id)
-            {
-                Some(change) => *change,
-                None => shared.keys.read().expect("key map lock poisoned").get(id),
-            };
+        let mut records = self.records;
+        let current = |changes: &HashMap<ResidentKeyId, Option<(u32, DataKey)>>,
+                       id: &ResidentKeyId| match changes.get(id) {
+            Some(change) => Ok(change.map(|(_, key)| key)),
+            None => shared.keys.read().expect("key map lock poisoned").get(id),
+        };
         for request in batch {
             match request {
                 Request::Ensure { id, reply } => {
-                    if let Some(key) = current(&changes, &id) {
-                        outcomes.push(Outcome::Key(reply, key));
-                        continue;
+                    match current(&changes, &id) {
+                        Ok(Some(key)) => {
+                            outcomes.push(Outcome::Key(reply, key));
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
                     }
                     let mut key = [0u8; 32];
                     if let Err(e) = getrandom::fill(&mut key) {
@@ -331,14 +394,22 @@ impl Writer {
                     }
                     let key = DataKey(key);
                     encode(&mut buffer, KIND_PUT, id, &key.0);
-                    changes.insert(id, Some(key));
+                    changes.insert(id, Some((records, key)));
+                    records += 1;
                     outcomes.push(Outcome::Key(reply, key));
                 }
                 Request::Erase { id, reply } => {
-                    let existed = current(&changes, &id).is_some();
+                    let existed = match current(&changes, &id) {
+                        Ok(found) => found.is_some(),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    };
                     if existed {
                         encode(&mut buffer, KIND_TOMBSTONE, id, &[0u8; 32]);
                         changes.insert(id, None);
+                        records += 1;
                         self.dead += 2;
                     }
                     outcomes.push(Outcome::Erased(reply, existed));
@@ -346,7 +417,7 @@ impl Writer {
                 Request::Compact { reply } => compactions.push(reply),
             }
         }
-        let written = match (&self.failed, buffer.is_empty()) {
+        let mut written = match (&self.failed, buffer.is_empty()) {
             (Some(failure), _) => Err(failure.clone()),
             (None, true) => Ok(()),
             (None, false) => self
@@ -355,20 +426,28 @@ impl Writer {
                 .and_then(|()| self.file.sync_data())
                 .map_err(|e| io_error(&self.path, e)),
         };
+        if written.is_ok() {
+            self.records = records;
+            let mut keys = shared.keys.write().expect("key map lock poisoned");
+            let Keys { map, file, path } = &mut *keys;
+            let read = |record| read_record(file, record).map_err(|e| io_error(path, e));
+            for (id, change) in changes {
+                let applied = match change {
+                    Some((record, _)) => map.insert(&id, record, read),
+                    None => map.remove(&id, read).map(drop),
+                };
+                if let Err(e) = applied {
+                    // The batch is on disk but the index is not sure of it: refuse it and
+                    // write nothing more until a reopen rebuilds the index from the file.
+                    written = Err(e);
+                    break;
+                }
+            }
+        }
         if let (Err(e), None) = (&written, &self.failed) {
             self.failed = Some(e.clone());
         }
-        if written.is_ok() {
-            let mut keys = shared.keys.write().expect("key map lock poisoned");
-            for (id, change) in changes {
-                match change {
-                    Some(key) => keys.insert(id, key),
-                    None => {
-                        keys.remove(&id);
-                    }
-                }
-            }
-        } else {
+        if written.is_err() {
             tracing::error!(path = %self.path.display(), "key store write failed; the batch is refused");
         }
         for outcome in outcomes {
@@ -391,32 +470,51 @@ impl Writer {
     /// Writes the live keys to a new file, syncs it, renames it over the old one and
     /// syncs the directory, so a crash leaves either the old file or the new one.
     fn compact(&mut self, shared: &Shared) -> Result<KeyStoreStats, KeyStoreError> {
-        let mut entries: Vec<(ResidentKeyId, DataKey)> = shared
-            .keys
-            .read()
-            .expect("key map lock poisoned")
-            .iter()
-            .copied()
-            .collect();
-        entries.sort_by_key(|(id, _)| *id);
-        let mut buffer = Vec::with_capacity(entries.len() * RECORD_LEN);
-        for (id, key) in &entries {
-            encode(&mut buffer, KIND_PUT, *id, &key.0);
-        }
         let temporary = self.dir.join("keys.log.compacting");
-        let mut file = File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
-        file.write_all(&buffer)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io_error(&temporary, e))?;
+        let (map, reader, live) = {
+            let keys = shared.keys.read().expect("key map lock poisoned");
+            // In file order, so the old file is read front to back.
+            let mut records: Vec<u32> = keys.map.records().collect();
+            records.sort_unstable();
+            let file = File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+            for &record in &records {
+                let (id, key) = keys.read(record)?;
+                let mut buffer = Vec::with_capacity(RECORD_LEN);
+                encode(&mut buffer, KIND_PUT, id, &key.0);
+                out.write_all(&buffer)
+                    .map_err(|e| io_error(&temporary, e))?;
+            }
+            let file = out
+                .into_inner()
+                .map_err(|e| io_error(&temporary, e.error()))?;
+            file.sync_all().map_err(|e| io_error(&temporary, e))?;
+            let reader = File::open(&temporary).map_err(|e| io_error(&temporary, e))?;
+            let mut map = KeyMap::default();
+            for number in 0..records.len() {
+                let number = u32::try_from(number).expect("fewer records than before");
+                let (id, _) = read_record(&reader, number).map_err(|e| io_error(&temporary, e))?;
+                map.insert(&id, number, |r| {
+                    read_record(&reader, r).map_err(|e| io_error(&temporary, e))
+                })?;
+            }
+            (map, reader, records.len())
+        };
         std::fs::rename(&temporary, &self.path).map_err(|e| io_error(&self.path, e))?;
         sync_dir(&self.dir)?;
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.path)
             .map_err(|e| io_error(&self.path, e))?;
+        {
+            let mut keys = shared.keys.write().expect("key map lock poisoned");
+            keys.map = map;
+            keys.file = reader;
+        }
+        self.records = u32::try_from(live).expect("fewer records than before");
         self.dead = 0;
         Ok(KeyStoreStats {
-            live_keys: entries.len(),
+            live_keys: live,
             dead_records: 0,
             truncated_bytes: 0,
         })
@@ -433,61 +531,60 @@ fn encode(buffer: &mut Vec<u8>, kind: u8, id: ResidentKeyId, key: &[u8; 32]) {
 }
 
 /// Reads the file, stopping at the first torn or damaged record and cutting the file
-/// there: only the last batch can be torn, and none of it was acknowledged.
-fn load(path: &Path) -> Result<(KeyMap, KeyStoreStats), KeyStoreError> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut file) => {
-            file.read_to_end(&mut bytes)
-                .map_err(|e| io_error(path, e))?;
+/// there: only the last batch can be torn, and none of it was acknowledged. Answers the
+/// index with a read handle on the file and the number of records kept.
+fn load(path: &Path) -> Result<(Keys, u32, KeyStoreStats), KeyStoreError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let reader = File::open(path).map_err(|e| io_error(path, e))?;
+    let length = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let mut input = BufReader::with_capacity(64 * 1024, file);
+    let mut map = KeyMap::default();
+    let mut records = 0u32;
+    let mut record = [0u8; RECORD_LEN];
+    loop {
+        match input.read_exact(&mut record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io_error(path, e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(path, e)),
-    }
-    let mut keys = KeyMap::default();
-    let mut records = 0usize;
-    let mut good = 0usize;
-    for record in bytes.chunks(RECORD_LEN) {
-        if record.len() < RECORD_LEN {
+        let Some((id, _)) = decode(&record) else {
             break;
-        }
-        let crc = u32::from_le_bytes(record[RECORD_LEN - 4..].try_into().expect("four bytes"));
-        if crc32c::crc32c(&record[..RECORD_LEN - 4]) != crc {
-            break;
-        }
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&record[1..17]);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&record[17..49]);
+        };
+        let read = |r| read_record(&reader, r).map_err(|e| io_error(path, e));
         match record[0] {
-            KIND_PUT => {
-                keys.insert(ResidentKeyId(id), DataKey(key));
-            }
+            KIND_PUT => map.insert(&id, records, read)?,
             KIND_TOMBSTONE => {
-                keys.remove(&ResidentKeyId(id));
+                map.remove(&id, read)?;
             }
             _ => break,
         }
-        records += 1;
-        good += RECORD_LEN;
+        records = records
+            .checked_add(1)
+            .ok_or_else(|| io_error(path, "the key file holds more than 4 billion records"))?;
     }
-    let truncated = (bytes.len() - good) as u64;
+    let good = u64::from(records) * RECORD_LEN as u64;
+    let truncated = length - good;
     if truncated > 0 {
         tracing::warn!(path = %path.display(), bytes = truncated, "cutting a torn tail off the key store");
         let file = OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(|e| io_error(path, e))?;
-        file.set_len(good as u64)
+        file.set_len(good)
             .and_then(|()| file.sync_all())
             .map_err(|e| io_error(path, e))?;
     }
     let stats = KeyStoreStats {
-        live_keys: keys.len(),
-        dead_records: records - keys.len(),
+        live_keys: map.len(),
+        dead_records: records as usize - map.len(),
         truncated_bytes: truncated,
     };
-    Ok((keys, stats))
+    let keys = Keys {
+        map,
+        file: reader,
+        path: path.to_path_buf(),
+    };
+    Ok((keys, records, stats))
 }
 
 fn load_or_create_secret(dir: &Path) -> Result<[u8; 32], KeyStoreError> {
@@ -624,6 +721,60 @@ mod tests {
             rt.block_on(store.erase(a)),
             Err(KeyStoreError::Closed)
         ));
+    }
+
+    /// Keys are read back from the file by record number: through erasures, a
+    /// compaction that renumbers every record, and a reopen, each resident keeps the key
+    /// first given and an erased one has none.
+    #[test]
+    fn many_keys_read_back_from_the_file_through_compaction_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = KeyStore::open(dir.path(), None).unwrap();
+        let rt = runtime();
+        let ids: Vec<ResidentKeyId> = (0..3_000)
+            .map(|n| store.resident_id(&format!("139{n:08}")))
+            .collect();
+        let keys: Vec<[u8; 32]> = rt.block_on(async {
+            let mut keys = Vec::new();
+            for id in &ids {
+                keys.push(store.ensure(*id).await.unwrap().0);
+            }
+            keys
+        });
+        for id in ids.iter().step_by(3) {
+            assert!(rt.block_on(store.erase(*id)).unwrap());
+        }
+        let check = |store: &KeyStore| {
+            for (n, (id, key)) in ids.iter().zip(&keys).enumerate() {
+                let got = store.get(*id).map(|k| k.0);
+                if n % 3 == 0 {
+                    assert_eq!(got, None, "resident {n} was erased");
+                } else {
+                    assert_eq!(got, Some(*key), "resident {n}");
+                }
+            }
+        };
+        check(&store);
+        let stats = rt.block_on(store.compact()).unwrap();
+        assert_eq!(stats.live_keys, 2_000);
+        check(&store);
+        // Keys made after the compaction are numbered after the kept ones.
+        let late = store.resident_id("13800000000");
+        let late_key = rt.block_on(store.ensure(late)).unwrap().0;
+        store.close();
+        drop(store);
+        let (store, stats) = KeyStore::open(dir.path(), None).unwrap();
+        assert_eq!((stats.live_keys, stats.dead_records), (2_001, 0));
+        check(&store);
+        assert_eq!(store.get(late).map(|k| k.0), Some(late_key));
+        assert_eq!(rt.block_on(store.ensure(ids[1])).unwrap().0, keys[1]);
+        store.close();
+        let length = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
+        assert_eq!(
+            length,
+            2_001 * RECORD_LEN as u64,
+            "no record written for a known key"
+        );
     }
 
     #[test]

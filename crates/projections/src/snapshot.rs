@@ -59,7 +59,7 @@ pub(crate) fn save(
         out.write_all(&(map.len() as u64).to_le_bytes())?;
         for (key, value) in map.iter() {
             out.write_all(&(key.len() as u32).to_le_bytes())?;
-            out.write_all(key)?;
+            out.write_all(&key)?;
             out.write_all(&(value.len() as u32).to_le_bytes())?;
             out.write_all(value)?;
         }

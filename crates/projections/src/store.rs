@@ -43,13 +43,18 @@ impl Entry {
 const PAGE_BYTES: usize = 2048;
 
 /// An ordered byte map kept in pages: each page is one allocation of up to about
-/// `PAGE_BYTES` holding its entries in key order, each as a varint key length, a varint
-/// value length, the key and the value. Pages are found through a `BTreeMap` by their
-/// fence (the lowest key a page may hold; the first page's is the empty key, so every
-/// key has a page). Against one allocation per entry behind a 16-byte B-tree slot this
-/// saves the allocator's header and rounding and the slot (about 35 bytes an entry), and
-/// a look-up compares keys in one contiguous page instead of following a pointer per
+/// `PAGE_BYTES` holding its entries in key order. Pages are found through a `BTreeMap` by
+/// their fence (the lowest key a page may hold; the first page's is the empty key, so
+/// every key has a page). Against one allocation per entry behind a 16-byte B-tree slot
+/// this saves the allocator's header and rounding and the slot (about 35 bytes an
+/// entry), and a look-up scans one contiguous page instead of following a pointer per
 /// comparison.
+///
+/// Keys are front-coded: an entry is a varint count of leading bytes its key shares with
+/// the key before it in the page, varint lengths of the rest of the key and of the value,
+/// the rest of the key and the value. A page's first entry shares nothing. The queue's
+/// keys (site, deadline, request id) and the timers' (instant, request id) share their
+/// first 14 to 17 bytes with their neighbours; in full they are 25 to 35.
 #[derive(Default)]
 pub(crate) struct PackedMap {
     pages: BTreeMap<Box<[u8]>, Vec<u8>>,
@@ -70,29 +75,125 @@ fn read_varint(page: &[u8], at: &mut usize) -> usize {
     }
 }
 
-/// The entry of `page` at offset `at`: its key, its value and the offset after it.
-fn entry_at(page: &[u8], at: usize) -> (&[u8], &[u8], usize) {
-    let mut i = at;
-    let key_len = read_varint(page, &mut i);
-    let value_len = read_varint(page, &mut i);
-    let key = &page[i..i + key_len];
-    let value = &page[i + key_len..i + key_len + value_len];
-    (key, value, i + key_len + value_len)
+fn write_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
-/// Where `key` is or would go in `page`: the offset of the first entry whose key is not
-/// below it, and the end of that entry when its key is `key`.
-fn seek(page: &[u8], key: &[u8]) -> (usize, Option<usize>) {
+/// One encoded entry of a page.
+#[derive(Clone, Copy)]
+struct Raw<'a> {
+    /// Leading bytes shared with the key before.
+    shared: usize,
+    /// The rest of the key.
+    suffix: &'a [u8],
+    value: &'a [u8],
+    /// Offset of the entry and of the one after it.
+    start: usize,
+    end: usize,
+}
+
+fn entry_at(page: &[u8], at: usize) -> Raw<'_> {
+    let mut i = at;
+    let shared = read_varint(page, &mut i);
+    let suffix_len = read_varint(page, &mut i);
+    let value_len = read_varint(page, &mut i);
+    let suffix = &page[i..i + suffix_len];
+    let value = &page[i + suffix_len..i + suffix_len + value_len];
+    Raw {
+        shared,
+        suffix,
+        value,
+        start: at,
+        end: i + suffix_len + value_len,
+    }
+}
+
+fn encode_entry(out: &mut Vec<u8>, shared: usize, suffix: &[u8], value: &[u8]) {
+    write_varint(out, shared);
+    write_varint(out, suffix.len());
+    write_varint(out, value.len());
+    out.extend_from_slice(suffix);
+    out.extend_from_slice(value);
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Where `key` is or would go in `page`.
+struct Seek<'a> {
+    /// Bytes `key` shares with the key of the entry before `at` (0 when there is none).
+    shared_before: usize,
+    /// Offset of the first entry whose key is not below `key` (`page.len()` if none).
+    at: usize,
+    /// That entry, and the bytes its key shares with `key`.
+    next: Option<(Raw<'a>, usize)>,
+    /// Whether that entry's key is `key`.
+    found: bool,
+}
+
+/// Finds `key` in `page` without rebuilding keys: with `m` the bytes `key` shares with
+/// the last key found below it, an entry sharing more than `m` with that key is below
+/// `key` too, and one sharing fewer is above it; only one sharing exactly `m` is compared.
+fn seek<'a>(page: &'a [u8], key: &[u8]) -> Seek<'a> {
+    let mut m = 0;
     let mut at = 0;
     while at < page.len() {
-        let (k, _, next) = entry_at(page, at);
-        match k.cmp(key) {
-            std::cmp::Ordering::Less => at = next,
-            std::cmp::Ordering::Equal => return (at, Some(next)),
-            std::cmp::Ordering::Greater => return (at, None),
+        let raw = entry_at(page, at);
+        if raw.shared > m {
+            at = raw.end;
+            continue;
+        }
+        if raw.shared < m {
+            return Seek {
+                shared_before: m,
+                at,
+                next: Some((raw, raw.shared)),
+                found: false,
+            };
+        }
+        let rest = &key[m..];
+        let same = common_prefix(raw.suffix, rest);
+        match raw.suffix.cmp(rest) {
+            std::cmp::Ordering::Less => {
+                m += same;
+                at = raw.end;
+            }
+            ordering => {
+                return Seek {
+                    shared_before: m,
+                    at,
+                    next: Some((raw, m + same)),
+                    found: ordering == std::cmp::Ordering::Equal,
+                }
+            }
         }
     }
-    (at, None)
+    Seek {
+        shared_before: m,
+        at,
+        next: None,
+        found: false,
+    }
+}
+
+/// The full key of the entry at `target` (an entry boundary) of `page`.
+fn key_at(page: &[u8], target: usize) -> Vec<u8> {
+    let mut key = Vec::new();
+    let mut at = 0;
+    loop {
+        let raw = entry_at(page, at);
+        key.truncate(raw.shared);
+        key.extend_from_slice(raw.suffix);
+        if at == target {
+            return key;
+        }
+        at = raw.end;
+    }
 }
 
 /// Capacity for `len` bytes with a quarter to spare, so that a page growing by one
@@ -112,6 +213,15 @@ fn page_of_mut<'a>(
         .map(|(fence, page)| (&**fence, page))
 }
 
+/// Replaces `page[range]` with `bytes`, growing the page with headroom when it must.
+fn splice(page: &mut Vec<u8>, range: std::ops::Range<usize>, bytes: &[u8]) {
+    let grown = page.len() - range.len() + bytes.len();
+    if grown > page.capacity() {
+        page.reserve_exact(with_headroom(grown) - page.len());
+    }
+    page.splice(range, bytes.iter().copied());
+}
+
 impl PackedMap {
     fn page_of(&self, key: &[u8]) -> Option<(&[u8], &Vec<u8>)> {
         self.pages
@@ -122,13 +232,16 @@ impl PackedMap {
 
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         let (_, page) = self.page_of(key)?;
-        let (at, found) = seek(page, key);
-        found.map(|_| entry_at(page, at).1)
+        let found = seek(page, key);
+        match found.next {
+            Some((raw, _)) if found.found => Some(raw.value),
+            _ => None,
+        }
     }
 
     pub fn contains_key(&self, key: &[u8]) -> bool {
         self.page_of(key)
-            .is_some_and(|(_, page)| seek(page, key).1.is_some())
+            .is_some_and(|(_, page)| seek(page, key).found)
     }
 
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
@@ -137,31 +250,37 @@ impl PackedMap {
         }
         let (_, page) =
             page_of_mut(&mut self.pages, key).expect("the first page's fence is the empty key");
-        let (at, found) = seek(page, key);
-        // The key's and the value's lengths as varints (7 bits a byte, low first).
-        let mut header = [0u8; 20];
-        let mut used = 0;
-        for mut n in [key.len(), value.len()] {
-            while n >= 0x80 {
-                header[used] = (n as u8) | 0x80;
-                n >>= 7;
-                used += 1;
+        let found = seek(page, key);
+        let at = found.at;
+        let mut bytes = Vec::with_capacity(16 + key.len() + value.len());
+        let replaced = match found.next {
+            Some((raw, _)) if found.found => {
+                // Same key: its encoding stays, the value changes.
+                encode_entry(&mut bytes, raw.shared, raw.suffix, value);
+                raw.end
             }
-            header[used] = n as u8;
-            used += 1;
-        }
-        let header = &header[..used];
-        let end = found.unwrap_or(at);
-        let grown = page.len() - (end - at) + header.len() + key.len() + value.len();
-        if grown > page.capacity() {
-            page.reserve_exact(with_headroom(grown) - page.len());
-        }
+            Some((raw, shares)) => {
+                // The entry after the new one now follows it: it shares `shares` bytes.
+                let shared = found.shared_before;
+                encode_entry(&mut bytes, shared, &key[shared..], value);
+                let dropped = shares - raw.shared;
+                encode_entry(&mut bytes, shares, &raw.suffix[dropped..], raw.value);
+                self.len += 1;
+                raw.end
+            }
+            None => {
+                let shared = found.shared_before;
+                encode_entry(&mut bytes, shared, &key[shared..], value);
+                self.len += 1;
+                at
+            }
+        };
+        let new_entry_len = {
+            let raw = entry_at(&bytes, 0);
+            raw.end
+        };
         let appended = at == page.len();
-        let entry = header.iter().chain(key).chain(value).copied();
-        page.splice(at..end, entry);
-        if found.is_none() {
-            self.len += 1;
-        }
+        splice(page, at..replaced, &bytes);
         if page.len() <= PAGE_BYTES {
             return;
         }
@@ -169,7 +288,7 @@ impl PackedMap {
         // ends in the second half: keys that arrive in order (the queue's deadlines within
         // a site, the timers' instants) then leave full pages behind them. Otherwise at
         // the entry nearest the middle.
-        let after_new = at + header.len() + key.len() + value.len();
+        let after_new = at + new_entry_len;
         let split = if appended && at > 0 {
             at
         } else if after_new >= page.len() / 2 && after_new < page.len() {
@@ -178,7 +297,7 @@ impl PackedMap {
             let (mut previous, mut offset) = (0, 0);
             while offset < page.len() / 2 {
                 previous = offset;
-                offset = entry_at(page, offset).2;
+                offset = entry_at(page, offset).end;
             }
             // When the entry across the middle is the last one, split before it instead.
             if offset == page.len() {
@@ -190,26 +309,43 @@ impl PackedMap {
         if split == 0 {
             return;
         }
-        let mut right = Vec::with_capacity(with_headroom(page.len() - split));
-        right.extend_from_slice(&page[split..]);
+        // The right page's first entry gets its whole key: it shares with nothing.
+        let fence = key_at(page, split);
+        let first = entry_at(page, split);
+        let mut right = Vec::with_capacity(with_headroom(page.len() - split + fence.len()));
+        encode_entry(&mut right, 0, &fence, first.value);
+        right.extend_from_slice(&page[first.end..]);
         page.truncate(split);
         page.shrink_to(if appended {
             split
         } else {
             with_headroom(split)
         });
-        let fence: Box<[u8]> = entry_at(&right, 0).0.into();
-        self.pages.insert(fence, right);
+        self.pages.insert(fence.into_boxed_slice(), right);
     }
 
     pub fn remove(&mut self, key: &[u8]) {
         let Some((fence, page)) = page_of_mut(&mut self.pages, key) else {
             return;
         };
-        let (at, Some(end)) = seek(page, key) else {
+        let found = seek(page, key);
+        let Some((gone, _)) = found.next.filter(|_| found.found) else {
             return;
         };
-        page.drain(at..end);
+        // The entry after the removed one shares with the one before it the lesser of
+        // what it shared with the removed key and what the removed key shared before.
+        let mut bytes = Vec::new();
+        let (start, mut end) = (gone.start, gone.end);
+        if gone.end < page.len() {
+            let next = entry_at(page, gone.end);
+            if next.shared > gone.shared {
+                let mut suffix = gone.suffix[..next.shared - gone.shared].to_vec();
+                suffix.extend_from_slice(next.suffix);
+                encode_entry(&mut bytes, gone.shared, &suffix, next.value);
+                end = next.end;
+            }
+        }
+        splice(page, start..end, &bytes);
         self.len -= 1;
         if page.len() >= PAGE_BYTES / 4 {
             if page.capacity() > 2 * with_headroom(page.len()) {
@@ -218,7 +354,8 @@ impl PackedMap {
             return;
         }
         // A page that fell below a quarter full takes in the page after it when the two
-        // fit in half a page; an empty page other than the first goes.
+        // fit in half a page (its first entry shares nothing, so it can follow any key);
+        // an empty page other than the first goes.
         let fence: Box<[u8]> = fence.into();
         let (empty, len) = (page.is_empty(), page.len());
         if empty && !fence.is_empty() {
@@ -234,9 +371,24 @@ impl PackedMap {
         let taken = next.and_then(|next_fence| self.pages.remove(&next_fence));
         let page = self.pages.get_mut(&fence).expect("the page was just found");
         match taken {
+            Some(taken) if taken.is_empty() => {}
+            Some(taken) if page.is_empty() => *page = taken,
             Some(taken) => {
-                page.reserve_exact(taken.len());
-                page.extend_from_slice(&taken);
+                // The taken page's first entry holds its whole key; it now follows this
+                // page's last key and shares with it exactly what their keys share (a
+                // look-up relies on every entry's count being exact).
+                let mut last = 0;
+                while entry_at(page, last).end < page.len() {
+                    last = entry_at(page, last).end;
+                }
+                let before = key_at(page, last);
+                let first = entry_at(&taken, 0);
+                let shared = common_prefix(&before, first.suffix);
+                let mut bytes = Vec::with_capacity(taken.len() + 8);
+                encode_entry(&mut bytes, shared, &first.suffix[shared..], first.value);
+                bytes.extend_from_slice(&taken[first.end..]);
+                page.reserve_exact(bytes.len());
+                page.extend_from_slice(&bytes);
             }
             None if page.capacity() > 2 * with_headroom(page.len()) => {
                 page.shrink_to(with_headroom(page.len()));
@@ -258,6 +410,43 @@ impl PackedMap {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Checks the layout: every page's first entry shares nothing and every other
+    /// entry's count is exactly what it shares with the key before, keys rise through the
+    /// whole map and lie at or above their page's fence, and `len` counts them.
+    #[cfg(test)]
+    fn check(&self) {
+        let mut count = 0;
+        let mut last: Option<Vec<u8>> = None;
+        for (fence, page) in &self.pages {
+            let mut key: Vec<u8> = Vec::new();
+            let mut at = 0;
+            while at < page.len() {
+                let raw = entry_at(page, at);
+                if at == 0 {
+                    assert_eq!(raw.shared, 0, "a page's first entry shares nothing");
+                }
+                if at > 0 {
+                    let whole: Vec<u8> = key[..raw.shared]
+                        .iter()
+                        .chain(raw.suffix)
+                        .copied()
+                        .collect();
+                    assert_eq!(raw.shared, common_prefix(&key, &whole), "an exact count");
+                }
+                key.truncate(raw.shared);
+                key.extend_from_slice(raw.suffix);
+                assert!(key.as_slice() >= &**fence, "below its fence");
+                if let Some(last) = &last {
+                    assert!(key > *last, "{key:?} after {last:?}");
+                }
+                last = Some(key.clone());
+                count += 1;
+                at = raw.end;
+            }
+        }
+        assert_eq!(count, self.len);
     }
 
     /// (pages, bytes of entries, bytes allocated for them).
@@ -292,33 +481,40 @@ impl PackedMap {
                 .range::<[u8], _>((Bound::Included(first_fence), Bound::Unbounded)),
             page: &[],
             at: 0,
+            key: Vec::new(),
             start: bounds.0.map(<[u8]>::to_vec),
             end: bounds.1.map(<[u8]>::to_vec),
         }
     }
 }
 
-/// The entries of a [`PackedMap`] within bounds, in key order.
+/// The entries of a [`PackedMap`] within bounds, in key order; keys are rebuilt from
+/// their front coding, so they are handed out owned.
 pub(crate) struct PackedRange<'a> {
     pages: std::collections::btree_map::Range<'a, Box<[u8]>, Vec<u8>>,
     page: &'a [u8],
     at: usize,
+    /// The key of the entry before `at` in this page.
+    key: Vec<u8>,
     /// Cleared once an entry at or past it is reached.
     start: Bound<Vec<u8>>,
     end: Bound<Vec<u8>>,
 }
 
 impl<'a> Iterator for PackedRange<'a> {
-    type Item = (&'a [u8], &'a [u8]);
+    type Item = (Vec<u8>, &'a [u8]);
 
-    fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+    fn next(&mut self) -> Option<(Vec<u8>, &'a [u8])> {
         loop {
             while self.at >= self.page.len() {
                 self.page = self.pages.next()?.1;
                 self.at = 0;
             }
-            let (key, value, next) = entry_at(self.page, self.at);
-            self.at = next;
+            let raw = entry_at(self.page, self.at);
+            self.at = raw.end;
+            self.key.truncate(raw.shared);
+            self.key.extend_from_slice(raw.suffix);
+            let key = self.key.as_slice();
             let below_start = match &self.start {
                 Bound::Included(start) => key < start.as_slice(),
                 Bound::Excluded(start) => key <= start.as_slice(),
@@ -339,7 +535,7 @@ impl<'a> Iterator for PackedRange<'a> {
                 self.pages = Default::default();
                 return None;
             }
-            return Some((key, value));
+            return Some((self.key.clone(), raw.value));
         }
     }
 }
@@ -650,8 +846,8 @@ mod tests {
         assert_eq!(map.get(b"a"), Some(&b""[..]));
         assert_eq!(map.get(b"c"), None);
         // Ordered by the key bytes, whatever the values.
-        let keys: Vec<&[u8]> = map.iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![&b"a"[..], b"ab", b"b"]);
+        let keys: Vec<Vec<u8>> = map.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"ab".to_vec(), b"b".to_vec()]);
         let from_ab: Vec<&[u8]> = map
             .range((Bound::Included(&b"ab"[..]), Bound::Unbounded))
             .map(|(_, v)| v)
@@ -707,11 +903,12 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(map.len(), model.len());
+            map.check();
+            assert_eq!(map.len(), model.len(), "round {round}");
             most_pages = most_pages.max(map.pages.len());
             if round % 997 == 0 {
                 let all: Vec<(Vec<u8>, Vec<u8>)> =
-                    map.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                    map.iter().map(|(k, v)| (k, v.to_vec())).collect();
                 let expected: Vec<(Vec<u8>, Vec<u8>)> =
                     model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 assert_eq!(all, expected);
@@ -729,7 +926,7 @@ mod tests {
                     (Bound::Included(&low[..]), Bound::Unbounded),
                     (Bound::Unbounded, Bound::Excluded(&high[..])),
                 ] {
-                    let got: Vec<&[u8]> = if range_is_empty(
+                    let got: Vec<Vec<u8>> = if range_is_empty(
                         &bounds.0.map(<[u8]>::to_vec),
                         &bounds.1.map(<[u8]>::to_vec),
                     ) {
@@ -737,7 +934,7 @@ mod tests {
                     } else {
                         map.range(bounds).map(|(k, _)| k).collect()
                     };
-                    let want: Vec<&[u8]> = if range_is_empty(
+                    let want: Vec<Vec<u8>> = if range_is_empty(
                         &bounds.0.map(<[u8]>::to_vec),
                         &bounds.1.map(<[u8]>::to_vec),
                     ) {
@@ -745,7 +942,7 @@ mod tests {
                     } else {
                         model
                             .range::<[u8], _>(bounds)
-                            .map(|(k, _)| k.as_slice())
+                            .map(|(k, _)| k.clone())
                             .collect()
                     };
                     assert_eq!(got, want);
@@ -764,6 +961,39 @@ mod tests {
             map.remove(&key);
         }
         assert_eq!((map.len(), map.iter().count(), map.pages.len()), (0, 0, 1));
+    }
+
+    /// Queue-like keys (a site, a rising deadline, a random request id) are kept in well
+    /// under their full size: each shares its site and most of its deadline with the key
+    /// before it.
+    #[test]
+    fn front_coding_keeps_queue_keys_in_less_than_their_size() {
+        let mut map = PackedMap::default();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut full = 0;
+        for n in 0..20_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let site: &[u8] = [&b"\0\x09SC-LS-001"[..], b"\0\x09SC-BZ-001"][(n % 2) as usize];
+            let deadline = (1_800_000_000_000u64 + n * 7) | 1 << 63;
+            let key = [
+                site,
+                &deadline.to_be_bytes(),
+                &state.to_le_bytes(),
+                &n.to_le_bytes(),
+            ]
+            .concat();
+            let value = [7u8; 30];
+            full += 2 + key.len() + value.len();
+            map.insert(&key, &value);
+        }
+        map.check();
+        let (_, used, _) = map.footprint();
+        assert!(
+            used * 100 < full * 80,
+            "{used} bytes used for {full} bytes of entries"
+        );
     }
 
     /// The memory backend answers every range exactly as the sled one does, across the
