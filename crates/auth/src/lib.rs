@@ -9,11 +9,13 @@
 //! `HS256` also rules out the `alg: none` and algorithm-confusion attacks by
 //! construction.
 
+mod cache;
 mod claims;
 mod duration;
 mod secret;
 mod token;
 
+pub use cache::VerifiedTokens;
 pub use claims::{Claims, Role, ALL_SITES};
 pub use duration::{parse_duration, DurationError};
 pub use secret::{

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anju_auth::{AuthError, Claims, Role, Secret};
+use anju_auth::{AuthError, Claims, Role, Secret, VerifiedTokens};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -18,11 +18,20 @@ use crate::metrics::Metrics;
 pub struct AuthInterceptor {
     secret: Arc<Secret>,
     metrics: Arc<Metrics>,
+    /// Shared by every service's interceptor.
+    verified: Arc<VerifiedTokens>,
 }
+
+/// Verified tokens kept; more distinct live tokens than this only cost re-verifying.
+const VERIFIED_TOKENS: usize = 16_384;
 
 impl AuthInterceptor {
     pub fn new(secret: Arc<Secret>, metrics: Arc<Metrics>) -> AuthInterceptor {
-        AuthInterceptor { secret, metrics }
+        AuthInterceptor {
+            secret,
+            metrics,
+            verified: Arc::new(VerifiedTokens::new(VERIFIED_TOKENS)),
+        }
     }
 }
 
@@ -63,8 +72,10 @@ fn failure_reason(error: &AuthError) -> &'static str {
 
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let verified = bearer_token(&request)
-            .and_then(|token| anju_auth::verify(&self.secret, token, now_unix_seconds()));
+        let verified = bearer_token(&request).and_then(|token| {
+            self.verified
+                .verify(&self.secret, token, now_unix_seconds())
+        });
         match verified {
             Ok(claims) => {
                 request.extensions_mut().insert(claims);
