@@ -44,11 +44,6 @@ impl KeyMap {
         self.table.len()
     }
 
-    /// Bytes the table holds (one control byte and eight bytes a bucket).
-    pub fn allocated_bytes(&self) -> usize {
-        self.table.allocation_size()
-    }
-
     /// Finds the slot of `id`, reading records with `read` to confirm tag matches; the
     /// first read error is the answer.
     fn find<E>(
