@@ -26,6 +26,11 @@ fn hash(tag: u32) -> u64 {
     u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// A slot: the tag in the high half, the record number in the low one.
+fn slot(tag: u32, record: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(record)
+}
+
 fn slot_tag(slot: u64) -> u32 {
     (slot >> 32) as u32
 }
@@ -92,17 +97,17 @@ impl KeyMap {
         record: u32,
         mut read: impl FnMut(u32) -> Result<Record, E>,
     ) -> Result<(), E> {
-        let slot = (u64::from(tag(id)) << 32) | u64::from(record);
+        let new = slot(tag(id), record);
         if let Some((old, _)) = self.find(id, &mut read)? {
-            let old = (u64::from(tag(id)) << 32) | u64::from(old);
+            let old = slot(tag(id), old);
             *self
                 .table
                 .find_mut(hash(tag(id)), |&s| s == old)
-                .expect("the slot was just found") = slot;
+                .expect("the slot was just found") = new;
             return Ok(());
         }
         self.table
-            .insert_unique(hash(tag(id)), slot, |&s| hash(slot_tag(s)));
+            .insert_unique(hash(tag(id)), new, |&s| hash(slot_tag(s)));
         Ok(())
     }
 
@@ -115,8 +120,8 @@ impl KeyMap {
         let Some((record, _)) = self.find(id, &mut read)? else {
             return Ok(false);
         };
-        let slot = (u64::from(tag(id)) << 32) | u64::from(record);
-        if let Ok(entry) = self.table.find_entry(hash(tag(id)), |&s| s == slot) {
+        let gone = slot(tag(id), record);
+        if let Ok(entry) = self.table.find_entry(hash(tag(id)), |&s| s == gone) {
             entry.remove();
         }
         Ok(true)
