@@ -47,7 +47,7 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// Adds a committed event found at `location`.
     pub fn add(&mut self, position: u64, stream: &str, version: u64, id: Uuid, location: u64) {
-        if position % SPARSE_STRIDE == 0 {
+        if position.is_multiple_of(SPARSE_STRIDE) {
             debug_assert_eq!(self.sparse.len() as u64, position / SPARSE_STRIDE);
             self.sparse.push(location);
         }

@@ -283,7 +283,8 @@ impl Writer {
                     payload: &event.payload,
                 },
             );
-            let location = (position % SPARSE_STRIDE == 0)
+            let location = position
+                .is_multiple_of(SPARSE_STRIDE)
                 .then(|| encode_location(self.segment.index, offset));
             if let Some(location) = location {
                 group.sparse.push(location);

@@ -1006,7 +1006,7 @@ mod tests {
         let mut batch = ModelBatch::default();
         for n in 0u32..1000 {
             let key = [&[(n % 7) as u8][..], &(n * 3).to_be_bytes()].concat();
-            sled_part.batch_insert(&mut batch, &key, n.to_be_bytes().to_vec());
+            sled_part.batch_insert(&mut batch, &key, n.to_be_bytes());
             memory_part.insert(&key, n.to_be_bytes().to_vec()).unwrap();
         }
         db.open_tree("t").unwrap().apply_batch(batch.sled).unwrap();

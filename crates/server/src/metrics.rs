@@ -266,6 +266,27 @@ pub fn render_read_models(out: &mut String, parts: &[anju_projections::PartFootp
     }
 }
 
+struct RelayGauges {
+    status: std::sync::Arc<anju_relay::RelayStatus>,
+    log: anju_eventlog::EventLog,
+}
+
+impl std::fmt::Debug for RelayGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayGauges")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayGauges {
+    fn lag(&self) -> u64 {
+        self.log
+            .head_position()
+            .saturating_sub(self.status.published_up_to())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,26 +316,5 @@ mod tests {
         ));
         assert!(text.contains("anju_grpc_requests_total{method=\"other\"} 2"));
         assert!(text.contains("anju_projection_position 7"));
-    }
-}
-
-struct RelayGauges {
-    status: std::sync::Arc<anju_relay::RelayStatus>,
-    log: anju_eventlog::EventLog,
-}
-
-impl std::fmt::Debug for RelayGauges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayGauges")
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RelayGauges {
-    fn lag(&self) -> u64 {
-        self.log
-            .head_position()
-            .saturating_sub(self.status.published_up_to())
     }
 }
