@@ -338,11 +338,11 @@ async fn consume(
     backoff: &mut Duration,
 ) -> Result<(), InsightError> {
     let nats = |error: &dyn std::fmt::Display| InsightError::Nats(error.to_string());
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(config.nats_url.as_str())
+    let address = anju_relay::NatsAddress::parse(&config.nats_url).map_err(|e| nats(&e))?;
+    let client = address
+        .connect(|options| options.connection_timeout(Duration::from_secs(2)))
         .await
-        .map_err(|e| nats(&e))?;
+        .map_err(|e| nats(&format!("cannot connect to nats at {address}: {e}")))?;
     let context = jetstream::new(client);
     let stream = context
         .get_stream(&config.stream_name)

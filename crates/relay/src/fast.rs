@@ -118,7 +118,7 @@ pub(crate) async fn publish(
             biased;
             acknowledgement = acknowledgements.next() => {
                 let Some(acknowledgement) = acknowledgement else {
-                    return Err(RelayError::Connect { url: config.nats_url.clone(), message: "acknowledgement subscription closed".to_string() });
+                    return Err(RelayError::Connect { url: config.shown_nats_url(), message: "acknowledgement subscription closed".to_string() });
                 };
                 let before = state.acknowledged_up_to;
                 state.take_reply(&acknowledgement)?;

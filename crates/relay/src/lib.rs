@@ -6,6 +6,7 @@
 //! never runs inside the append path: it is a checkpointed log reader, so the service keeps
 //! accepting requests while NATS is down and the backlog drains in order when it returns.
 
+mod address;
 mod fast;
 mod message;
 
@@ -19,6 +20,7 @@ use async_nats::jetstream::{self, stream};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
+pub use address::{redact_text, shown_nats_url, AddressError, NatsAddress};
 pub use message::{
     route_from_json, subject_for, EventMessage, Route, HEADER_EVENT_TYPE, HEADER_NODE,
     HEADER_POSITION, HEADER_STREAM,
@@ -34,10 +36,12 @@ pub type Router = Arc<dyn Fn(&RecordedEvent) -> Route + Send + Sync>;
 /// which routes are read again from the streams' first events.
 const ROUTE_CACHE_LIMIT: usize = 200_000;
 
-/// How the relay connects and what it creates.
-#[derive(Debug, Clone)]
+/// How the relay connects and what it creates. Its `Debug` shows `nats_url` redacted.
+#[derive(Clone)]
 pub struct RelayConfig {
-    /// `nats://host:port`; several may be given separated by commas.
+    /// `nats://host:port`, several separated by commas, with credentials if the server
+    /// wants them (`nats://user:password@host:port`, `nats://token@host:port`); see
+    /// [`NatsAddress`].
     pub nats_url: String,
     /// The JetStream stream, `ANJU_EVENTS`.
     pub stream_name: String,
@@ -67,6 +71,28 @@ pub struct RelayConfig {
     pub fast_batch_outstanding_acks: u16,
 }
 
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("nats_url", &self.shown_nats_url())
+            .field("stream_name", &self.stream_name)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("node_id", &self.node_id)
+            .field("replicas", &self.replicas)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("checkpoint_name", &self.checkpoint_name)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("fast_batch", &self.fast_batch)
+            .field("fast_batch_flow", &self.fast_batch_flow)
+            .field(
+                "fast_batch_outstanding_acks",
+                &self.fast_batch_outstanding_acks,
+            )
+            .finish()
+    }
+}
+
 impl RelayConfig {
     pub fn new(nats_url: impl Into<String>, node_id: impl Into<String>) -> RelayConfig {
         RelayConfig {
@@ -83,6 +109,12 @@ impl RelayConfig {
             fast_batch_flow: 500,
             fast_batch_outstanding_acks: 3,
         }
+    }
+
+    /// `nats_url` as it may appear in logs, errors and metrics: passwords and tokens as
+    /// `***`.
+    pub fn shown_nats_url(&self) -> String {
+        shown_nats_url(&self.nats_url)
     }
 }
 
@@ -251,12 +283,15 @@ async fn run_connection(
     status: &RelayStatus,
     backoff: &mut Duration,
 ) -> Result<(), RelayError> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(config.nats_url.as_str())
+    let address = NatsAddress::parse(&config.nats_url).map_err(|error| RelayError::Connect {
+        url: redact_text(&config.nats_url),
+        message: error.to_string(),
+    })?;
+    let client = address
+        .connect(|options| options.connection_timeout(Duration::from_secs(2)))
         .await
         .map_err(|error| RelayError::Connect {
-            url: config.nats_url.clone(),
+            url: address.to_string(),
             message: error.to_string(),
         })?;
     let jetstream = jetstream::ContextBuilder::new()
@@ -291,7 +326,7 @@ async fn run_connection(
         })
         .await
         .map_err(|error| RelayError::Connect {
-            url: config.nats_url.clone(),
+            url: address.to_string(),
             message: error.to_string(),
         })?;
 
@@ -358,7 +393,7 @@ async fn run_connection(
             biased;
             acknowledgement = acknowledgements.next() => {
                 let Some(acknowledgement) = acknowledgement else {
-                    return Err(RelayError::Connect { url: config.nats_url.clone(), message: "acknowledgement subscription closed".to_string() });
+                    return Err(RelayError::Connect { url: config.shown_nats_url(), message: "acknowledgement subscription closed".to_string() });
                 };
                 let mut advanced = acknowledge(acknowledgement, &mut acknowledged_up_to)?;
                 let mut received = 1u64;

@@ -563,3 +563,89 @@ async fn without_allow_batched_the_relay_falls_back_to_one_acknowledgement_per_m
     relay.stop().await;
     log.close().await.unwrap();
 }
+
+/// Every message of the stream, read with credentials.
+async fn stream_messages_as(
+    url: &str,
+    user: &str,
+    password: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .connect(url)
+        .await
+        .expect("connect to nats with credentials");
+    let context = jetstream::new(client);
+    let Ok(mut stream) = context.get_stream("ANJU_EVENTS").await else {
+        return Vec::new();
+    };
+    let info = stream.info().await.expect("stream info").clone();
+    let mut messages = Vec::new();
+    if info.state.messages > 0 {
+        for sequence in info.state.first_sequence..=info.state.last_sequence {
+            messages.push(stream.get_raw_message(sequence).await.expect("message"));
+        }
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_reach_a_server_that_wants_them_and_are_never_shown() {
+    let nats = NatsServer::start_with_args(&["--user", "anju", "--pass", "s3cr@t-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), LogOptions::default())
+        .await
+        .unwrap();
+    append_events(&log, 0, 40).await;
+
+    // A wrong password: the relay stays disconnected and says why, naming the server but
+    // not the password.
+    let mut wrong = config(&nats);
+    wrong.nats_url = format!("nats://anju:wr0ng-pw@127.0.0.1:{}", nats.port());
+    assert!(!format!("{wrong:?}").contains("wr0ng-pw"), "{wrong:?}");
+    let relay = anju_relay::start(log.clone(), wrong, router());
+    let status = relay.status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        if let Some(error) = status.last_error() {
+            break error;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never reported the refusal"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.connected());
+    assert!(
+        error.contains(&format!("nats://anju:***@127.0.0.1:{}", nats.port())),
+        "{error}"
+    );
+    assert!(!error.contains("wr0ng-pw"), "{error}");
+    relay.stop().await;
+    assert!(stream_messages_as(&nats.url(), "anju", "s3cr@t-pw")
+        .await
+        .is_empty());
+
+    // The right one, percent-encoded, on the second server of a list whose first is
+    // down: every event arrives, in order, once.
+    let mut right = config(&nats);
+    right.nats_url = format!(
+        "nats://127.0.0.1:{},nats://anju:s3cr%40t-pw@127.0.0.1:{}",
+        anju_testkit::free_port(),
+        nats.port()
+    );
+    let relay = anju_relay::start(log.clone(), right, router());
+    append_events(&log, 40, 20).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let messages = loop {
+        let messages = stream_messages_as(&nats.url(), "anju", "s3cr@t-pw").await;
+        if messages.len() >= 60 || Instant::now() > deadline {
+            break messages;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_stream_equals_log(&log, &messages).await;
+    assert!(relay.status().connected());
+    relay.stop().await;
+    log.close().await.unwrap();
+}

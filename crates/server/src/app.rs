@@ -194,13 +194,14 @@ impl App {
         let relay = config.nats_url.as_ref().map(|url| {
             let mut relay_config = RelayConfig::new(url.clone(), config.node_id.clone());
             relay_config.replicas = config.nats_replicas;
+            let shown_url = relay_config.shown_nats_url();
             let handle = anju_relay::start(
                 application.log().clone(),
                 relay_config,
                 Arc::new(anju_relay::route_from_json),
             );
             metrics.attach_relay(handle.status(), application.log().clone());
-            tracing::info!(nats_url = %url, node_id = %config.node_id, "publishing events to nats");
+            tracing::info!(nats_url = %shown_url, node_id = %config.node_id, "publishing events to nats");
             handle
         });
         let (stop_sender, stopping) = watch::channel(false);

@@ -141,6 +141,14 @@ impl Config {
                 "must be ASCII letters, digits, '-' or '_' (it is a NATS subject token)",
             );
         }
+        if let Some(url) = &self.nats_url {
+            if let Err(error) = anju_relay::NatsAddress::parse(url) {
+                return Err(ConfigError::Invalid {
+                    key: "nats_url",
+                    message: format!("{error} (or `none` to publish nothing)"),
+                });
+            }
+        }
         if !matches!(self.nats_replicas, 1..=5) {
             return invalid("nats_replicas", "must be between 1 and 5");
         }
@@ -187,13 +195,30 @@ fn parse_duration_value(key: &'static str, text: &str) -> Result<Duration, Confi
     })
 }
 
-/// The machine's host name, or `anju-1` when it cannot be read.
+/// The machine's host name made a NATS subject token (its first label, other characters
+/// than letters, digits, `-` and `_` as `-`), or `anju-1` when it cannot be read.
 fn default_node_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .map(|name| name.trim().to_string())
+        .map(|name| node_id_from_host_name(&name))
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "anju-1".to_string())
+}
+
+fn node_id_from_host_name(name: &str) -> String {
+    name.trim()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn nats_url_value(text: &str) -> Option<String> {
@@ -414,6 +439,41 @@ mod tests {
         assert_eq!(config.nats_url, None);
         assert_eq!(config.request_timeout, Duration::from_secs(5));
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn nats_urls_take_lists_and_credentials_and_a_bad_one_is_refused_without_its_password() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let parse = |url: &str| {
+            Config::load(
+                &Cli::try_parse_from(["anju-server", "--nats-url", url])
+                    .unwrap()
+                    .server,
+            )
+        };
+        let listed = "nats://anju:pw@10.0.3.7:4222,nats://anju:pw@10.0.3.8:4222";
+        assert_eq!(parse(listed).unwrap().nats_url.as_deref(), Some(listed));
+        match parse("https://anju:hunter2@10.0.3.7:4222") {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "nats_url");
+                assert!(message.contains("scheme `https`"), "{message}");
+                assert!(!message.contains("hunter2"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_node_id_is_the_host_name_made_a_subject_token() {
+        assert_eq!(node_id_from_host_name("vm\n"), "vm");
+        assert_eq!(node_id_from_host_name("anju-1.county.example\n"), "anju-1");
+        assert_eq!(node_id_from_host_name("社区 kiosk"), "---kiosk");
+        assert_eq!(node_id_from_host_name(""), "");
     }
 
     #[test]

@@ -109,6 +109,9 @@ impl InsightConfig {
                 "anju-insight reads ANJU_EVENTS from NATS: name the server, e.g. nats://127.0.0.1:4222",
             );
         }
+        if let Err(error) = anju_relay::NatsAddress::parse(url) {
+            return invalid("nats_url", &error.to_string());
+        }
         if self.consumer_name.is_empty()
             || !self
                 .consumer_name
@@ -339,6 +342,13 @@ mod tests {
             ),
             (
                 InsightArgs {
+                    nats_url: Some("http://anju:hunter2@nats-1:4222".into()),
+                    ..InsightArgs::default()
+                },
+                "nats_url",
+            ),
+            (
+                InsightArgs {
                     consumer_name: Some("a.b".into()),
                     ..InsightArgs::default()
                 },
@@ -354,6 +364,7 @@ mod tests {
         ] {
             let error = InsightConfig::load(&args).unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
         }
     }
 }

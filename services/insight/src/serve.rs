@@ -85,7 +85,7 @@ impl Insight {
         let mut consumer_config = ConsumerConfig::new(config.nats_url.clone());
         consumer_config.durable_name = config.consumer_name.clone();
         let consumer = store.start(consumer_config);
-        tracing::info!(nats_url = %config.nats_url, consumer = %config.consumer_name, "consuming ANJU_EVENTS");
+        tracing::info!(nats_url = %anju_relay::shown_nats_url(&config.nats_url), consumer = %config.consumer_name, "consuming ANJU_EVENTS");
 
         let metrics = Arc::new(Metrics::new());
         let figures = ReadModelFigures::new(store.models().clone(), Arc::new(SystemClock));

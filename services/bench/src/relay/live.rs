@@ -96,9 +96,11 @@ pub async fn run(args: &RelayArgs) -> anyhow::Result<LiveOutcome> {
 
     // The relay creates the stream when it connects; a consumer then follows the node's
     // subjects from whatever arrives next.
-    let client = async_nats::connect(nats_url.as_str())
+    let nats_address = anju_relay::NatsAddress::parse(&nats_url)?;
+    let client = nats_address
+        .connect(|options| options)
         .await
-        .with_context(|| format!("connecting to {nats_url}"))?;
+        .with_context(|| format!("connecting to {nats_address}"))?;
     let context = jetstream::new(client.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     let stream = loop {
