@@ -34,8 +34,8 @@ pub enum InsightError {
     Nats(String),
 }
 
-/// Where to consume from.
-#[derive(Debug, Clone)]
+/// Where to consume from. Its `Debug` shows `nats_url` redacted.
+#[derive(Clone)]
 pub struct ConsumerConfig {
     pub nats_url: String,
     pub stream_name: String,
@@ -43,6 +43,23 @@ pub struct ConsumerConfig {
     pub durable_name: String,
     /// Messages fetched and stored per flush.
     pub batch_size: usize,
+}
+
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ConsumerConfig {
+            nats_url,
+            stream_name,
+            durable_name,
+            batch_size,
+        } = self;
+        f.debug_struct("ConsumerConfig")
+            .field("nats_url", &anju_relay::shown_nats_url(nats_url))
+            .field("stream_name", stream_name)
+            .field("durable_name", durable_name)
+            .field("batch_size", batch_size)
+            .finish()
+    }
 }
 
 impl ConsumerConfig {

@@ -10,8 +10,9 @@ use serde::Deserialize;
 /// Value of `nats_url` that turns the NATS relay off.
 pub const NATS_DISABLED: &str = "none";
 
-/// The configuration the server runs with, every value resolved.
-#[derive(Debug, Clone, PartialEq)]
+/// The configuration the server runs with, every value resolved. Its `Debug` shows
+/// `nats_url` redacted.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// Where the event log, indexes and the token secret live.
     pub data_dir: PathBuf,
@@ -50,6 +51,51 @@ pub struct Config {
     /// `AdminService.AdvanceClock`, kept in `<data_dir>/demo-clock`. For demonstrations
     /// and training only; off, the server runs on the system clock.
     pub demo_clock: bool,
+}
+
+impl std::fmt::Debug for Config {
+    /// As derived, with `nats_url`'s passwords and tokens as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            data_dir,
+            grpc_addr,
+            http_addr,
+            nats_url,
+            node_id,
+            nats_replicas,
+            secret_file,
+            log_format,
+            log_filter,
+            concurrency_limit,
+            request_timeout,
+            max_message_bytes,
+            cors_allowed_origins,
+            shutdown_grace,
+            status_lookups_per_minute,
+            demo_clock,
+        } = self;
+        f.debug_struct("Config")
+            .field("data_dir", data_dir)
+            .field("grpc_addr", grpc_addr)
+            .field("http_addr", http_addr)
+            .field(
+                "nats_url",
+                &nats_url.as_deref().map(anju_relay::shown_nats_url),
+            )
+            .field("node_id", node_id)
+            .field("nats_replicas", nats_replicas)
+            .field("secret_file", secret_file)
+            .field("log_format", log_format)
+            .field("log_filter", log_filter)
+            .field("concurrency_limit", concurrency_limit)
+            .field("request_timeout", request_timeout)
+            .field("max_message_bytes", max_message_bytes)
+            .field("cors_allowed_origins", cors_allowed_origins)
+            .field("shutdown_grace", shutdown_grace)
+            .field("status_lookups_per_minute", status_lookups_per_minute)
+            .field("demo_clock", demo_clock)
+            .finish()
+    }
 }
 
 /// Log line format.
@@ -457,7 +503,13 @@ mod tests {
             )
         };
         let listed = "nats://anju:pw@10.0.3.7:4222,nats://anju:pw@10.0.3.8:4222";
-        assert_eq!(parse(listed).unwrap().nats_url.as_deref(), Some(listed));
+        let config = parse(listed).unwrap();
+        assert_eq!(config.nats_url.as_deref(), Some(listed));
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("nats://anju:***@10.0.3.7:4222") && !shown.contains(":pw@"),
+            "{shown}"
+        );
         match parse("https://anju:hunter2@10.0.3.7:4222") {
             Err(ConfigError::Invalid { key, message }) => {
                 assert_eq!(key, "nats_url");

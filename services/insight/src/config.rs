@@ -10,8 +10,9 @@ use std::time::Duration;
 use anju_server_core::LogFormat;
 use serde::Deserialize;
 
-/// The configuration anju-insight runs with, every value resolved.
-#[derive(Debug, Clone, PartialEq)]
+/// The configuration anju-insight runs with, every value resolved. Its `Debug` shows
+/// `nats_url` redacted.
+#[derive(Clone, PartialEq)]
 pub struct InsightConfig {
     /// Where the province-wide read models and each node's position live.
     pub data_dir: PathBuf,
@@ -37,6 +38,40 @@ pub struct InsightConfig {
     pub cors_allowed_origins: Vec<String>,
     /// How long a stop waits for in-flight calls.
     pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for InsightConfig {
+    /// As derived, with `nats_url`'s passwords and tokens as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let InsightConfig {
+            data_dir,
+            grpc_addr,
+            http_addr,
+            nats_url,
+            consumer_name,
+            secret_file,
+            log_format,
+            log_filter,
+            concurrency_limit,
+            request_timeout,
+            cors_allowed_origins,
+            shutdown_grace,
+        } = self;
+        f.debug_struct("InsightConfig")
+            .field("data_dir", data_dir)
+            .field("grpc_addr", grpc_addr)
+            .field("http_addr", http_addr)
+            .field("nats_url", &anju_relay::shown_nats_url(nats_url))
+            .field("consumer_name", consumer_name)
+            .field("secret_file", secret_file)
+            .field("log_format", log_format)
+            .field("log_filter", log_filter)
+            .field("concurrency_limit", concurrency_limit)
+            .field("request_timeout", request_timeout)
+            .field("cors_allowed_origins", cors_allowed_origins)
+            .field("shutdown_grace", shutdown_grace)
+            .finish()
+    }
 }
 
 impl Default for InsightConfig {
@@ -366,5 +401,15 @@ mod tests {
             assert!(error.to_string().contains(key), "{error}");
             assert!(!error.to_string().contains("hunter2"), "{error}");
         }
+        let config = InsightConfig::load(&InsightArgs {
+            nats_url: Some("nats://anju:hunter2@nats-1:4222".into()),
+            ..InsightArgs::default()
+        })
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("nats://anju:***@nats-1:4222") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }
