@@ -185,27 +185,26 @@ async fn the_quick_start_serves_a_request_from_submission_to_acceptance_and_keep
         .and_then(|field| field["choices"][0]["code"].as_str())
         .unwrap_or_else(|| panic!("SQ-WEIXIU has no choice for `problem`: {definition}"))
         .to_string();
-    let submitted = cli.json(
-        &resident,
-        &[
-            "submit",
-            "SQ-WEIXIU",
-            "--site",
-            SITE,
-            "--name",
-            "王芳",
-            "--phone",
-            PHONE,
-            "--id-number",
-            ID_NUMBER,
-            "--field",
-            &format!("problem={problem}"),
-            "--field",
-            "location=3栋2单元501",
-            "--idempotency-key",
-            "kiosk-visit-1",
-        ],
-    );
+    let problem_field = format!("problem={problem}");
+    let submit = [
+        "submit",
+        "SQ-WEIXIU",
+        "--site",
+        SITE,
+        "--name",
+        "王芳",
+        "--phone",
+        PHONE,
+        "--id-number",
+        ID_NUMBER,
+        "--field",
+        &problem_field,
+        "--field",
+        "location=3栋2单元501",
+        "--idempotency-key",
+        "kiosk-visit-1",
+    ];
+    let submitted = cli.json(&resident, &submit);
     assert_eq!(submitted["state"], "REQUEST_STATE_SUBMITTED", "{submitted}");
     let id = submitted["request_id"].as_str().unwrap().to_string();
     let tracking = submitted["tracking_code"].as_str().unwrap().to_string();
@@ -300,27 +299,7 @@ async fn the_quick_start_serves_a_request_from_submission_to_acceptance_and_keep
     assert_eq!(status["state"], "REQUEST_STATE_ACCEPTED", "{status}");
     let queue = cli.json(&caseworker, &["queue", "--site", SITE]);
     assert!(queue.to_string().contains(&id), "{queue}");
-    let again = cli.json(
-        &resident,
-        &[
-            "submit",
-            "SQ-WEIXIU",
-            "--site",
-            SITE,
-            "--name",
-            "王芳",
-            "--phone",
-            PHONE,
-            "--id-number",
-            ID_NUMBER,
-            "--field",
-            &format!("problem={problem}"),
-            "--field",
-            "location=3栋2单元501",
-            "--idempotency-key",
-            "kiosk-visit-1",
-        ],
-    );
+    let again = cli.json(&resident, &submit);
     assert_eq!(
         again["request_id"],
         id.as_str(),

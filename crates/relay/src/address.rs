@@ -126,7 +126,7 @@ impl NatsAddress {
     }
 
     /// Connect options carrying the address's credentials, if any.
-    pub fn connect_options(&self) -> async_nats::ConnectOptions {
+    fn connect_options(&self) -> async_nats::ConnectOptions {
         match &self.credentials {
             None => async_nats::ConnectOptions::new(),
             Some(Credentials::UserPassword { user, password }) => {

@@ -73,22 +73,33 @@ pub struct RelayConfig {
 
 impl std::fmt::Debug for RelayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let RelayConfig {
+            nats_url,
+            stream_name,
+            subject_prefix,
+            node_id,
+            replicas,
+            duplicate_window,
+            max_in_flight,
+            checkpoint_name,
+            ack_timeout,
+            fast_batch,
+            fast_batch_flow,
+            fast_batch_outstanding_acks,
+        } = self;
         f.debug_struct("RelayConfig")
-            .field("nats_url", &self.shown_nats_url())
-            .field("stream_name", &self.stream_name)
-            .field("subject_prefix", &self.subject_prefix)
-            .field("node_id", &self.node_id)
-            .field("replicas", &self.replicas)
-            .field("duplicate_window", &self.duplicate_window)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("checkpoint_name", &self.checkpoint_name)
-            .field("ack_timeout", &self.ack_timeout)
-            .field("fast_batch", &self.fast_batch)
-            .field("fast_batch_flow", &self.fast_batch_flow)
-            .field(
-                "fast_batch_outstanding_acks",
-                &self.fast_batch_outstanding_acks,
-            )
+            .field("nats_url", &shown_nats_url(nats_url))
+            .field("stream_name", stream_name)
+            .field("subject_prefix", subject_prefix)
+            .field("node_id", node_id)
+            .field("replicas", replicas)
+            .field("duplicate_window", duplicate_window)
+            .field("max_in_flight", max_in_flight)
+            .field("checkpoint_name", checkpoint_name)
+            .field("ack_timeout", ack_timeout)
+            .field("fast_batch", fast_batch)
+            .field("fast_batch_flow", fast_batch_flow)
+            .field("fast_batch_outstanding_acks", fast_batch_outstanding_acks)
             .finish()
     }
 }
