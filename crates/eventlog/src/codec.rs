@@ -5,9 +5,15 @@
 //! Body: position u64, stream version u64, recorded-at micros i64, event id [16],
 //! schema version u32, index of the event in its append u32, events remaining in the
 //! same append u32, flags u8
-//! (bit 0 correlation id present, bit 1 causation id present), the present ids [16] each,
-//! stream id (u16 length + UTF-8), event type (u16 + UTF-8), actor (u16 + UTF-8),
-//! payload (u32 length + bytes).
+//! (bit 0 correlation id present, bit 1 causation id present, bit 2 write start present),
+//! the present ids [16] each, the write start u64 if present, stream id (u16 length +
+//! UTF-8), event type (u16 + UTF-8), actor (u16 + UTF-8), payload (u32 length + bytes).
+//!
+//! The write start is the segment offset at which the write that carried this frame began:
+//! the writer puts each group commit into its segment with one write followed by one
+//! `fdatasync`, so the frames of one write share it, and recovery uses it to tell the
+//! frames of the last, possibly unfinished, write from earlier, durable ones (ADR 007).
+//! Frames written before it existed lack it (bit 2 clear) and still decode.
 //!
 //! A length of zero never starts a frame: it marks the end of the written part of a
 //! (possibly preallocated, zero-filled) segment.
@@ -19,6 +25,12 @@ pub(crate) const FRAME_HEADER_LEN: usize = 8;
 const FIXED_BODY_LEN: usize = 8 + 8 + 8 + 16 + 4 + 4 + 4 + 1;
 /// No frame body is ever this large; a bigger length field is garbage.
 pub(crate) const MAX_FRAME_BODY: usize = 256 << 20;
+/// The most bytes the writer puts into a segment between two `fdatasync` calls: a group
+/// commit larger than this is written as several writes, each synced. Recovery relies on
+/// it: an unfinished write can have left bytes no further than this past its start.
+pub const MAX_WRITE_BYTES: u64 = 64 << 20;
+/// The smallest possible frame, header included.
+pub(crate) const MIN_FRAME_LEN: u64 = (FRAME_HEADER_LEN + FIXED_BODY_LEN + 10) as u64;
 
 /// The fields of one event to encode; borrowed so the writer need not copy payloads.
 pub(crate) struct FrameFields<'a> {
@@ -31,6 +43,8 @@ pub(crate) struct FrameFields<'a> {
     pub remaining_in_append: u32,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
+    /// The segment offset where the write carrying this frame begins.
+    pub write_start: Option<u64>,
     pub stream_id: &'a str,
     pub event_type: &'a str,
     pub actor: &'a str,
@@ -48,6 +62,7 @@ pub(crate) fn frame_len(
         + FIXED_BODY_LEN
         + metadata.correlation_id.map_or(0, |_| 16)
         + metadata.causation_id.map_or(0, |_| 16)
+        + 8
         + 2
         + stream_id.len()
         + 2
@@ -69,13 +84,18 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, f: &FrameFields<'_>) {
     out.extend_from_slice(&f.schema_version.to_le_bytes());
     out.extend_from_slice(&f.index_in_append.to_le_bytes());
     out.extend_from_slice(&f.remaining_in_append.to_le_bytes());
-    let flags = u8::from(f.correlation_id.is_some()) | (u8::from(f.causation_id.is_some()) << 1);
+    let flags = u8::from(f.correlation_id.is_some())
+        | (u8::from(f.causation_id.is_some()) << 1)
+        | (u8::from(f.write_start.is_some()) << 2);
     out.push(flags);
     if let Some(id) = f.correlation_id {
         out.extend_from_slice(id.as_bytes());
     }
     if let Some(id) = f.causation_id {
         out.extend_from_slice(id.as_bytes());
+    }
+    if let Some(start) = f.write_start {
+        out.extend_from_slice(&start.to_le_bytes());
     }
     for text in [f.stream_id, f.event_type, f.actor] {
         out.extend_from_slice(&(text.len() as u16).to_le_bytes());
@@ -121,6 +141,8 @@ pub(crate) struct DecodedFrame {
     pub event: RecordedEvent,
     pub index_in_append: u32,
     pub remaining_in_append: u32,
+    /// Where the write that carried this frame began (`None` in frames of the first format).
+    pub write_start: Option<u64>,
 }
 
 /// Checks the CRC and decodes the body; `None` if the frame is damaged.
@@ -148,6 +170,7 @@ pub(crate) fn decode_body(body: &[u8], crc: u32) -> Option<DecodedFrame> {
     } else {
         None
     };
+    let write_start = if flags & 4 != 0 { Some(r.u64()?) } else { None };
     let stream_id = r.text()?;
     let event_type = r.text()?;
     let actor = r.text()?;
@@ -174,6 +197,7 @@ pub(crate) fn decode_body(body: &[u8], crc: u32) -> Option<DecodedFrame> {
         },
         index_in_append,
         remaining_in_append,
+        write_start,
     })
 }
 
@@ -221,6 +245,7 @@ mod tests {
                 remaining_in_append: 1,
                 correlation_id: Some(Uuid::now_v7()),
                 causation_id: None,
+                write_start: Some(4096),
                 stream_id: "request-1",
                 event_type: "RequestSubmitted",
                 actor: "clerk-9",
@@ -250,6 +275,7 @@ mod tests {
         assert_eq!(decoded.event.stream_id, "request-1");
         assert_eq!(decoded.event.metadata.actor, "clerk-9");
         assert_eq!(decoded.remaining_in_append, 1);
+        assert_eq!(decoded.write_start, Some(4096));
         assert_eq!(decoded.event.payload, b"{\"a\":1}");
     }
 

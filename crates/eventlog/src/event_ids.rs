@@ -143,6 +143,7 @@ mod tests {
                 remaining_in_append: 0,
                 correlation_id: None,
                 causation_id: None,
+                write_start: Some(offset),
                 stream_id: stream,
                 event_type: "Noted",
                 actor: "",

@@ -11,6 +11,7 @@
 mod codec;
 mod error;
 mod event_ids;
+mod examine;
 mod index;
 mod recovery;
 mod segment;
@@ -252,6 +253,16 @@ impl EventLog {
             return invalid(format!(
                 "an append may hold at most {} events",
                 options.max_events_per_append
+            ));
+        }
+        let bytes: usize = events
+            .iter()
+            .map(|e| codec::frame_len(stream, &e.event_type, &e.metadata, e.payload.len()))
+            .sum();
+        if bytes as u64 > codec::MAX_WRITE_BYTES {
+            return invalid(format!(
+                "an append may take at most {} bytes on disk, this one takes {bytes}",
+                codec::MAX_WRITE_BYTES
             ));
         }
         let mut ids = HashSet::with_capacity(events.len());

@@ -1,7 +1,9 @@
-//! Opening a log directory: find the segments, cut off a torn or garbage tail, open the
-//! sled store, and build the in-memory indexes from every durable event.
+//! Opening a log directory: find the segments, cut off the unfinished last write a crash
+//! may have torn, refuse any other damage, open the sled store, and build the in-memory
+//! indexes from every durable event.
 
 use crate::error::LogError;
+use crate::examine::{classify, describe_damage, Stop, StopPoint};
 use crate::index::{encode_location, Index, Loaded};
 use crate::segment::{
     create_segment, open_segment, parse_segment_name, sync_dir, zero_fill, FrameCursor, Next,
@@ -78,7 +80,8 @@ pub(crate) fn recover(
 }
 
 /// Scans every segment from the start: builds the in-memory indexes from the committed
-/// events and cuts a torn tail off the last segment.
+/// events and cuts the unfinished last write off the last segment. Anything else that
+/// fails a check is damage, and the log is not opened (ADR 007).
 fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Loaded), LogError> {
     let mut loaded = Loaded::default();
     let mut expected = 0u64;
@@ -95,7 +98,10 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
             )));
         }
         let mut cursor = FrameCursor::new(&segment.file, SEGMENT_HEADER_LEN, 1 << 20);
-        let (end, damage) = loop {
+        // Where the write of the last clean frame of this segment began.
+        let mut last_write_start: Option<u64> = None;
+        let mut found = String::new();
+        let (end, damage, intact_frame_at_end) = loop {
             match cursor
                 .next_frame()
                 .map_err(|e| LogError::io(segment.path.display(), e))?
@@ -103,18 +109,14 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
                 Next::Frame { frame, offset, .. } => {
                     let event = frame.event;
                     if event.position != expected {
-                        break (
-                            offset,
-                            Some(format!(
-                                "position {} where {expected} was expected",
-                                event.position
-                            )),
-                        );
+                        found = format!("a frame holding position {}", event.position);
+                        break (offset, true, true);
                     }
                     if current_append.is_empty() {
                         append_start = Some(offset);
                     }
                     expected += 1;
+                    last_write_start = frame.write_start;
                     let remaining = frame.remaining_in_append;
                     current_append.push((event, offset));
                     if remaining == 0 {
@@ -124,39 +126,89 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
                         append_start = None;
                     }
                 }
-                Next::End { offset } => break (offset, None),
-                Next::Damaged { offset, reason } => break (offset, Some(reason.to_string())),
+                Next::End { offset } => break (offset, false, false),
+                Next::Damaged { offset, reason } => {
+                    found = reason.to_string();
+                    break (offset, true, false);
+                }
             }
         };
-        if i < last {
-            if let Some(reason) = damage {
-                return Err(LogError::Corrupt(format!(
-                    "{reason} at offset {end} of {}, which is not the last segment",
-                    segment.path.display()
-                )));
+        let unfinished = current_append.len() as u64;
+        let stop = StopPoint {
+            offset: end,
+            found: damage.then_some(found.as_str()),
+            intact_frame_at_offset: intact_frame_at_end,
+            write_starts: torn_write_candidates(end, append_start, last_write_start),
+            next_position: expected,
+            last_good_position: expected.checked_sub(1 + unfinished),
+            is_last_segment: i == last,
+        };
+        let verdict =
+            classify(segment, &stop).map_err(|e| LogError::io(segment.path.display(), e))?;
+        let torn_bytes = match verdict {
+            Stop::Damaged {
+                detail,
+                next_intact,
+            } => {
+                return Err(LogError::Corrupt(describe_damage(
+                    segment,
+                    &stop,
+                    &detail,
+                    next_intact.as_ref(),
+                )))
             }
+            Stop::Clean => 0,
+            Stop::Torn { bytes } => bytes,
+        };
+        if i < last {
             if !current_append.is_empty() {
                 return Err(LogError::Corrupt(format!(
-                    "an append is cut short at the end of {}",
+                    "an append is cut short at byte offset {end} of {}, which is not the last \
+                     segment; restore the data directory from a backup, or run \
+                     `anju log salvage --data-dir <dir>` with anju-server stopped",
                     segment.path.display()
                 )));
             }
             continue;
         }
-        // The last segment: anything after the last complete append is an unacknowledged
-        // write that was torn by a crash; cut it off.
+        // The last segment: what follows the last complete append is the unfinished last
+        // write, never acknowledged; cut it off.
         let cut = append_start.unwrap_or(end);
         if !current_append.is_empty() {
             expected -= current_append.len() as u64;
             current_append.clear();
         }
-        if let Some(reason) = &damage {
-            tracing::warn!(segment = %segment.path.display(), offset = cut, %reason, "cutting off a torn tail");
+        if torn_bytes > 0 || cut != end {
+            tracing::warn!(
+                segment = %segment.path.display(),
+                offset = cut,
+                bytes = torn_bytes + (end - cut),
+                reason = %stop.found.unwrap_or("non-zero bytes after the end of the data"),
+                "cutting off the unfinished last write, which a crash tore before it was acknowledged"
+            );
         }
-        cut_tail(segment, cut, damage.is_some() || cut != end, options)?;
+        cut_tail(segment, cut, torn_bytes > 0 || cut != end, options)?;
         return Ok((cut, expected, loaded));
     }
     unreachable!("the last segment always returns")
+}
+
+/// Where the unfinished last write may have begun, given where the clean frames stop:
+/// at the stop itself, or where the write of the last clean frame began if that write
+/// may run on past the stop. An append is never split between writes, so if one is left
+/// unfinished its write is the last clean frame's.
+fn torn_write_candidates(
+    stop: u64,
+    append_start: Option<u64>,
+    last_write_start: Option<u64>,
+) -> Vec<u64> {
+    match (append_start, last_write_start) {
+        (Some(_), Some(write)) => vec![write],
+        // Frames of the first format do not say where their write began.
+        (Some(append), None) => vec![append],
+        (None, Some(write)) if write != stop => vec![stop, write],
+        (None, _) => vec![stop],
+    }
 }
 
 /// Adds one committed event to the in-memory indexes, checking its stream version and

@@ -3,7 +3,7 @@
 //! event into one buffer, writes it with one call and syncs it with one `fdatasync`, and
 //! only then answers the callers and hands the new entries to the indexer.
 
-use crate::codec::{encode_frame, frame_len, FrameFields};
+use crate::codec::{encode_frame, frame_len, FrameFields, MAX_WRITE_BYTES};
 use crate::error::{AppendError, LogError};
 use crate::event_ids::EventIds;
 use crate::index::{encode_location, SPARSE_STRIDE};
@@ -256,7 +256,17 @@ impl Writer {
                 self.failure = Some(e.to_string());
                 return Err(AppendError::Io(e.to_string()));
             }
+        } else if (group.buf.len() + size) as u64 > MAX_WRITE_BYTES {
+            // Recovery bounds an unfinished write by this size (ADR 007): a larger group
+            // goes to disk as several synced writes.
+            if let Err(e) = self.flush(&mut group.buf) {
+                self.failure = Some(e.to_string());
+                return Err(AppendError::Io(e.to_string()));
+            }
         }
+        // The frames of one write carry the offset where it starts, which recovery uses
+        // to tell the last, possibly unfinished, write from durable ones (ADR 007).
+        let write_start = self.write_offset;
         let stream_arc: Arc<str> = Arc::from(stream);
         let first_version = current.map_or(0, |v| v + 1);
         let first_position = *head;
@@ -277,6 +287,7 @@ impl Writer {
                     remaining_in_append: (count - 1 - i as u64) as u32,
                     correlation_id: event.metadata.correlation_id,
                     causation_id: event.metadata.causation_id,
+                    write_start: Some(write_start),
                     stream_id: stream,
                     event_type: &event.event_type,
                     actor: &event.metadata.actor,

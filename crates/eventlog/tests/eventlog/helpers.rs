@@ -80,3 +80,19 @@ pub async fn assert_verifies(log: &EventLog) {
         report.problems
     );
 }
+
+/// The byte offset of every frame in a segment file, read from the length fields.
+pub fn frame_offsets(path: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(path).expect("segment readable");
+    let mut offsets = Vec::new();
+    let mut at = 32usize;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        offsets.push(at as u64);
+        at += 8 + len;
+    }
+    offsets
+}

@@ -1,10 +1,11 @@
-//! Recovery on open: torn and garbage tails are cut off, the in-memory indexes are built
+//! Recovery on open: the unfinished last write is cut off, any other damage is refused
+//! with its place named and the file left as it was (issue 15), the in-memory indexes are built
 //! again with the same answers whatever happened to the sled store beside the segments,
 //! a store of the older format loses its stream index trees and keeps its checkpoints,
 //! and a second open of a directory in use is refused.
 
 use crate::helpers::{
-    assert_verifies, data_end, event, events, last_segment, open, read_everything,
+    assert_verifies, data_end, event, events, frame_offsets, last_segment, open, read_everything,
 };
 use anju_eventlog::{Direction, EventLog, ExpectedVersion, Filter, LogOptions};
 use std::io::Write;
@@ -365,4 +366,224 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// Twenty one-event appends, each its own write; returns the last segment's path.
+async fn twenty_writes(dir: &std::path::Path, options: LogOptions) -> std::path::PathBuf {
+    let log = EventLog::open(dir, options).await.unwrap();
+    for _ in 0..20 {
+        log.append("request-d", ExpectedVersion::Any, events(1))
+            .await
+            .unwrap();
+    }
+    log.close().await.unwrap();
+    last_segment(dir)
+}
+
+/// Changes the segment with `damage`, then checks that opening is refused with a message
+/// naming the file, the offset and the position, and that not a byte of the file changed.
+async fn assert_refused(
+    options: LogOptions,
+    damage: impl FnOnce(&std::fs::File, &[u64]),
+    offset_of: impl FnOnce(&[u64]) -> u64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = twenty_writes(dir.path(), options.clone()).await;
+    let offsets = frame_offsets(&segment);
+    assert_eq!(offsets.len(), 20);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    damage(&file, &offsets);
+    drop(file);
+    let before = std::fs::read(&segment).unwrap();
+    let error = EventLog::open(dir.path(), options.clone())
+        .await
+        .err()
+        .expect("a damaged log must not open");
+    let message = error.to_string();
+    let offset = offset_of(&offsets);
+    assert!(
+        message.contains(&segment.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("byte offset {offset}:")),
+        "{message}"
+    );
+    assert!(message.contains("position 9 was expected"), "{message}");
+    assert!(
+        message.contains("last intact event before it is position 8"),
+        "{message}"
+    );
+    assert!(message.contains("anju log salvage"), "{message}");
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        before,
+        "refusing must leave the file as it was"
+    );
+    // A second attempt says the same: nothing was cut the first time.
+    let again = EventLog::open(dir.path(), options).await.err().unwrap();
+    assert_eq!(again.to_string(), message);
+}
+
+#[tokio::test]
+async fn a_flipped_byte_inside_the_last_segment_is_refused_not_cut() {
+    for options in [crate::helpers::small_options(), unpreallocated()] {
+        assert_refused(
+            options,
+            |file, offsets| {
+                let mut byte = [0u8; 1];
+                file.read_exact_at(&mut byte, offsets[9] + 40).unwrap();
+                file.write_all_at(&[byte[0] ^ 0x01], offsets[9] + 40)
+                    .unwrap();
+            },
+            |offsets| offsets[9],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_zeroed_length_inside_the_last_segment_is_refused_not_cut() {
+    for options in [crate::helpers::small_options(), unpreallocated()] {
+        assert_refused(
+            options,
+            |file, offsets| file.write_all_at(&[0u8; 4], offsets[9]).unwrap(),
+            |offsets| offsets[9],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_garbage_frame_inside_the_last_segment_is_refused_not_cut() {
+    assert_refused(
+        crate::helpers::small_options(),
+        |file, offsets| {
+            let len = (offsets[10] - offsets[9]) as usize;
+            let garbage: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            file.write_all_at(&garbage, offsets[9]).unwrap();
+        },
+        |offsets| offsets[9],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_torn_last_write_whose_first_bytes_never_reached_the_disk_is_cut() {
+    // A write of three appends in one group commit, torn page by page: its start is still
+    // zeros while later bytes of it reached the disk.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    for _ in 0..5 {
+        log.append("request-e", ExpectedVersion::Any, events(1))
+            .await
+            .unwrap();
+    }
+    let group: Vec<_> = (0..3)
+        .map(|_| log.append("request-f", ExpectedVersion::Any, events(2)))
+        .collect();
+    for append in futures::future::join_all(group).await {
+        append.unwrap();
+    }
+    log.close().await.unwrap();
+    let segment = last_segment(dir.path());
+    let offsets = frame_offsets(&segment);
+    assert_eq!(offsets.len(), 11);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    // Zero the write's first frame only, or all but its last bytes.
+    let end = data_end(&segment);
+    let torn_from = offsets[5];
+    let mut zeros_to = offsets[6];
+    if frame_write_start(&segment, offsets[10]) != torn_from {
+        // The three appends were not one group commit: tear the last one instead.
+        zeros_to = end - 5;
+    }
+    file.write_all_at(&vec![0u8; (zeros_to - torn_from) as usize], torn_from)
+        .unwrap();
+    drop(file);
+    let log = open(dir.path()).await;
+    assert_eq!(log.head_position(), 5);
+    assert_eq!(data_end(&segment), torn_from, "the torn bytes are zeroed");
+    assert_verifies(&log).await;
+}
+
+#[tokio::test]
+async fn a_torn_last_write_with_later_frames_intact_is_cut() {
+    // Page-granular tearing can leave later frames of the unfinished write intact behind a
+    // damaged one: they all belong to the last write, so the cut is still safe.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    log.append("request-g", ExpectedVersion::Any, events(4))
+        .await
+        .unwrap();
+    log.append("request-g", ExpectedVersion::Any, events(6))
+        .await
+        .unwrap();
+    log.close().await.unwrap();
+    let segment = last_segment(dir.path());
+    let offsets = frame_offsets(&segment);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.write_all_at(&[0xee; 16], offsets[6] + 20).unwrap();
+    drop(file);
+    let log = open(dir.path()).await;
+    assert_eq!(log.head_position(), 4);
+    assert_verifies(&log).await;
+}
+
+#[tokio::test]
+async fn non_zero_bytes_beyond_the_reach_of_any_write_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_size: 80 << 20,
+        ..unpreallocated()
+    };
+    let log = EventLog::open(dir.path(), options.clone()).await.unwrap();
+    log.append("request-h", ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
+    log.close().await.unwrap();
+    let segment = last_segment(dir.path());
+    let end = data_end(&segment);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.write_all_at(&[1u8; 8], end + (65 << 20)).unwrap();
+    drop(file);
+    let before = std::fs::read(&segment).unwrap();
+    let error = EventLog::open(dir.path(), options).await.err().unwrap();
+    assert!(
+        error
+            .to_string()
+            .contains("further than any single write reaches"),
+        "{error}"
+    );
+    assert!(std::fs::read(&segment).unwrap() == before);
+}
+
+/// The write start recorded in the frame at `offset` (format of codec.rs: after the fixed
+/// fields and the present ids).
+fn frame_write_start(segment: &std::path::Path, offset: u64) -> u64 {
+    let bytes = std::fs::read(segment).unwrap();
+    let body = &bytes[offset as usize + 8..];
+    let flags = body[52];
+    assert!(flags & 4 != 0, "the frame records its write start");
+    let mut at = 53;
+    if flags & 1 != 0 {
+        at += 16;
+    }
+    if flags & 2 != 0 {
+        at += 16;
+    }
+    u64::from_le_bytes(body[at..at + 8].try_into().unwrap())
 }
