@@ -33,7 +33,6 @@ pub(crate) struct StopPoint<'a> {
 /// An intact frame found after damage.
 pub(crate) struct Intact {
     pub offset: u64,
-    pub len: u64,
     pub frame: DecodedFrame,
 }
 
@@ -162,7 +161,6 @@ pub(crate) fn intact_frames(window: &[u8], base: u64, min_position: u64) -> Vec<
             if let Some((frame, len)) = frame_at(window, at) {
                 found.push(Intact {
                     offset: base + at as u64,
-                    len: len as u64,
                     frame,
                 });
                 at += len;
@@ -198,11 +196,14 @@ pub(crate) fn describe_damage(
     };
     format!(
         "{} is damaged at byte offset {}: {found} where position {} was expected; {before}, \
-         {after}; {detail}. Nothing was changed. Restore the data directory from a backup, \
-         or run `anju log salvage --data-dir <dir>` with anju-server stopped to move the \
-         segment aside and keep every event that can be proven intact",
+         {after}; {detail}",
         segment.path.display(),
         stop.offset,
         stop.next_position,
     )
 }
+
+/// What an operator can do about damage, said after every refusal to open.
+pub(crate) const DAMAGE_ADVICE: &str = "nothing was changed; restore the data directory \
+    from a backup, or stop anju-server and run `anju log salvage --data-dir <dir>` to move \
+    the damaged segments aside and keep every event that can be proven intact";

@@ -13,6 +13,7 @@ mod error;
 mod event_ids;
 mod examine;
 mod index;
+mod offline;
 mod recovery;
 mod segment;
 mod shared;
@@ -22,7 +23,11 @@ mod types;
 mod verify;
 mod writer;
 
+pub use codec::MAX_WRITE_BYTES;
 pub use error::{AppendError, LogError};
+pub use offline::{
+    salvage, verify_directory, LostEvent, SalvageReport, LOST_EVENT_TYPE, LOST_STREAM,
+};
 pub use subscription::Subscription;
 pub use types::{
     AppendResult, Direction, ExpectedVersion, Filter, LogOptions, LogStats, Metadata, NewEvent,

@@ -3,7 +3,7 @@
 //! indexes from every durable event.
 
 use crate::error::LogError;
-use crate::examine::{classify, describe_damage, Stop, StopPoint};
+use crate::examine::{classify, describe_damage, Stop, StopPoint, DAMAGE_ADVICE};
 use crate::index::{encode_location, Index, Loaded};
 use crate::segment::{
     create_segment, open_segment, parse_segment_name, sync_dir, zero_fill, FrameCursor, Next,
@@ -150,11 +150,9 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
                 detail,
                 next_intact,
             } => {
-                return Err(LogError::Corrupt(describe_damage(
-                    segment,
-                    &stop,
-                    &detail,
-                    next_intact.as_ref(),
+                return Err(LogError::Corrupt(format!(
+                    "{}; {DAMAGE_ADVICE}",
+                    describe_damage(segment, &stop, &detail, next_intact.as_ref())
                 )))
             }
             Stop::Clean => 0,
@@ -164,8 +162,7 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
             if !current_append.is_empty() {
                 return Err(LogError::Corrupt(format!(
                     "an append is cut short at byte offset {end} of {}, which is not the last \
-                     segment; restore the data directory from a backup, or run \
-                     `anju log salvage --data-dir <dir>` with anju-server stopped",
+                     segment; {DAMAGE_ADVICE}",
                     segment.path.display()
                 )));
             }
@@ -197,7 +194,7 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
 /// at the stop itself, or where the write of the last clean frame began if that write
 /// may run on past the stop. An append is never split between writes, so if one is left
 /// unfinished its write is the last clean frame's.
-fn torn_write_candidates(
+pub(crate) fn torn_write_candidates(
     stop: u64,
     append_start: Option<u64>,
     last_write_start: Option<u64>,

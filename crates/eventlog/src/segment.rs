@@ -32,7 +32,7 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn header_bytes(first_position: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+pub(crate) fn header_bytes(first_position: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
     header[..8].copy_from_slice(MAGIC);
     header[8..16].copy_from_slice(&first_position.to_le_bytes());
@@ -123,10 +123,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
 
 /// Opens an existing segment and checks its header.
 pub(crate) fn open_segment(dir: &Path, index: u64) -> Result<Segment, LogError> {
+    open_segment_with(dir, index, true)
+}
+
+/// Opens an existing segment for reading only and checks its header.
+pub(crate) fn open_segment_read_only(dir: &Path, index: u64) -> Result<Segment, LogError> {
+    open_segment_with(dir, index, false)
+}
+
+fn open_segment_with(dir: &Path, index: u64, writable: bool) -> Result<Segment, LogError> {
     let path = segment_path(dir, index);
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(writable)
         .open(&path)
         .map_err(|e| LogError::io(path.display(), e))?;
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];

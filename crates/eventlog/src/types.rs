@@ -155,8 +155,13 @@ pub struct VerifyReport {
     pub streams: u64,
     pub segments: u64,
     pub bytes: u64,
-    /// Each problem found, in words; empty when the log is sound.
+    /// Each problem found, in words (the first 100); empty when the log is sound.
     pub problems: Vec<String>,
+    /// How many problems were found in all.
+    pub problems_found: u64,
+    /// The unfinished last write a crash left at the end of the last segment, which was
+    /// never acknowledged and which opening the log cuts off; not a problem.
+    pub torn_tail: Option<String>,
 }
 
 impl VerifyReport {

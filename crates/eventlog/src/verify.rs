@@ -33,6 +33,7 @@ pub(crate) fn verify(shared: &Shared, head: u64) -> Result<VerifyReport, LogErro
         ..VerifyReport::default()
     };
     let problem = |report: &mut VerifyReport, text: String| {
+        report.problems_found += 1;
         if report.problems.len() < MAX_PROBLEMS {
             report.problems.push(text);
         }

@@ -1,6 +1,7 @@
 //! The event log: `anju tail` follows it live, `anju log stats` asks the server for its
-//! sizes and lags, `anju log verify` opens a stopped server's data directory and checks
-//! every frame.
+//! sizes and lags, `anju log verify` reads a stopped server's data directory and checks
+//! every frame without writing a byte, and `anju log salvage` moves damaged segments
+//! aside and keeps every event it can prove intact (ADR 007).
 
 use std::path::PathBuf;
 
@@ -38,8 +39,20 @@ pub enum LogCommand {
     /// The log's head, size, segments and how far each reader has got (server).
     Stats,
     /// Checks every frame's CRC, position and version contiguity, unique event ids and
-    /// the index (offline: stop anju-server first).
+    /// whole appends, and reports each problem with its file, byte offset and positions;
+    /// exits non-zero if there is one. Reads only: never changes a byte (offline: stop
+    /// anju-server first).
     Verify {
+        /// The server's data directory [default: the profile's, else ./data].
+        #[arg(long, env = "ANJU_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// After damage that anju-server refuses to start with: moves the damaged segment and
+    /// every later one aside into log/damaged/<unix seconds>/ (never deleting them) and
+    /// writes them again with every event that is provably intact at its own position; each
+    /// other position gets a placeholder event in stream $lost, and every lost position is
+    /// listed (offline: stop anju-server first; prefer restoring a backup).
+    Salvage {
         /// The server's data directory [default: the profile's, else ./data].
         #[arg(long, env = "ANJU_DATA_DIR")]
         data_dir: Option<PathBuf>,
@@ -189,50 +202,47 @@ pub async fn run(context: &Context, command: LogCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        LogCommand::Verify { data_dir } => {
-            let data_dir = data_dir
-                .or_else(|| context.data_dir.clone())
-                .unwrap_or_else(|| PathBuf::from("./data"));
-            verify(context, data_dir).await
-        }
+        LogCommand::Verify { data_dir } => verify(context, log_dir(context, data_dir)?),
+        LogCommand::Salvage { data_dir } => salvage(context, log_dir(context, data_dir)?),
     }
 }
 
-async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
+/// The `log` directory of the server's data directory, which must exist.
+fn log_dir(context: &Context, data_dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let data_dir = data_dir
+        .or_else(|| context.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./data"));
     let log_dir = data_dir.join("log");
-    if !log_dir.is_dir() {
+    if !log_dir.join("segments").is_dir() {
         return Err(Failure::new(Exit::NotFound, format!("no event log at {}", log_dir.display()))
             .hint("pass the server's data directory with --data-dir (the one anju-server was started with)")
             .into());
     }
-    let log = match anju_eventlog::EventLog::open(&log_dir, anju_eventlog::LogOptions::default())
-        .await
-    {
-        Ok(log) => log,
-        Err(error) => {
-            let text = error.to_string();
-            if text.contains("in use") || text.contains("LOCK") {
-                return Err(Failure::new(
-                    Exit::Conflict,
-                    format!("the event log at {} is in use by a running anju-server", log_dir.display()),
-                )
-                .hint("stop anju-server first, or run `anju log stats` to ask the running server instead")
-                .into());
-            }
-            return Err(Failure::new(
-                Exit::Other,
-                format!("opening the event log at {}: {text}", log_dir.display()),
-            )
-            .into());
-        }
-    };
-    let report = log.verify().await.map_err(|error| {
-        Failure::new(
-            Exit::Other,
-            format!("verifying {}: {error}", log_dir.display()),
+    Ok(log_dir)
+}
+
+/// The failure for a log directory that cannot be read or changed.
+fn log_failure(log_dir: &std::path::Path, doing: &str, error: anju_eventlog::LogError) -> Failure {
+    let text = error.to_string();
+    if text.contains("in use") {
+        return Failure::new(
+            Exit::Conflict,
+            format!(
+                "the event log at {} is in use by a running anju-server",
+                log_dir.display()
+            ),
         )
-    })?;
-    drop(log);
+        .hint("stop anju-server first, or run `anju log stats` to ask the running server instead");
+    }
+    Failure::new(
+        Exit::Other,
+        format!("{doing} the event log at {}: {text}", log_dir.display()),
+    )
+}
+
+fn verify(context: &Context, log_dir: PathBuf) -> anyhow::Result<()> {
+    let report = anju_eventlog::verify_directory(&log_dir)
+        .map_err(|error| log_failure(&log_dir, "verifying", error))?;
     if context.json {
         println!(
             "{}",
@@ -242,7 +252,9 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
                 "streams": report.streams,
                 "segments": report.segments,
                 "bytes": report.bytes,
+                "problems_found": report.problems_found,
                 "problems": report.problems,
+                "torn_tail": report.torn_tail,
             })
         );
     } else {
@@ -274,7 +286,7 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
                     } else {
                         format!(
                             "{} {}",
-                            report.problems.len(),
+                            report.problems_found,
                             lang.pick("problems", "个问题")
                         )
                     }
@@ -284,6 +296,15 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
         for problem in &report.problems {
             println!("  {problem}");
         }
+        if let Some(torn) = &report.torn_tail {
+            println!(
+                "{}: {torn}",
+                lang.pick(
+                    "unfinished last write (not a problem)",
+                    "未完成的最后一次写入（不是问题）"
+                )
+            );
+        }
     }
     if report.is_ok() {
         Ok(())
@@ -291,11 +312,128 @@ async fn verify(context: &Context, data_dir: PathBuf) -> anyhow::Result<()> {
         Err(Failure::new(
             Exit::Other,
             format!(
-                "the event log at {} has {} problems",
+                "the event log at {} has {} problems; nothing was changed",
                 log_dir.display(),
-                report.problems.len()
+                report.problems_found
             ),
         )
+        .hint("restore the data directory from a backup, or run `anju log salvage` with anju-server stopped")
         .into())
     }
+}
+
+/// Lost positions as ranges: `[first, last]` pairs.
+fn ranges(positions: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for position in positions {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == position => *last = position,
+            _ => out.push((position, position)),
+        }
+    }
+    out
+}
+
+fn salvage(context: &Context, log_dir: PathBuf) -> anyhow::Result<()> {
+    let report = anju_eventlog::salvage(&log_dir)
+        .map_err(|error| log_failure(&log_dir, "salvaging", error))?;
+    let lost_ranges = ranges(report.lost.iter().map(|lost| lost.position));
+    if context.json {
+        let lost: Vec<serde_json::Value> = report
+            .lost
+            .iter()
+            .map(|lost| {
+                serde_json::json!({
+                    "position": lost.position,
+                    "reason": lost.reason,
+                    "stream_id": lost.stream_id,
+                    "stream_version": lost.stream_version,
+                    "event_id": lost.event_id.map(|id| id.to_string()),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "salvaged": report.moved_to.is_some(),
+                "moved_to": report.moved_to,
+                "moved": report.moved,
+                "damage": report.damage,
+                "kept": report.kept,
+                "lost_positions": lost_ranges,
+                "lost": lost,
+                "cut_from": report.cut_from,
+                "head": report.head,
+                "placeholder_stream": anju_eventlog::LOST_STREAM,
+            })
+        );
+        return Ok(());
+    }
+    let lang = context.lang;
+    let Some(moved_to) = &report.moved_to else {
+        println!(
+            "{}",
+            lang.pick(
+                "no damage found: nothing was changed",
+                "未发现损坏：没有做任何改动"
+            )
+        );
+        return Ok(());
+    };
+    for damage in &report.damage {
+        println!("{}: {damage}", lang.pick("damage", "损坏"));
+    }
+    let shown: Vec<String> = lost_ranges
+        .iter()
+        .map(|(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            }
+        })
+        .collect();
+    print!(
+        "{}",
+        key_values(&[
+            (
+                lang.pick("moved aside to", "原文件移至").into(),
+                moved_to.display().to_string()
+            ),
+            (
+                lang.pick("events kept", "保留事件").into(),
+                report.kept.to_string()
+            ),
+            (
+                lang.pick("positions lost", "丢失位置").into(),
+                if shown.is_empty() {
+                    "-".into()
+                } else {
+                    shown.join(", ")
+                }
+            ),
+            (
+                lang.pick("log ends before", "日志结束于").into(),
+                report.head.to_string()
+            ),
+        ])
+    );
+    if let Some(cut_from) = report.cut_from {
+        println!(
+            "{} {cut_from}",
+            lang.pick(
+                "nothing intact follows the damage at the end of the last segment; the log now ends at position",
+                "最后一个段末尾的损坏之后没有完好的事件；日志现在结束于位置"
+            )
+        );
+    }
+    for lost in &report.lost {
+        match (&lost.stream_id, lost.stream_version) {
+            (Some(stream), Some(version)) => {
+                println!("  {}: {stream}@{version}: {}", lost.position, lost.reason)
+            }
+            _ => println!("  {}: {}", lost.position, lost.reason),
+        }
+    }
+    Ok(())
 }
