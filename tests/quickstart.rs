@@ -8,11 +8,10 @@
 //! Only the listen ports (0: any free one, since tests run side by side) and the NATS
 //! address (a nats-server of this test's own) differ from the defaults.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anju_system_tests::{
-    clean_command, http_get, metric, shell_words, workspace_binary, Cli, ServerProcess,
+    http_get, issue_token, metric, shell_words, start_server, workspace_binary, Cli,
 };
 use anju_testkit::NatsServer;
 use async_nats::jetstream;
@@ -20,29 +19,6 @@ use async_nats::jetstream;
 const PHONE: &str = "13800001234";
 const ID_NUMBER: &str = "11010519491231002X";
 const SITE: &str = "xingfu";
-
-fn start_server(binary: &Path, home: &Path, nats_url: &str) -> ServerProcess {
-    let mut command = clean_command(binary, home);
-    command
-        .env("ANJU_GRPC_ADDR", "127.0.0.1:0")
-        .env("ANJU_HTTP_ADDR", "127.0.0.1:0")
-        .env("ANJU_NATS_URL", nats_url);
-    ServerProcess::start(command)
-}
-
-fn issue_token(cli: &Path, home: &Path, args: &[&str]) -> String {
-    let output = clean_command(cli, home)
-        .args(["token", "issue"])
-        .args(args)
-        .output()
-        .expect("anju token issue runs");
-    assert!(
-        output.status.success(),
-        "anju token issue {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
 
 /// Every message of `ANJU_EVENTS` once it holds `count` (or whatever it holds after 60 s).
 async fn stream_messages(url: &str, count: u64) -> Vec<jetstream::message::StreamMessage> {

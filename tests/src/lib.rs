@@ -51,6 +51,37 @@ pub fn clean_command(program: &Path, working_dir: &Path) -> Command {
     command
 }
 
+/// The environment of an anju-server started from `home` with the embedded defaults
+/// (`./data`), listening on free ports and publishing to `nats_url` (`none`: no NATS).
+pub fn server_command(binary: &Path, home: &Path, nats_url: &str) -> Command {
+    let mut command = clean_command(binary, home);
+    command
+        .env("ANJU_GRPC_ADDR", "127.0.0.1:0")
+        .env("ANJU_HTTP_ADDR", "127.0.0.1:0")
+        .env("ANJU_NATS_URL", nats_url);
+    command
+}
+
+/// Starts anju-server from `home` (see [`server_command`]) and waits until it listens.
+pub fn start_server(binary: &Path, home: &Path, nats_url: &str) -> ServerProcess {
+    ServerProcess::start(server_command(binary, home, nats_url))
+}
+
+/// Runs `anju token issue ARGS...` from `home`; returns the token.
+pub fn issue_token(cli: &Path, home: &Path, args: &[&str]) -> String {
+    let output = clean_command(cli, home)
+        .args(["token", "issue"])
+        .args(args)
+        .output()
+        .expect("anju token issue runs");
+    assert!(
+        output.status.success(),
+        "anju token issue {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 /// A running anju-server; its stderr is collected line by line. Killed (SIGKILL) if the
 /// test drops it still running.
 pub struct ServerProcess {
@@ -274,7 +305,8 @@ mod tests {
 
     #[test]
     fn metric_reads_unlabelled_samples_only() {
-        let body = "# HELP anju_up up\n# TYPE anju_up gauge\nanju_up 1\nanju_x{a=\"b\"} 2\nanju_pos 41\n";
+        let body =
+            "# HELP anju_up up\n# TYPE anju_up gauge\nanju_up 1\nanju_x{a=\"b\"} 2\nanju_pos 41\n";
         assert_eq!(metric(body, "anju_up"), Some(1.0));
         assert_eq!(metric(body, "anju_pos"), Some(41.0));
         assert_eq!(metric(body, "anju_x"), None);

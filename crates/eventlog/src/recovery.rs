@@ -277,3 +277,103 @@ fn only_zeros(segment: &Segment, from: u64, to: u64) -> std::io::Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::codec::{encode_frame, FrameFields};
+    use crate::segment::{segment_path, SEGMENT_HEADER_LEN};
+    use crate::{EventLog, LogOptions};
+    use std::os::unix::fs::FileExt;
+    use uuid::Uuid;
+
+    fn options() -> LogOptions {
+        LogOptions {
+            segment_size: 64 * 1024,
+            ..LogOptions::default()
+        }
+    }
+
+    /// A log of `count` one-event appends in the first frame format, which records no
+    /// write start; returns the segment's path and each frame's offset.
+    async fn first_format_log(dir: &std::path::Path, count: u64) -> (std::path::PathBuf, Vec<u64>) {
+        EventLog::open(dir, options())
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut offsets = Vec::new();
+        for position in 0..count {
+            offsets.push(SEGMENT_HEADER_LEN + buf.len() as u64);
+            encode_frame(
+                &mut buf,
+                &FrameFields {
+                    position,
+                    stream_version: position,
+                    recorded_at_micros: 1_700_000_000_000_000,
+                    event_id: Uuid::now_v7(),
+                    schema_version: 1,
+                    index_in_append: 0,
+                    remaining_in_append: 0,
+                    correlation_id: None,
+                    causation_id: None,
+                    write_start: None,
+                    stream_id: "request-old",
+                    event_type: "Noted",
+                    actor: "clerk",
+                    payload: b"{\"n\":1}",
+                },
+            );
+        }
+        let path = segment_path(&dir.join("segments"), 0);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&buf, SEGMENT_HEADER_LEN).unwrap();
+        (path, offsets)
+    }
+
+    #[tokio::test]
+    async fn a_log_of_the_first_frame_format_opens_and_takes_new_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        first_format_log(dir.path(), 12).await;
+        let log = EventLog::open(dir.path(), options()).await.unwrap();
+        assert_eq!(log.head_position(), 12);
+        assert_eq!(log.stream_version("request-old"), Some(11));
+        log.append(
+            "request-old",
+            crate::ExpectedVersion::Exact(11),
+            vec![crate::NewEvent::new("Noted", b"{}".to_vec())],
+        )
+        .await
+        .unwrap();
+        log.close().await.unwrap();
+        let log = EventLog::open(dir.path(), options()).await.unwrap();
+        assert_eq!(log.head_position(), 13);
+        assert!(log.verify().await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn in_the_first_frame_format_a_torn_end_is_cut_and_damage_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = first_format_log(dir.path(), 12).await;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0u8; 30], offsets[11] + 4).unwrap();
+        drop(file);
+        let log = EventLog::open(dir.path(), options()).await.unwrap();
+        assert_eq!(log.head_position(), 11);
+        log.close().await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = first_format_log(dir.path(), 12).await;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0u8; 4], offsets[5]).unwrap();
+        drop(file);
+        let before = std::fs::read(&path).unwrap();
+        let error = EventLog::open(dir.path(), options()).await.err().unwrap();
+        assert!(
+            error.to_string().contains("position 5 was expected"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+}
