@@ -385,7 +385,8 @@ async fn damage_in_the_last_segment_is_refused_reported_and_salvaged_and_a_torn_
         .collect();
     let tail_start = last_frames[0].offset;
     let tail_end = last_frames.last().map(|f| f.offset + f.len).unwrap();
-    let tears: [(&str, fn(&Path, u64, u64)); 2] = [
+    type Tear = fn(&Path, u64, u64);
+    let tears: [(&str, Tear); 2] = [
         ("cut mid-frame", |path, start, end| {
             let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
             file.set_len(start + (end - start) / 2).unwrap();

@@ -47,7 +47,7 @@ pub(crate) enum Stop {
     /// the damage, if one lies within reach.
     Damaged {
         detail: String,
-        next_intact: Option<Intact>,
+        next_intact: Option<Box<Intact>>,
     },
 }
 
@@ -67,7 +67,7 @@ pub(crate) fn classify(segment: &Segment, stop: &StopPoint<'_>) -> std::io::Resu
     let damaged = |detail: String, intact: Vec<Intact>| {
         Ok(Stop::Damaged {
             detail,
-            next_intact: intact.into_iter().next(),
+            next_intact: intact.into_iter().next().map(Box::new),
         })
     };
     if !stop.is_last_segment {

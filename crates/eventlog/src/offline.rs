@@ -96,9 +96,9 @@ fn walk_segment(
                     segment,
                     &stop,
                     &detail,
-                    next_intact.as_ref(),
+                    next_intact.as_deref(),
                 )));
-                let Some(intact) = next_intact else {
+                let Some(intact) = next_intact.map(|boxed| *boxed) else {
                     return Ok(());
                 };
                 expected = intact.frame.event.position;

@@ -152,7 +152,7 @@ fn scan(segments: &[Arc<Segment>], options: &LogOptions) -> Result<(u64, u64, Lo
             } => {
                 return Err(LogError::Corrupt(format!(
                     "{}; {DAMAGE_ADVICE}",
-                    describe_damage(segment, &stop, &detail, next_intact.as_ref())
+                    describe_damage(segment, &stop, &detail, next_intact.as_deref())
                 )))
             }
             Stop::Clean => 0,
