@@ -11,6 +11,7 @@
 mod codec;
 mod error;
 mod event_ids;
+mod health;
 mod index;
 mod recovery;
 mod segment;
@@ -22,6 +23,7 @@ mod verify;
 mod writer;
 
 pub use error::{AppendError, LogError};
+pub use health::WriteHealth;
 pub use subscription::Subscription;
 pub use types::{
     AppendResult, Direction, ExpectedVersion, Filter, LogOptions, LogStats, Metadata, NewEvent,
@@ -172,6 +174,7 @@ impl EventLog {
             streams: RwLock::new(recovered.loaded.streams),
             closed: AtomicBool::new(false),
             index: recovered.index,
+            write_health: Arc::new(WriteHealth::default()),
         });
         // An id may be stored once: the events whose id shares a fingerprint with an
         // earlier one's are read back and compared.
@@ -190,6 +193,7 @@ impl EventLog {
             ids: recovered.loaded.ids,
             segment: active,
             write_offset: recovered.write_offset,
+            dirty_end: recovered.write_offset,
             failure: None,
             prepared: None,
         };
@@ -344,6 +348,12 @@ impl EventLog {
     /// then live events as they commit, with no gap and no duplicate.
     pub fn subscribe_all(&self, from_position: u64, filter: Filter) -> Subscription {
         Subscription::new(self.clone(), from_position, filter)
+    }
+
+    /// Whether appends succeed: after a failed write or sync the log refuses appends
+    /// until the next append finds the disk writable again (see `writer.rs`).
+    pub fn write_health(&self) -> Arc<WriteHealth> {
+        self.shared().write_health.clone()
     }
 
     /// The next position to be written, which is also the number of events in the log.
