@@ -294,6 +294,23 @@ impl Application {
         self.inner.log.clone().close().await.map_err(AppError::from)
     }
 
+    /// Whether each store's writes succeed: the event log (`log`) and the key store
+    /// (`keys`). A failed write is retried by the next one; see docs/operations.md.
+    pub fn write_health(&self) -> [(&'static str, Arc<anju_eventlog::WriteHealth>); 2] {
+        [
+            ("log", self.inner.log.write_health()),
+            ("keys", self.inner.keys.write_health()),
+        ]
+    }
+
+    /// Why writes fail now (the first failing store's last error), `None` while both
+    /// succeed.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_health()
+            .iter()
+            .find_map(|(store, health)| health.failure().map(|f| format!("{store}: {f}")))
+    }
+
     /// The event log (for tests, admin tools and the relay).
     pub fn log(&self) -> &EventLog {
         &self.inner.log

@@ -8,8 +8,15 @@
 //! appended. Readers find a key through an in-memory index (`keymap.rs`) of synced
 //! records and read it from the file. Compaction rewrites the file with the live keys
 //! only, so erased keys leave the disk too.
+//!
+//! A failed write or sync is not forever: the batch is refused, and the next batch that
+//! has something to write first cuts the file back to the records whose sync succeeded
+//! (truncating needs no free space), syncs the cut and opens the file again, then
+//! writes and syncs its own records. Nothing written after a failed sync is trusted,
+//! since Linux may have marked its pages clean without writing them.
 
 use crate::keymap::{KeyMap, Record};
+use anju_eventlog::WriteHealth;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -68,6 +75,7 @@ const KIND_PUT: u8 = 1;
 const KIND_TOMBSTONE: u8 = 2;
 const FILE_NAME: &str = "keys.log";
 const SECRET_NAME: &str = "secret";
+const COMPACTING_NAME: &str = "keys.log.compacting";
 /// Compact on open once this many records are dead (erased keys and their tombstones).
 const COMPACT_DEAD_RECORDS: usize = 1024;
 /// The most requests one group commit takes.
@@ -160,6 +168,8 @@ fn decode(record: &[u8; RECORD_LEN]) -> Option<Record> {
 
 struct Shared {
     keys: RwLock<Keys>,
+    /// Set when a write fails, cleared when one succeeds again.
+    health: Arc<WriteHealth>,
     secret: [u8; 32],
     /// Held while open, so two processes never append to one key file.
     _dir_lock: File,
@@ -209,9 +219,11 @@ impl KeyStore {
             records,
             dead: stats.dead_records,
             failed: None,
+            reload: false,
         };
         let shared = Arc::new(Shared {
             keys: RwLock::new(keys),
+            health: Arc::new(WriteHealth::default()),
             secret,
             _dir_lock: dir_lock,
         });
@@ -234,6 +246,11 @@ impl KeyStore {
             },
             stats,
         ))
+    }
+
+    /// Whether key writes succeed (see the module comment on failed writes).
+    pub fn write_health(&self) -> Arc<WriteHealth> {
+        self.shared.health.clone()
     }
 
     /// The resident id of a (normalized) phone number.
@@ -330,13 +347,15 @@ struct Writer {
     path: PathBuf,
     dir: PathBuf,
     file: File,
-    /// Records in the file: the number the next one gets.
+    /// Records in the file whose sync succeeded: the number the next one gets.
     records: u32,
     dead: usize,
-    /// Set when a write or sync failed: the file may end in a torn record, and records
-    /// written after it would be cut off on the next open, so nothing more is written
-    /// until the store is reopened (which cuts the torn tail).
+    /// Set when a write or sync failed: the file may end in records that are torn or
+    /// never reached the disk, so the next write first cuts it back to `records`.
     failed: Option<KeyStoreError>,
+    /// Set when the in-memory index may not match the file; the cut-back then builds it
+    /// again from the file.
+    reload: bool,
 }
 
 /// What one request turns into once its batch is synced.
@@ -360,7 +379,48 @@ impl Writer {
         let _ = self.file.sync_data();
     }
 
+    /// Cuts the file back to its synced records after a failed write, syncs the cut,
+    /// opens the file again and, if the index may be wrong, rebuilds it from the file.
+    fn cut_back(&mut self, shared: &Shared) -> Result<(), KeyStoreError> {
+        if self.failed.is_none() {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| io_error(&self.path, e))?;
+        let durable = u64::from(self.records) * RECORD_LEN as u64;
+        let len = file.metadata().map_err(|e| io_error(&self.path, e))?.len();
+        if len > durable {
+            file.set_len(durable).map_err(|e| io_error(&self.path, e))?;
+        }
+        file.sync_all().map_err(|e| io_error(&self.path, e))?;
+        if self.reload {
+            let (keys, records, stats) = load(&self.path)?;
+            *shared.keys.write().expect("key map lock poisoned") = keys;
+            self.records = records;
+            self.dead = stats.dead_records;
+            self.reload = false;
+        }
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| io_error(&self.path, e))?;
+        tracing::info!(path = %self.path.display(), "the key store cut back its failed write; writing again");
+        self.failed = None;
+        Ok(())
+    }
+
+    /// Remembers a failed write: the next batch cuts back first.
+    fn fail(&mut self, shared: &Shared, error: &KeyStoreError) {
+        shared.health.failed(&error.to_string());
+        self.failed = Some(error.clone());
+    }
+
     fn commit(&mut self, shared: &Shared, batch: Vec<Request>) {
+        if let Err(e) = self.cut_back(shared) {
+            self.fail(shared, &e);
+        }
         // The index as it will be after this batch (record number and key, or erased);
         // the shared one changes only after sync.
         let mut changes: HashMap<ResidentKeyId, Option<(u32, DataKey)>> = HashMap::new();
@@ -418,16 +478,15 @@ impl Writer {
             }
         }
         let mut written = match (&self.failed, buffer.is_empty()) {
-            (Some(failure), _) => Err(failure.clone()),
-            (None, true) => Ok(()),
+            (_, true) => Ok(()),
+            (Some(failure), false) => Err(failure.clone()),
             (None, false) => self
                 .file
                 .write_all(&buffer)
                 .and_then(|()| self.file.sync_data())
                 .map_err(|e| io_error(&self.path, e)),
         };
-        if written.is_ok() {
-            self.records = records;
+        if written.is_ok() && !buffer.is_empty() {
             let mut keys = shared.keys.write().expect("key map lock poisoned");
             let Keys { map, file, path } = &mut *keys;
             let read = |record| read_record(file, record).map_err(|e| io_error(path, e));
@@ -437,18 +496,25 @@ impl Writer {
                     None => map.remove(&id, read).map(drop),
                 };
                 if let Err(e) = applied {
-                    // The batch is on disk but the index is not sure of it: refuse it and
-                    // write nothing more until a reopen rebuilds the index from the file.
+                    // The batch is on disk but the index is not sure of it: refuse it,
+                    // cut it off again and rebuild the index before the next write.
                     written = Err(e);
+                    self.reload = true;
                     break;
                 }
             }
         }
-        if let (Err(e), None) = (&written, &self.failed) {
-            self.failed = Some(e.clone());
-        }
-        if written.is_err() {
-            tracing::error!(path = %self.path.display(), "key store write failed; the batch is refused");
+        match &written {
+            Ok(()) if !buffer.is_empty() => {
+                self.records = records;
+                shared.health.succeeded();
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "key store write failed; the batch is refused and the next write retries");
+                let e = e.clone();
+                self.fail(shared, &e);
+            }
         }
         for outcome in outcomes {
             match (outcome, &written) {
@@ -463,6 +529,13 @@ impl Writer {
                 Some(failure) => Err(failure.clone()),
                 None => self.compact(shared),
             };
+            if let Err(e) = &result {
+                // The file in place is either the old one or the compacted one; the next
+                // write opens whichever it is and rebuilds the index from it.
+                let _ = std::fs::remove_file(self.dir.join(COMPACTING_NAME));
+                self.fail(shared, e);
+                self.reload = true;
+            }
             let _ = reply.send(result);
         }
     }
@@ -470,7 +543,7 @@ impl Writer {
     /// Writes the live keys to a new file, syncs it, renames it over the old one and
     /// syncs the directory, so a crash leaves either the old file or the new one.
     fn compact(&mut self, shared: &Shared) -> Result<KeyStoreStats, KeyStoreError> {
-        let temporary = self.dir.join("keys.log.compacting");
+        let temporary = self.dir.join(COMPACTING_NAME);
         let (map, reader, live) = {
             let keys = shared.keys.read().expect("key map lock poisoned");
             // In file order, so the old file is read front to back.
@@ -501,18 +574,20 @@ impl Writer {
             (map, reader, records.len())
         };
         std::fs::rename(&temporary, &self.path).map_err(|e| io_error(&self.path, e))?;
-        sync_dir(&self.dir)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| io_error(&self.path, e))?;
+        // The compacted file is the one in place now, synced or not: follow it before
+        // anything else can fail.
+        self.records = u32::try_from(live).expect("fewer records than before");
+        self.dead = 0;
         {
             let mut keys = shared.keys.write().expect("key map lock poisoned");
             keys.map = map;
             keys.file = reader;
         }
-        self.records = u32::try_from(live).expect("fewer records than before");
-        self.dead = 0;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| io_error(&self.path, e))?;
+        sync_dir(&self.dir)?;
         Ok(KeyStoreStats {
             live_keys: live,
             dead_records: 0,

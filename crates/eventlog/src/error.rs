@@ -27,7 +27,8 @@ pub enum AppendError {
     Invalid(String),
     #[error("event log is closed")]
     Closed,
-    /// The write or sync failed; the log refuses further appends until it is reopened.
+    /// The write or sync failed and nothing of the append was acknowledged; the next
+    /// append retries once the writer has cut its partial write back.
     #[error("event log io failed: {0}")]
     Io(String),
 }

@@ -12,6 +12,7 @@ mod codec;
 mod error;
 mod event_ids;
 mod examine;
+mod health;
 mod index;
 mod offline;
 mod recovery;
@@ -28,6 +29,7 @@ pub use error::{AppendError, LogError};
 pub use offline::{
     salvage, verify_directory, LostEvent, SalvageReport, LOST_EVENT_TYPE, LOST_STREAM,
 };
+pub use health::WriteHealth;
 pub use subscription::Subscription;
 pub use types::{
     AppendResult, Direction, ExpectedVersion, Filter, LogOptions, LogStats, Metadata, NewEvent,
@@ -178,6 +180,7 @@ impl EventLog {
             streams: RwLock::new(recovered.loaded.streams),
             closed: AtomicBool::new(false),
             index: recovered.index,
+            write_health: Arc::new(WriteHealth::default()),
         });
         // An id may be stored once: the events whose id shares a fingerprint with an
         // earlier one's are read back and compared.
@@ -196,6 +199,7 @@ impl EventLog {
             ids: recovered.loaded.ids,
             segment: active,
             write_offset: recovered.write_offset,
+            dirty_end: recovered.write_offset,
             failure: None,
             prepared: None,
         };
@@ -360,6 +364,12 @@ impl EventLog {
     /// then live events as they commit, with no gap and no duplicate.
     pub fn subscribe_all(&self, from_position: u64, filter: Filter) -> Subscription {
         Subscription::new(self.clone(), from_position, filter)
+    }
+
+    /// Whether appends succeed: after a failed write or sync the log refuses appends
+    /// until the next append finds the disk writable again (see `writer.rs`).
+    pub fn write_health(&self) -> Arc<WriteHealth> {
+        self.shared().write_health.clone()
     }
 
     /// The next position to be written, which is also the number of events in the log.

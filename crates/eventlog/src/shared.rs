@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub streams: RwLock<StreamIndex>,
     pub closed: AtomicBool,
     pub index: Index,
+    /// Set by the writer when a write or sync fails, cleared when one succeeds again.
+    pub write_health: Arc<crate::health::WriteHealth>,
 }
 
 /// Read-ahead for scans of many events; single reads use a smaller one.

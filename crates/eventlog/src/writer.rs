@@ -2,6 +2,16 @@
 //! versions and event-id duplicates against its in-memory state, encodes every accepted
 //! event into one buffer, writes it with one call and syncs it with one `fdatasync`, and
 //! only then answers the callers and hands the new entries to the indexer.
+//!
+//! A failed write or sync is not forever. After one, the writer refuses the group and
+//! remembers it; the next append first cuts the segment back to the end of the last
+//! group whose sync succeeded (`write_offset`): it truncates the file there and extends
+//! it again to its length (the cut part reads as zeros, the end of the log), syncs that,
+//! and only then writes the new group from that offset and syncs it. So nothing written
+//! after a failed sync is trusted: after a failed `fsync` Linux may hold pages marked
+//! clean that never reached the disk (the PostgreSQL "fsyncgate" case), and a later
+//! sync would not write them again, so every byte after the last durable offset is
+//! written again and synced before anything is acknowledged.
 
 use crate::codec::{encode_frame, frame_len, FrameFields, MAX_WRITE_BYTES};
 use crate::error::{AppendError, LogError};
@@ -41,10 +51,14 @@ pub(crate) struct Writer {
     /// Every committed event id's fingerprint and position.
     pub ids: EventIds,
     pub segment: Arc<Segment>,
-    /// Where the next frame goes in the active segment.
+    /// Where the next frame goes in the active segment: the end of the last group whose
+    /// sync succeeded.
     pub write_offset: u64,
-    /// Set once a write or sync fails; after that nothing is acknowledged until reopen,
-    /// because the page cache may no longer match the disk.
+    /// How far writes since the last successful sync may have reached; beyond
+    /// `write_offset` only after a failed write or sync.
+    pub dirty_end: u64,
+    /// Why the last write failed; while set, the next append first cuts the segment back
+    /// to `write_offset` (see the module comment).
     pub failure: Option<String>,
     /// The next segment file, being zero-filled in the background so a rollover only has
     /// to write a header and rename it.
@@ -90,6 +104,17 @@ fn partially_duplicate(stream: &str, events: &[NewEvent], stored: &[Option<u64>]
     }
 }
 
+/// Answers every caller of a group that was not written: a wrong expected version keeps
+/// its own error, the rest get the write's failure.
+fn refuse(group: Group, message: &str) {
+    for (reply, outcome) in group.replies {
+        let _ = reply.send(Err(match outcome {
+            Outcome::Failed(error @ AppendError::WrongExpectedVersion { .. }) => error,
+            _ => AppendError::Io(message.to_string()),
+        }));
+    }
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,6 +138,20 @@ impl Writer {
                         commands.push(command);
                     }
                     Err(_) => break,
+                }
+            }
+            let appends = commands
+                .iter()
+                .any(|command| matches!(command, Command::Append { .. }));
+            if appends && self.failure.is_some() {
+                match self.cut_back() {
+                    Ok(()) => {
+                        tracing::info!(
+                            "the event log writer cut back its failed write; writing again"
+                        );
+                        self.failure = None;
+                    }
+                    Err(e) => self.fail(&e.to_string()),
                 }
             }
             let mut group = Group::default();
@@ -156,22 +195,14 @@ impl Writer {
                 }
             }
             if self.failure.is_none() {
-                if let Err(e) = self.flush(&mut group.buf) {
-                    self.failure = Some(e.to_string());
+                match self.flush(&mut group.buf) {
+                    Ok(()) if !group.entries.is_empty() => self.shared.write_health.succeeded(),
+                    Ok(()) => {}
+                    Err(e) => self.fail(&e.to_string()),
                 }
             }
             match self.failure.clone() {
-                Some(message) => {
-                    tracing::error!(error = %message, "the event log writer failed; appends are refused until reopen");
-                    for (reply, outcome) in group.replies.drain(..) {
-                        let _ = reply.send(Err(match outcome {
-                            Outcome::Failed(error @ AppendError::WrongExpectedVersion { .. }) => {
-                                error
-                            }
-                            _ => AppendError::Io(message.clone()),
-                        }));
-                    }
-                }
+                Some(message) => refuse(group, &message),
                 None => self.publish(group, head),
             }
             if !close_waiters.is_empty() {
@@ -252,9 +283,23 @@ impl Writer {
             .sum();
         let end = self.write_offset + group.buf.len() as u64;
         if end + size as u64 > self.shared.options.segment_size && end > SEGMENT_HEADER_LEN {
-            if let Err(e) = self.flush(&mut group.buf).and_then(|()| self.roll(*head)) {
-                self.failure = Some(e.to_string());
-                return Err(AppendError::Io(e.to_string()));
+            // The events accepted so far go into the full segment and are acknowledged
+            // on their own, so a failed roll refuses only what comes after them.
+            let mut full = std::mem::take(group);
+            if let Err(e) = self.flush(&mut full.buf) {
+                let message = e.to_string();
+                self.fail(&message);
+                refuse(full, &message);
+                return Err(AppendError::Io(message));
+            }
+            if !full.entries.is_empty() {
+                self.shared.write_health.succeeded();
+            }
+            self.publish(full, *head);
+            if let Err(e) = self.roll(*head) {
+                let message = e.to_string();
+                self.fail(&message);
+                return Err(AppendError::Io(message));
             }
         } else if (group.buf.len() + size) as u64 > MAX_WRITE_BYTES {
             // Recovery bounds an unfinished write by this size (ADR 007): a larger group
@@ -394,10 +439,45 @@ impl Writer {
         }
     }
 
+    /// Remembers a failed write: appends are refused until the next one cuts back.
+    fn fail(&mut self, message: &str) {
+        tracing::error!(error = %message, "the event log writer failed; appends are refused until a write succeeds again");
+        self.shared.write_health.failed(message);
+        self.failure = Some(message.to_string());
+    }
+
+    /// Cuts whatever was written after the last successful sync off the active segment
+    /// and syncs the cut, so the next group is written and synced from `write_offset`
+    /// onto a file that holds nothing after it. Truncating needs no free space; the
+    /// length is restored as a hole, which reads as zeros (the end of the log).
+    fn cut_back(&mut self) -> Result<(), LogError> {
+        if self.dirty_end > self.write_offset {
+            let path = &self.segment.path;
+            let file = &self.segment.file;
+            let len = file
+                .metadata()
+                .map_err(|e| LogError::io(path.display(), e))?
+                .len();
+            file.set_len(self.write_offset)
+                .and_then(|()| {
+                    if len > self.write_offset {
+                        file.set_len(len)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .and_then(|()| file.sync_all())
+                .map_err(|e| LogError::io(path.display(), e))?;
+            self.dirty_end = self.write_offset;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), LogError> {
         if buf.is_empty() {
             return Ok(());
         }
+        self.dirty_end = self.dirty_end.max(self.write_offset + buf.len() as u64);
         let path = &self.segment.path;
         self.segment
             .file
@@ -408,6 +488,7 @@ impl Writer {
             .sync_data()
             .map_err(|e| LogError::io(path.display(), e))?;
         self.write_offset += buf.len() as u64;
+        self.dirty_end = self.write_offset;
         buf.clear();
         Ok(())
     }
@@ -436,6 +517,7 @@ impl Writer {
             .push(segment.clone());
         self.segment = segment;
         self.write_offset = SEGMENT_HEADER_LEN;
+        self.dirty_end = SEGMENT_HEADER_LEN;
         self.prepare_next();
         Ok(())
     }

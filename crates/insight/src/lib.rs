@@ -365,10 +365,33 @@ async fn consume(
         .get_stream(&config.stream_name)
         .await
         .map_err(|e| nats(&e))?;
+    let mut deliver_policy = consumer::DeliverPolicy::All;
     if insight.is_empty() {
         // An empty store must read the stream from its start, whatever an old durable
         // consumer of the same name had acknowledged.
         let _ = stream.delete_consumer(&config.durable_name).await;
+    } else if let Ok(info) = stream.consumer_info(&config.durable_name).await {
+        // A consumer left by an earlier run (killed with a batch in hand) holds messages
+        // delivered and never acknowledged. JetStream would send them again only after
+        // `ack_wait`; until then every later message arrives ahead of them, is refused as
+        // out of order and redelivered, again and again (tens of thousands of times for
+        // a full `max_ack_pending`). Start the consumer again from its ack floor instead:
+        // everything after it comes at once and in stream order, each message once, and
+        // what the store already applied is acknowledged as a duplicate.
+        if info.num_ack_pending > 0 {
+            let start_sequence = info.ack_floor.stream_sequence + 1;
+            tracing::info!(
+                consumer = %config.durable_name,
+                unacknowledged = info.num_ack_pending,
+                start_sequence,
+                "restarting the consumer from its ack floor"
+            );
+            stream
+                .delete_consumer(&config.durable_name)
+                .await
+                .map_err(|e| nats(&e))?;
+            deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence };
+        }
     }
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -378,6 +401,7 @@ async fn consume(
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 max_ack_pending: (config.batch_size * 4) as i64,
+                deliver_policy,
                 ..Default::default()
             },
         )

@@ -149,6 +149,34 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
+/// The services whose calls write to the log or the key store; they report
+/// NOT_SERVING (with the overall status) while writes fail. The read-only services
+/// (`ManagerService`, `EventLogService`) and `AdminService` stay SERVING.
+const WRITE_SERVICES: [&str; 2] = ["anju.v1.ResidentService", "anju.v1.CaseworkerService"];
+
+/// Follows the stores' write health: while a write has failed and none has succeeded
+/// since, the overall status and the write services are NOT_SERVING.
+async fn follow_write_health(health: HealthReporter, application: Application) {
+    let stores = application.write_health();
+    let mut watches: Vec<_> = stores.iter().map(|(_, store)| store.subscribe()).collect();
+    loop {
+        let failing = stores.iter().any(|(_, store)| store.failure().is_some());
+        let status = if failing {
+            ServingStatus::NotServing
+        } else {
+            ServingStatus::Serving
+        };
+        health.set_service_status("", status).await;
+        for name in WRITE_SERVICES {
+            health.set_service_status(name, status).await;
+        }
+        let changes = watches.iter_mut().map(|watch| Box::pin(watch.changed()));
+        if futures::future::select_all(changes).await.0.is_err() {
+            return;
+        }
+    }
+}
+
 impl App {
     /// Loads (or on first start creates) the token secret, binds both ports and
     /// assembles the service stack.
@@ -353,12 +381,17 @@ impl App {
         tracing::info!(%grpc_addr, %http_addr, "serving");
         let mut grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(crate::http::serve(http_listener, state.clone()));
+        let health_task = tokio::spawn(follow_write_health(
+            health.clone(),
+            state.application.clone(),
+        ));
 
         tokio::pin!(stop);
         let ended_early = tokio::select! {
             () = &mut stop => None,
             result = &mut grpc_task => Some(result),
         };
+        health_task.abort();
         if let Some(result) = ended_early {
             let _ = stop_sender.send(true);
             let _ = http_task.await;

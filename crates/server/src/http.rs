@@ -16,13 +16,15 @@ use crate::state::AppState;
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the port shows: the counters of the process, the text of `/metrics`, and
-/// whether it is stopping (then `/healthz` answers 503).
+/// What the port shows: the counters of the process, the text of `/metrics`, whether
+/// it is stopping (then `/healthz` answers 503), and why it cannot serve while running
+/// (`unhealthy`: `/healthz` answers 503 with that reason).
 #[derive(Clone)]
 pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub render: Arc<dyn Fn() -> String + Send + Sync>,
     pub stopping: watch::Receiver<bool>,
+    pub unhealthy: Arc<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 /// Serves anju-server's port until the state's stop signal.
@@ -40,9 +42,18 @@ pub async fn serve(listener: TcpListener, state: AppState) {
                 .models()
                 .memory_footprint();
             crate::metrics::render_read_models(&mut out, &parts);
+            crate::metrics::render_write_health(&mut out, &render_state.application.write_health());
             out
         }),
         stopping: state.stopping.clone(),
+        unhealthy: {
+            let application = state.application.clone();
+            Arc::new(move || {
+                application
+                    .write_failure()
+                    .map(|failure| format!("writes are failing: {failure}"))
+            })
+        },
     };
     serve_endpoints(listener, endpoints).await;
 }
@@ -117,7 +128,14 @@ async fn answer(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
                     "text/plain",
                     String::from("stopping\n"),
                 ),
-                (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", String::from("ok\n")),
+                (Some("GET"), Some("/healthz")) => match (endpoints.unhealthy)() {
+                    Some(reason) => (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        format!("{reason}\n"),
+                    ),
+                    None => ("200 OK", "text/plain", String::from("ok\n")),
+                },
                 (Some("GET"), Some(_)) => (
                     "404 Not Found",
                     "text/plain",

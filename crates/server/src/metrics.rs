@@ -135,6 +135,45 @@ impl Metrics {
     }
 }
 
+/// Whether the event log's and the key store's writes succeed, and how many failed.
+pub fn render_write_health(
+    out: &mut String,
+    stores: &[(&'static str, std::sync::Arc<anju_eventlog::WriteHealth>)],
+) {
+    let _ = writeln!(
+        out,
+        "# HELP anju_store_writable 1 while the store's writes succeed, 0 after a write failed until one succeeds again (store: log, keys)."
+    );
+    let _ = writeln!(out, "# TYPE anju_store_writable gauge");
+    for (store, health) in stores {
+        let writable = u8::from(health.failure().is_none());
+        let _ = writeln!(out, "anju_store_writable{{store=\"{store}\"}} {writable}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP anju_store_write_failures_total Writes (and clean-ups after them) that failed, e.g. on a full disk (store: log, keys)."
+    );
+    let _ = writeln!(out, "# TYPE anju_store_write_failures_total counter");
+    for (store, health) in stores {
+        let _ = writeln!(
+            out,
+            "anju_store_write_failures_total{{store=\"{store}\"}} {}",
+            health.failures()
+        );
+    }
+    if let Some((_, log)) = stores.iter().find(|(store, _)| *store == "log") {
+        let _ = writeln!(
+            out,
+            "# HELP anju_log_writable 1 while the event log's appends succeed (the same as anju_store_writable{{store=\"log\"}})."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE anju_log_writable gauge\nanju_log_writable {}",
+            u8::from(log.failure().is_none())
+        );
+    }
+}
+
 impl Metrics {
     /// The call counters alone (gRPC calls by method, refused tokens, HTTP requests),
     /// for a process that renders its own gauges around them (anju-insight).

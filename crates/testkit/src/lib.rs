@@ -1,5 +1,9 @@
 //! Test helpers shared by anju's crates: a real `nats-server` with JetStream on a free
-//! port and a temporary store, which a test can kill, restart and wipe.
+//! port and a temporary store, which a test can kill, restart and wipe; and a small
+//! tmpfs to fill for full-disk tests.
+
+mod tmpfs;
+pub use tmpfs::Tmpfs;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -47,8 +51,14 @@ impl NatsServer {
         let store = tempfile::tempdir().expect("temporary JetStream store");
         let config = store.path().join("nats.conf");
         let store_dir = store.path().join("store");
-        std::fs::write(&config, format!("jetstream {{\n  store_dir: {:?}\n  {settings}\n}}\n", store_dir))
-            .expect("write the nats-server configuration");
+        std::fs::write(
+            &config,
+            format!(
+                "jetstream {{\n  store_dir: {:?}\n  {settings}\n}}\n",
+                store_dir
+            ),
+        )
+        .expect("write the nats-server configuration");
         let mut server = NatsServer {
             child: None,
             port: free_port(),
@@ -150,7 +160,10 @@ impl NatsServer {
         let entries = std::fs::read_dir(self.store.path()).expect("read the JetStream store");
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|extension| extension == "conf") {
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "conf")
+            {
                 continue;
             }
             if path.is_dir() {
@@ -188,7 +201,10 @@ mod tests {
         assert!(TcpStream::connect(address).is_ok());
         server.kill();
         assert!(!server.is_running());
-        assert!(TcpStream::connect(address).is_err(), "killed server still listens");
+        assert!(
+            TcpStream::connect(address).is_err(),
+            "killed server still listens"
+        );
         server.wipe_and_restart();
         assert!(server.is_running());
         assert!(TcpStream::connect(address).is_ok());

@@ -175,6 +175,7 @@ impl Insight {
             metrics: metrics.clone(),
             render: Arc::new(move || render(&render_store, &render_metrics)),
             stopping,
+            unhealthy: Arc::new(|| None),
         };
         let http_task = tokio::spawn(serve_endpoints(http_listener, endpoints));
         tracing::info!(%grpc_addr, %http_addr, "serving");

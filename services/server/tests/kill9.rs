@@ -2,88 +2,16 @@
 //! killed with SIGKILL mid-stream, and after a restart on the same data directory every
 //! submission it acknowledged is there.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anju_auth::{Claims, Role};
+use anju_auth::Role;
 use anju_proto::v1::event_log_service_client::EventLogServiceClient;
 use anju_proto::v1::resident_service_client::ResidentServiceClient;
 use anju_proto::v1::*;
-use tonic::transport::Channel;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(data_dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_anju-server"))
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{port}"),
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("ANJU_NATS_URL", "none")
-        .env("ANJU_LOG", "warn")
-        .env_remove("ANJU_CONFIG")
-        .env_remove("ANJU_SECRET_FILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("anju-server starts")
-}
-
-async fn connect(port: u16) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
-        if let Ok(channel) = endpoint.connect().await {
-            return channel;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "anju-server never listened on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn token(data_dir: &std::path::Path, role: Role, subject: &str) -> String {
-    let secret = anju_auth::read_secret_file(&data_dir.join(anju_auth::SECRET_FILE_NAME))
-        .expect("the server created its secret");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    anju_auth::issue(
-        &secret,
-        &Claims {
-            sub: subject.into(),
-            role,
-            sites: vec!["*".into()],
-            categories: vec![],
-            exp: now + 3600,
-            iat: now,
-        },
-    )
-}
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
+use support::{authed, connect, free_port, start, token};
 
 /// What the server acknowledged.
 #[derive(Debug, Clone)]

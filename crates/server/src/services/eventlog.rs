@@ -24,6 +24,47 @@ const MAX_COUNT: usize = 1000;
 /// A checkpoint goes out after this many filtered-out events in a row.
 const CHECKPOINT_EVERY: u64 = 256;
 
+/// Room left in a page for the response's other fields (positions, version, flag) and
+/// gRPC's framing, so a page of events never pushes the message past `max_message_bytes`.
+const PAGE_OVERHEAD_BYTES: usize = 64;
+
+/// What one event adds to a response as an element of its `repeated Event events = 1`.
+fn encoded_event_len(event: &Event) -> usize {
+    let len = prost::Message::encoded_len(event);
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// Collects events into a page no larger than `budget` bytes once encoded: a page
+/// always takes its first event (a single event larger than the budget fails at encoding
+/// with `OUT_OF_RANGE`, as any oversize message does) and stops before one that would
+/// pass the budget.
+struct Page {
+    events: Vec<Event>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Page {
+    fn new(max_message_bytes: usize) -> Page {
+        Page {
+            events: Vec::new(),
+            bytes: 0,
+            budget: max_message_bytes.saturating_sub(PAGE_OVERHEAD_BYTES),
+        }
+    }
+
+    /// Adds the event if it fits; false (and the event is not added) when it does not.
+    fn push(&mut self, event: Event) -> bool {
+        let len = encoded_event_len(&event);
+        if !self.events.is_empty() && self.bytes + len > self.budget {
+            return false;
+        }
+        self.bytes += len;
+        self.events.push(event);
+        true
+    }
+}
+
 fn max_count(asked: u32) -> usize {
     match asked as usize {
         0 => DEFAULT_MAX_COUNT,
@@ -99,9 +140,18 @@ impl EventLogService for EventLogHandler {
         let stream_version = log
             .stream_version(&message.stream_id)
             .map_or(0, api_version);
+        let read = events.len();
+        let mut page = Page::new(self.state.config.max_message_bytes);
+        let mut full = false;
+        for event in &events {
+            if !page.push(convert::event(event)) {
+                full = true;
+                break;
+            }
+        }
         Ok(Response::new(ReadStreamResponse {
-            end_of_stream: events.len() < max,
-            events: events.iter().map(convert::event).collect(),
+            end_of_stream: read < max && !full,
+            events: page.events,
             stream_version,
         }))
     }
@@ -118,10 +168,12 @@ impl EventLogService for EventLogHandler {
         let filter = message.filter.clone().unwrap_or_default();
         let head = log.head_position();
         let mut from = message.from_position.max(1) - 1;
-        let mut events = Vec::new();
+        let mut page = Page::new(self.state.config.max_message_bytes);
+        let mut full = false;
         // Read in batches and filter here, so several prefixes work and the scan
-        // position is known.
-        while from < head && events.len() < max {
+        // position is known. `from` moves past an event only once it is in the page (or
+        // filtered out), so the next page starts at the first event this one left out.
+        while from < head && page.events.len() < max && !full {
             let batch = log
                 .read_all(from, Direction::Forwards, &Filter::all(), MAX_COUNT)
                 .await
@@ -130,17 +182,22 @@ impl EventLogService for EventLogHandler {
                 break;
             }
             for event in batch {
-                from = event.position + 1;
                 if matches(&filter, &event) {
-                    events.push(convert::event(&event));
-                    if events.len() == max {
+                    if !page.push(convert::event(&event)) {
+                        full = true;
                         break;
                     }
+                    from = event.position + 1;
+                    if page.events.len() == max {
+                        break;
+                    }
+                } else {
+                    from = event.position + 1;
                 }
             }
         }
         Ok(Response::new(ReadAllResponse {
-            events,
+            events: page.events,
             // The next log position to read is `from`, which is API position from + 1.
             next_position: from + 1,
             head_position: head,

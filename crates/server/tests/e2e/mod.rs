@@ -7,6 +7,7 @@ mod close;
 mod inputs;
 mod lifecycle;
 mod nats;
+mod paging;
 mod race;
 mod restart;
 mod streams;
