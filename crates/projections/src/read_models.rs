@@ -402,7 +402,7 @@ impl ReadModels {
         let checkpoint = self.checkpoint()?;
         let elapsed = at.elapsed();
         let due = checkpoint != saved
-            && (elapsed >= SNAPSHOT_INTERVAL
+            && (elapsed >= state.interval
                 || (checkpoint.saturating_sub(saved) >= SNAPSHOT_POSITIONS
                     && elapsed >= SNAPSHOT_MIN_GAP));
         if due {
