@@ -50,6 +50,8 @@ pub struct AppConfig {
     pub resident_secret: Option<ResidentSecret>,
     /// The longest a query waits for `min_position` when the caller gives no timeout.
     pub query_timeout: Duration,
+    /// How often the read models write their snapshot (when something changed).
+    pub snapshot_interval: Duration,
 }
 
 impl AppConfig {
@@ -63,6 +65,7 @@ impl AppConfig {
             timer_batch: 256,
             resident_secret: None,
             query_timeout: Duration::from_secs(5),
+            snapshot_interval: anju_projections::SNAPSHOT_INTERVAL,
         }
     }
 }
@@ -247,7 +250,13 @@ impl Application {
                 }
             };
         let calendar = Arc::new(calendar);
-        let projections = match Projections::start(log.clone(), calendar.clone()).await {
+        let projections = match Projections::start_with_snapshot_interval(
+            log.clone(),
+            calendar.clone(),
+            config.snapshot_interval,
+        )
+        .await
+        {
             Ok(projections) => projections,
             Err(e) => {
                 keys.close();

@@ -17,7 +17,8 @@ mod views;
 
 pub use model::*;
 pub use read_models::{
-    request_id_of_stream, Dump, Input, ModelStats, ReadModels, PROJECTION_VERSION, TREE_NAMES,
+    request_id_of_stream, Dump, Input, ModelStats, ReadModels, PROJECTION_VERSION,
+    SNAPSHOT_INTERVAL, TREE_NAMES,
 };
 pub use runner::{Projections, SNAPSHOT_FILE};
 

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 pub const PROJECTION_VERSION: u64 = 6;
 
 /// A snapshot of the in-memory models is written when this long has passed since the
-/// last one and something changed...
-const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
+/// last one and something changed (the default; see [`ReadModels::with_snapshot_interval`])...
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
 /// ...or when this many positions were applied since the last one (and at least
 /// `SNAPSHOT_MIN_GAP` has passed), and always when the projections stop.
 const SNAPSHOT_POSITIONS: u64 = 1_000_000;
@@ -191,6 +191,8 @@ struct SnapshotState {
     path: PathBuf,
     /// When the last snapshot was written and the checkpoint it holds.
     last: Mutex<(Instant, u64)>,
+    /// How long after the last snapshot the next one is due (when something changed).
+    interval: Duration,
 }
 
 /// The read-model trees and their fold. Clones share them.
@@ -319,9 +321,21 @@ impl ReadModels {
                 snapshot: Some(SnapshotState {
                     path: snapshot,
                     last: Mutex::new((Instant::now(), checkpoint)),
+                    interval: SNAPSHOT_INTERVAL,
                 }),
             }),
         })
+    }
+
+    /// The same models with snapshots due every `interval` instead of
+    /// [`SNAPSHOT_INTERVAL`]; only for models just opened (clones share the setting).
+    pub fn with_snapshot_interval(mut self, interval: Duration) -> ReadModels {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            if let Some(state) = &mut inner.snapshot {
+                state.interval = interval;
+            }
+        }
+        self
     }
 
     /// Writes a snapshot of the in-memory models now (a no-op for sled). Writers wait
@@ -375,7 +389,8 @@ impl ReadModels {
         Ok(())
     }
 
-    /// Writes a snapshot when one is due (see `SNAPSHOT_INTERVAL`).
+    /// Writes a snapshot when one is due (every [`SNAPSHOT_INTERVAL`] or the interval
+    /// set with [`ReadModels::with_snapshot_interval`]).
     pub fn snapshot_if_due(&self) -> Result<(), ProjectionError> {
         let Some(state) = &self.inner.snapshot else {
             return Ok(());
@@ -387,7 +402,7 @@ impl ReadModels {
         let checkpoint = self.checkpoint()?;
         let elapsed = at.elapsed();
         let due = checkpoint != saved
-            && (elapsed >= SNAPSHOT_INTERVAL
+            && (elapsed >= state.interval
                 || (checkpoint.saturating_sub(saved) >= SNAPSHOT_POSITIONS
                     && elapsed >= SNAPSHOT_MIN_GAP));
         if due {

@@ -51,6 +51,16 @@ impl Projections {
         log: EventLog,
         calendar: Arc<Calendar>,
     ) -> Result<Projections, ProjectionError> {
+        Projections::start_with_snapshot_interval(log, calendar, crate::SNAPSHOT_INTERVAL).await
+    }
+
+    /// [`Projections::start`], writing a snapshot every `snapshot_interval` (when
+    /// something changed) instead of every [`crate::SNAPSHOT_INTERVAL`].
+    pub async fn start_with_snapshot_interval(
+        log: EventLog,
+        calendar: Arc<Calendar>,
+        snapshot_interval: Duration,
+    ) -> Result<Projections, ProjectionError> {
         let db = log.index_db().clone();
         let snapshot = log.directory().join(SNAPSHOT_FILE);
         let opened_log = log.clone();
@@ -60,7 +70,8 @@ impl Projections {
                     db.drop_tree(old)?;
                 }
             }
-            let models = ReadModels::open_memory(opened_log, calendar, snapshot)?;
+            let models = ReadModels::open_memory(opened_log, calendar, snapshot)?
+                .with_snapshot_interval(snapshot_interval);
             models.ensure_version()?;
             Ok(models)
         })

@@ -433,10 +433,13 @@ impl App {
 }
 
 /// The application's configuration for a server configuration: data in `data_dir`,
-/// queries waiting at most `request_timeout` for `min_position`.
+/// queries waiting at most `request_timeout` for `min_position`, segments of
+/// `segment_size`, read-model snapshots every `snapshot_interval`.
 pub fn app_config(config: &Config) -> AppConfig {
     let mut app_config = AppConfig::new(config.data_dir.clone());
     app_config.query_timeout = config.request_timeout;
+    app_config.log_options.segment_size = config.segment_size;
+    app_config.snapshot_interval = config.snapshot_interval;
     app_config
 }
 

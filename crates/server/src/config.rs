@@ -51,6 +51,11 @@ pub struct Config {
     /// `AdminService.AdvanceClock`, kept in `<data_dir>/demo-clock`. For demonstrations
     /// and training only; off, the server runs on the system clock.
     pub demo_clock: bool,
+    /// A log segment file is closed and the next one started once it would grow past
+    /// this many bytes.
+    pub segment_size: u64,
+    /// How often the read models write their snapshot (when something changed).
+    pub snapshot_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -73,6 +78,8 @@ impl std::fmt::Debug for Config {
             shutdown_grace,
             status_lookups_per_minute,
             demo_clock,
+            segment_size,
+            snapshot_interval,
         } = self;
         f.debug_struct("Config")
             .field("data_dir", data_dir)
@@ -94,6 +101,8 @@ impl std::fmt::Debug for Config {
             .field("shutdown_grace", shutdown_grace)
             .field("status_lookups_per_minute", status_lookups_per_minute)
             .field("demo_clock", demo_clock)
+            .field("segment_size", segment_size)
+            .field("snapshot_interval", snapshot_interval)
             .finish()
     }
 }
@@ -127,6 +136,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             status_lookups_per_minute: 60,
             demo_clock: false,
+            segment_size: 64 << 20,
+            snapshot_interval: Duration::from_secs(60),
         }
     }
 }
@@ -207,6 +218,15 @@ impl Config {
         if self.status_lookups_per_minute == 0 {
             return invalid("status_lookups_per_minute", "must be at least 1");
         }
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return invalid(
+                "segment_size",
+                "must be between 4096 (4 KiB) and 1099511627776 (1 TiB)",
+            );
+        }
+        if self.snapshot_interval.is_zero() {
+            return invalid("snapshot_interval", "must be longer than zero");
+        }
         if self.cors_allowed_origins.is_empty() {
             return invalid(
                 "cors_allowed_origins",
@@ -216,6 +236,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// The smallest and largest `segment_size` the event log accepts.
+const MIN_SEGMENT_SIZE: u64 = 4096;
+const MAX_SEGMENT_SIZE: u64 = 1 << 40;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +316,8 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     status_lookups_per_minute: Option<u32>,
     demo_clock: Option<bool>,
+    segment_size: Option<u64>,
+    snapshot_interval: Option<String>,
 }
 
 impl FileConfig {
@@ -334,6 +360,10 @@ impl FileConfig {
             self.status_lookups_per_minute,
         );
         set(&mut config.demo_clock, self.demo_clock);
+        set(&mut config.segment_size, self.segment_size);
+        if let Some(text) = self.snapshot_interval {
+            config.snapshot_interval = parse_duration_value("snapshot_interval", &text)?;
+        }
         Ok(())
     }
 }
@@ -414,6 +444,13 @@ pub struct ServerArgs {
         value_name = "BOOL"
     )]
     pub demo_clock: Option<bool>,
+    /// Bytes after which a log segment file is closed and the next one started
+    /// [default: 67108864].
+    #[arg(long, env = "ANJU_SEGMENT_SIZE", value_name = "BYTES")]
+    pub segment_size: Option<u64>,
+    /// How often the read models write their snapshot, e.g. 60s [default: 60s].
+    #[arg(long, env = "ANJU_SNAPSHOT_INTERVAL", value_name = "DURATION")]
+    pub snapshot_interval: Option<String>,
 }
 
 impl ServerArgs {
@@ -447,6 +484,10 @@ impl ServerArgs {
             self.status_lookups_per_minute,
         );
         set(&mut config.demo_clock, self.demo_clock);
+        set(&mut config.segment_size, self.segment_size);
+        if let Some(text) = &self.snapshot_interval {
+            config.snapshot_interval = parse_duration_value("snapshot_interval", text)?;
+        }
         Ok(())
     }
 }
@@ -463,6 +504,26 @@ mod tests {
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
         assert_eq!(config.secret_path(), PathBuf::from("./data/token-secret"));
+        assert_eq!(config.segment_size, 64 << 20);
+        assert_eq!(config.snapshot_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn segment_size_and_snapshot_interval_are_read_and_checked() {
+        let load = |segment_size: u64, snapshot_interval: &str| {
+            Config::load(&ServerArgs {
+                segment_size: Some(segment_size),
+                snapshot_interval: Some(snapshot_interval.to_string()),
+                ..ServerArgs::default()
+            })
+        };
+        let config = load(65536, "250ms").unwrap();
+        assert_eq!(config.segment_size, 65536);
+        assert_eq!(config.snapshot_interval, Duration::from_millis(250));
+        let small = load(4095, "1s").unwrap_err();
+        assert!(small.to_string().contains("segment_size"), "{small}");
+        let zero = load(65536, "0s").unwrap_err();
+        assert!(zero.to_string().contains("snapshot_interval"), "{zero}");
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub(crate) struct SpawnedServer {
     pub(crate) child: Child,
     /// Its `/metrics` port.
     pub(crate) http_port: u16,
-    _data: tempfile::TempDir,
+    /// The temporary data directory, when the benchmark made one.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Drop for SpawnedServer {
@@ -63,6 +64,17 @@ impl Drop for SpawnedServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How to start an `anju-server` beside the benchmark.
+pub(crate) struct ServerOptions<'a> {
+    /// Where to publish; `None` publishes nothing.
+    pub(crate) nats_url: Option<&'a str>,
+    pub(crate) node_id: &'a str,
+    /// Flags after the benchmark's own (later flags win).
+    pub(crate) extra_args: Vec<String>,
+    /// Where the server's log lines go.
+    pub(crate) stderr: Stdio,
 }
 
 pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
@@ -135,26 +147,35 @@ pub(crate) fn round2(value: f64) -> f64 {
 /// Starts `anju-server` from beside this binary on free ports and a temporary directory,
 /// publishing to `nats_url` as node `node_id` (or not publishing when `None`).
 pub(crate) fn spawn_server(nats_url: Option<&str>, node_id: &str) -> anyhow::Result<(String, Secret, SpawnedServer)> {
+    let data = tempfile::tempdir().context("making a temporary data directory")?;
+    let options = ServerOptions { nats_url, node_id, extra_args: Vec::new(), stderr: Stdio::inherit() };
+    let (address, secret, mut server) = spawn_server_in(data.path(), options)?;
+    server._data = Some(data);
+    Ok((address, secret, server))
+}
+
+/// Starts `anju-server` from beside this binary on free ports over `data_dir` (kept when
+/// the server is gone) and waits until it listens.
+pub(crate) fn spawn_server_in(data_dir: &Path, options: ServerOptions<'_>) -> anyhow::Result<(String, Secret, SpawnedServer)> {
     let binary = std::env::current_exe()?.with_file_name("anju-server");
     anyhow::ensure!(
         binary.exists(),
         "{} not found: build it with `cargo build --release -p anju-server`, or pass --server",
         binary.display()
     );
-    let data = tempfile::tempdir().context("making a temporary data directory")?;
     let port = free_port()?;
     let http_port = free_port()?;
     let child = Command::new(&binary)
         .arg("--data-dir")
-        .arg(data.path())
+        .arg(data_dir)
         .arg("--grpc-addr")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--http-addr")
         .arg(format!("127.0.0.1:{http_port}"))
         .arg("--nats-url")
-        .arg(nats_url.unwrap_or("none"))
+        .arg(options.nats_url.unwrap_or("none"))
         .arg("--node-id")
-        .arg(node_id)
+        .arg(options.node_id)
         .arg("--concurrency-limit")
         .arg("4096")
         .arg("--log-filter")
@@ -162,16 +183,20 @@ pub(crate) fn spawn_server(nats_url: Option<&str>, node_id: &str) -> anyhow::Res
         // Every client reads statuses far faster than a resident at a kiosk would.
         .arg("--status-lookups-per-minute")
         .arg("1000000")
+        .args(&options.extra_args)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(options.stderr)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let server = SpawnedServer { child, http_port, _data: data };
-    let secret_path = server._data.path().join("token-secret");
+    let mut server = SpawnedServer { child, http_port, _data: None };
+    let secret_path = data_dir.join(anju_auth::SECRET_FILE_NAME);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(secret_path.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            anyhow::bail!("anju-server on {} stopped at start: {status}", data_dir.display());
+        }
         anyhow::ensure!(Instant::now() < deadline, "anju-server did not start within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     let secret = anju_auth::read_secret_file(&secret_path).context("reading the server's token secret")?;
     Ok((format!("http://127.0.0.1:{port}"), secret, server))
@@ -198,7 +223,7 @@ pub(crate) async fn connect(address: &str, connections: usize) -> anyhow::Result
 /// rate-limited per account, as a kiosk's would be) and one caseworker of every site.
 pub(crate) struct Tokens {
     pub(crate) residents: Vec<MetadataValue<tonic::metadata::Ascii>>,
-    caseworker: MetadataValue<tonic::metadata::Ascii>,
+    pub(crate) caseworker: MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl Tokens {

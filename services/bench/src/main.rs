@@ -5,6 +5,7 @@
 mod e2e;
 mod log;
 mod relay;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,11 @@ enum Bench {
     /// The whole service over gRPC: durable submissions per second and latency, a mixed
     /// workload, and the server's peak memory.
     E2e(e2e::E2eArgs),
+    /// A fault campaign: rounds of mixed gRPC load against a real anju-server killed
+    /// with SIGKILL (at random, at segment roll-overs, during snapshots), each restart
+    /// checked for every acknowledged write exactly once and `anju log verify` passing;
+    /// exits non-zero on any failure.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             Bench::Log(args) => log::run(args).await,
             Bench::Relay(args) => relay::run(args).await,
             Bench::E2e(args) => e2e::run(args).await,
+            Bench::Soak(args) => soak::run(args).await,
         }
     })
 }
