@@ -7,6 +7,7 @@
 //! accepting requests while NATS is down and the backlog drains in order when it returns.
 
 mod address;
+pub mod check;
 mod fast;
 mod message;
 
@@ -298,13 +299,102 @@ async fn run_connection(
         url: redact_text(&config.nats_url),
         message: error.to_string(),
     })?;
-    let client = address
-        .connect(|options| options.connection_timeout(Duration::from_secs(2)))
-        .await
-        .map_err(|error| RelayError::Connect {
-            url: address.to_string(),
-            message: error.to_string(),
-        })?;
+    let connection = OneConnection::open(&address).await?;
+    let outcome = publish_on_connection(
+        &connection.client,
+        &address,
+        log,
+        config,
+        router,
+        status,
+        backoff,
+    )
+    .await;
+    // The successor repairs only once nothing this connection's client holds can still
+    // reach the server (ADR 008).
+    connection.retire().await;
+    outcome
+}
+
+/// How often the relay's client pings the server: a server that stops answering is given
+/// up after three unanswered pings (async-nats disconnects past two outstanding), so a
+/// stalled server ends the connection's client within about 6 s, before the
+/// acknowledgement timeout (10 s) ends the relay's connection.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// One nats connection of the relay, whose queue dies with it: the client never
+/// reconnects (its reconnect delay after the first connection is unbounded), so publishes
+/// it still holds when its connection breaks are never sent, and `ended` turns true once
+/// its connection handler will write nothing more (disconnected or closed).
+struct OneConnection {
+    client: async_nats::Client,
+    ended: watch::Receiver<bool>,
+}
+
+impl OneConnection {
+    async fn open(address: &NatsAddress) -> Result<OneConnection, RelayError> {
+        let connected = Arc::new(AtomicBool::new(false));
+        let (ended_tx, ended) = watch::channel(false);
+        let ended_tx = Arc::new(ended_tx);
+        let connected_once = connected.clone();
+        let client = address
+            .connect(move |options| {
+                options
+                    .connection_timeout(Duration::from_secs(2))
+                    .ping_interval(PING_INTERVAL)
+                    .reconnect_delay_callback(move |_attempts| {
+                        if connected_once.load(Ordering::Relaxed) {
+                            // Never again: tokio clamps this to decades.
+                            Duration::MAX
+                        } else {
+                            Duration::ZERO
+                        }
+                    })
+                    .event_callback(move |event| {
+                        let ended_tx = ended_tx.clone();
+                        async move {
+                            if matches!(
+                                event,
+                                async_nats::Event::Disconnected | async_nats::Event::Closed
+                            ) {
+                                ended_tx.send_replace(true);
+                            }
+                        }
+                    })
+            })
+            .await
+            .map_err(|error| RelayError::Connect {
+                url: address.to_string(),
+                message: error.to_string(),
+            })?;
+        connected.store(true, Ordering::Relaxed);
+        Ok(OneConnection { client, ended })
+    }
+
+    /// Ends the connection: what the client holds goes out on a live connection (drain),
+    /// or never on a dead one; returns once its handler writes nothing more.
+    async fn retire(self) {
+        let OneConnection { client, mut ended } = self;
+        // With a full queue and a stalled server the drain request waits; the pings end
+        // the connection meanwhile.
+        let _ = tokio::time::timeout(PING_INTERVAL, client.drain()).await;
+        drop(client);
+        // An error means the handler is gone (its event sender dropped): done too.
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+}
+
+/// The part of a connection's life after connecting.
+async fn publish_on_connection(
+    client: &async_nats::Client,
+    address: &NatsAddress,
+    log: &EventLog,
+    config: &RelayConfig,
+    router: &Router,
+    status: &RelayStatus,
+    backoff: &mut Duration,
+) -> Result<(), RelayError> {
+    let client = client.clone();
     let jetstream = jetstream::ContextBuilder::new()
         .timeout(config.ack_timeout)
         .build(client.clone());
@@ -319,10 +409,20 @@ async fn run_connection(
             }
         };
 
-    let start = reconcile(log, config, &events_stream, status).await?;
+    let (start, last_sequence) = reconcile(log, config, &events_stream, status).await?;
     status.connected.store(true, Ordering::Relaxed);
     status.set_error(None);
     *backoff = Duration::from_millis(100);
+    let start = publish_fenced(
+        log,
+        config,
+        router,
+        &jetstream,
+        status,
+        start,
+        last_sequence,
+    )
+    .await?;
     tracing::info!(start, fast, node = %config.node_id, stream = %config.stream_name, "nats relay publishing");
 
     // Publishes go out as plain requests whose reply subjects carry the log position, and
@@ -800,16 +900,12 @@ async fn reconcile(
     config: &RelayConfig,
     events_stream: &stream::Stream,
     status: &RelayStatus,
-) -> Result<u64, RelayError> {
+) -> Result<(u64, u64), RelayError> {
     let checkpoint = log
         .checkpoint(&config.checkpoint_name)
         .map_err(|error| RelayError::Log(error.to_string()))?
         .unwrap_or(0);
-    let node_subjects = format!(
-        "{}.{}.>",
-        config.subject_prefix,
-        message::token(&config.node_id)
-    );
+    let node_subjects = node_subjects(config);
     let (stream_next, last_sequence) = match events_stream
         .get_last_raw_message_by_subject(&node_subjects)
         .await
@@ -867,7 +963,71 @@ async fn reconcile(
     log.set_checkpoint(&config.checkpoint_name, start)
         .map_err(|error| RelayError::Log(error.to_string()))?;
     status.published_up_to.store(start, Ordering::Relaxed);
-    Ok(start)
+    Ok((start, last_sequence))
+}
+
+/// JetStream's check that the last message on a subject filter has a given stream
+/// sequence (nats-server 2.11+; 0 means no message).
+const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+
+/// Publishes the event at `start` on its own, on condition that this node's last message
+/// in the stream is still the one the repair read (`last_sequence`, 0 for none), and
+/// waits for its acknowledgement; returns the next position. A publish of an earlier
+/// connection that landed after the repair read the stream makes JetStream refuse it
+/// (`wrong last sequence`), and the connection ends and repairs again, so no later
+/// position is ever stored behind such a publish (ADR 008). Waits for the log to reach
+/// `start` when the relay is caught up.
+async fn publish_fenced(
+    log: &EventLog,
+    config: &RelayConfig,
+    router: &Router,
+    jetstream: &jetstream::Context,
+    status: &RelayStatus,
+    start: u64,
+    last_sequence: u64,
+) -> Result<u64, RelayError> {
+    let mut subscription = log.subscribe_all(start, Filter::default());
+    let event = match subscription.next().await {
+        Some(Ok(event)) => event,
+        Some(Err(error)) => return Err(RelayError::Log(error.to_string())),
+        None => return Err(RelayError::Log("the log subscription ended".to_string())),
+    };
+    let message = encode_event(log, config, router, &mut HashMap::new(), None, &event).await?;
+    let mut headers = message.headers;
+    headers.insert(
+        EXPECTED_LAST_SUBJECT_SEQUENCE,
+        last_sequence.to_string().as_str(),
+    );
+    headers.insert(
+        EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+        node_subjects(config).as_str(),
+    );
+    let publish_error = |error: &dyn std::fmt::Display| RelayError::Publish {
+        position: start,
+        message: format!("fenced publish: {error}"),
+    };
+    jetstream
+        .publish_with_headers(message.subject, headers, message.payload)
+        .await
+        .map_err(|error| publish_error(&error))?
+        .await
+        .map_err(|error| publish_error(&error))?;
+    status.acknowledgements.fetch_add(1, Ordering::Relaxed);
+    let next = start + 1;
+    log.set_checkpoint(&config.checkpoint_name, next)
+        .map_err(|error| RelayError::Log(error.to_string()))?;
+    status.published_up_to.store(next, Ordering::Relaxed);
+    Ok(next)
+}
+
+/// `<prefix>.<node>.>`: every subject of this node's events.
+fn node_subjects(config: &RelayConfig) -> String {
+    format!(
+        "{}.{}.>",
+        config.subject_prefix,
+        message::token(&config.node_id)
+    )
 }
 
 /// The first position in `from..to` this node has no message for in the stream, or `to`

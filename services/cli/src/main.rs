@@ -12,6 +12,7 @@ mod form;
 mod json;
 mod labels;
 mod manager;
+mod relay;
 mod resident;
 mod table;
 
@@ -92,6 +93,11 @@ enum Command {
     Log {
         #[command(subcommand)]
         command: eventlog::LogCommand,
+    },
+    /// The NATS relay: `relay check` compares a node's log with the JetStream stream.
+    Relay {
+        #[command(subcommand)]
+        command: relay::RelayCommand,
     },
     /// Fills a server with a realistic mix of requests across sites and categories.
     Demo(demo::DemoArgs),
@@ -197,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { report } => manager::run(&context, report).await,
         Command::Tail(args) => eventlog::tail(&context, args).await,
         Command::Log { command } => eventlog::run(&context, command).await,
+        Command::Relay { command } => relay::run(&context, command).await,
         Command::Demo(args) => demo::run(&context, args).await,
         Command::Clock { command } => clock::run(&context, command).await,
     }
