@@ -5,7 +5,6 @@
 //! says it keeps and the server starts again; a torn final write (cut mid-frame, or
 //! zero-filled) is still cut and every earlier acknowledged request is still there.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -99,13 +98,7 @@ async fn fixture() -> Fixture {
         working_dir: home.to_path_buf(),
         server: server.grpc_url.clone(),
     };
-    let definition = cli.json(&resident, &["services", "show", "SQ-WEIXIU"]);
-    let problem = definition["fields"]
-        .as_array()
-        .and_then(|fields| fields.iter().find(|f| f["key"] == "problem"))
-        .and_then(|field| field["choices"][0]["code"].as_str())
-        .unwrap_or_else(|| panic!("SQ-WEIXIU has no choice for `problem`: {definition}"))
-        .to_string();
+    let problem = cli.first_choice(&resident, "SQ-WEIXIU", "problem");
     let mut submitted = Vec::new();
     for n in 0..REQUESTS {
         let answer = cli.json(
@@ -228,23 +221,6 @@ impl Fixture {
     }
 }
 
-/// Every file under `dir` with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    found
-}
-
 fn write_at(path: &Path, bytes: &[u8], offset: u64) {
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     file.write_all_at(bytes, offset).unwrap();
@@ -305,7 +281,7 @@ async fn damage_in_the_last_segment_is_refused_reported_and_salvaged_and_a_torn_
         );
 
         // verify reports it, exits non-zero and writes nothing anywhere in the log.
-        let log_files = files(&home.path().join("data/log"));
+        let log_files = anju_testkit::files_under(&home.path().join("data/log"));
         let output = fixture.offline(
             home.path(),
             &["--json", "log", "verify", "--data-dir", "./data"],
@@ -321,7 +297,7 @@ async fn damage_in_the_last_segment_is_refused_reported_and_salvaged_and_a_torn_
             "{what}: {report}"
         );
         assert!(
-            files(&home.path().join("data/log")) == log_files,
+            anju_testkit::files_under(&home.path().join("data/log")) == log_files,
             "{what}: verify changed the log directory"
         );
 

@@ -154,13 +154,7 @@ async fn the_quick_start_serves_a_request_from_submission_to_acceptance_and_keep
     assert_eq!(cli.ok(None, &["health"]).trim(), "SERVING");
 
     // A resident submits a repair request; a caseworker of the site claims and accepts it.
-    let definition = cli.json(&resident, &["services", "show", "SQ-WEIXIU"]);
-    let problem = definition["fields"]
-        .as_array()
-        .and_then(|fields| fields.iter().find(|f| f["key"] == "problem"))
-        .and_then(|field| field["choices"][0]["code"].as_str())
-        .unwrap_or_else(|| panic!("SQ-WEIXIU has no choice for `problem`: {definition}"))
-        .to_string();
+    let problem = cli.first_choice(&resident, "SQ-WEIXIU", "problem");
     let problem_field = format!("problem={problem}");
     let submit = [
         "submit",

@@ -11,7 +11,17 @@ fn a_few_soak_rounds_lose_no_acknowledged_write() {
     let bench = workspace_binary("anju-bench", "ANJU_BENCH_BIN");
     let work = tempfile::tempdir().unwrap();
     let output = Command::new(&bench)
-        .args(["soak", "--rounds", "4", "--reset-every", "3", "--seed", "15", "--json", "--work-dir"])
+        .args([
+            "soak",
+            "--rounds",
+            "4",
+            "--reset-every",
+            "3",
+            "--seed",
+            "15",
+            "--json",
+            "--work-dir",
+        ])
         .arg(work.path())
         .output()
         .expect("anju-bench runs");
@@ -20,15 +30,28 @@ fn a_few_soak_rounds_lose_no_acknowledged_write() {
     assert!(output.status.success(), "soak failed: {stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON summary");
     assert_eq!(report["rounds"], 4, "{report}");
-    assert_eq!(report["failures"].as_array().map(Vec::len), Some(0), "{report}");
-    assert_eq!(report["data_dirs"], 2, "a fresh data directory after 3 rounds: {report}");
-    assert!(report["acknowledged_writes"].as_u64() > Some(0), "the load wrote nothing: {report}");
+    assert_eq!(
+        report["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["data_dirs"], 2,
+        "a fresh data directory after 3 rounds: {report}"
+    );
+    assert!(
+        report["acknowledged_writes"].as_u64() > Some(0),
+        "the load wrote nothing: {report}"
+    );
     // Each restart but the first of a directory checks what came before, and finds it.
     assert!(
         report["acknowledged_write_checks"].as_u64() >= report["acknowledged_writes"].as_u64(),
         "{report}"
     );
-    assert_eq!(report["verifies"], 4, "one verify after each kill: {report}");
+    assert_eq!(
+        report["verifies"], 4,
+        "one verify after each kill: {report}"
+    );
     // Nothing is left behind when nothing failed.
     let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");

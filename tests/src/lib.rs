@@ -231,6 +231,18 @@ impl Cli {
         serde_json::from_str(text.trim())
             .unwrap_or_else(|e| panic!("anju {args:?} printed no JSON ({e}): {text}"))
     }
+
+    /// The code of the first choice of `field` in `service`'s definition
+    /// (`anju services show`).
+    pub fn first_choice(&self, token: &str, service: &str, field: &str) -> String {
+        let definition = self.json(token, &["services", "show", service]);
+        definition["fields"]
+            .as_array()
+            .and_then(|fields| fields.iter().find(|f| f["key"] == field))
+            .and_then(|field| field["choices"][0]["code"].as_str())
+            .unwrap_or_else(|| panic!("{service} has no choice for `{field}`: {definition}"))
+            .to_string()
+    }
 }
 
 /// `GET path` over plain HTTP/1.0; returns the status line and the body.

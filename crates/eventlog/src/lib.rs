@@ -26,10 +26,10 @@ mod writer;
 
 pub use codec::MAX_WRITE_BYTES;
 pub use error::{AppendError, LogError};
+pub use health::WriteHealth;
 pub use offline::{
     salvage, verify_directory, LostEvent, SalvageReport, LOST_EVENT_TYPE, LOST_STREAM,
 };
-pub use health::WriteHealth;
 pub use subscription::Subscription;
 pub use types::{
     AppendResult, Direction, ExpectedVersion, Filter, LogOptions, LogStats, Metadata, NewEvent,

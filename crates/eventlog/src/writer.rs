@@ -305,8 +305,9 @@ impl Writer {
             // Recovery bounds an unfinished write by this size (ADR 007): a larger group
             // goes to disk as several synced writes.
             if let Err(e) = self.flush(&mut group.buf) {
-                self.failure = Some(e.to_string());
-                return Err(AppendError::Io(e.to_string()));
+                let message = e.to_string();
+                self.fail(&message);
+                return Err(AppendError::Io(message));
             }
         }
         // The frames of one write carry the offset where it starts, which recovery uses

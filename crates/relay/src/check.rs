@@ -202,7 +202,7 @@ fn compare(
     sequence: u64,
     headers: &async_nats::HeaderMap,
 ) {
-    let Some(position) = message::position_of(&headers) else {
+    let Some(position) = message::position_of(headers) else {
         report.mismatched += 1;
         report.example(format!(
             "stream sequence {sequence}: no {HEADER_POSITION} header"

@@ -1,6 +1,7 @@
 //! Test helpers shared by anju's crates: a real `nats-server` with JetStream on a free
 //! port and a temporary store, which a test can kill, restart and wipe; and a small
-//! tmpfs to fill for full-disk tests.
+//! tmpfs to fill for full-disk tests; and the bytes of every file under a directory, to
+//! show that something wrote nothing.
 
 mod tmpfs;
 pub use tmpfs::Tmpfs;
@@ -187,6 +188,24 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every file under `dir` with its bytes, to compare before and after a command that must
+/// write nothing.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use anju_auth::{Claims, Role, Secret};
 use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
 use anju_proto::v1::resident_service_client::ResidentServiceClient;
 use anju_proto::v1::{
-    AcceptRequestRequest, Applicant, ClaimRequestRequest, GetRequestStatusRequest, SubmitRequestRequest,
+    AcceptRequestRequest, Applicant, ClaimRequestRequest, GetRequestStatusRequest,
+    SubmitRequestRequest,
 };
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -80,8 +81,12 @@ pub(crate) struct ServerOptions<'a> {
 pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     let (address, secret, spawned) = match &args.server {
         Some(address) => {
-            let file = args.secret_file.as_ref().context("--server needs --secret-file")?;
-            let secret = anju_auth::read_secret_file(file).with_context(|| format!("reading {}", file.display()))?;
+            let file = args
+                .secret_file
+                .as_ref()
+                .context("--server needs --secret-file")?;
+            let secret = anju_auth::read_secret_file(file)
+                .with_context(|| format!("reading {}", file.display()))?;
             (address.clone(), secret, None)
         }
         None => {
@@ -98,8 +103,13 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         submit.per_sec, submit.p50_ms, submit.p99_ms, submit.errors
     );
     let mixed = mixed_run(&channels, &tokens, args.clients, args.mixed).await?;
-    eprintln!("mixed: {:.0} ops/s, p99 {:.2} ms ({} errors)", mixed.per_sec, mixed.p99_ms, mixed.errors);
-    let peak_rss_mb = spawned.as_ref().and_then(|server| peak_rss_mb(server.child.id()));
+    eprintln!(
+        "mixed: {:.0} ops/s, p99 {:.2} ms ({} errors)",
+        mixed.per_sec, mixed.p99_ms, mixed.errors
+    );
+    let peak_rss_mb = spawned
+        .as_ref()
+        .and_then(|server| peak_rss_mb(server.child.id()));
 
     if args.json {
         let mut report = serde_json::json!({
@@ -122,7 +132,12 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         println!(
             "| durable submissions | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
-            args.clients, args.submissions, submit.per_sec, submit.p50_ms, submit.p99_ms, submit.errors
+            args.clients,
+            args.submissions,
+            submit.per_sec,
+            submit.p50_ms,
+            submit.p99_ms,
+            submit.errors
         );
         println!(
             "| mixed (submit, claim, accept, status) | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
@@ -146,9 +161,17 @@ pub(crate) fn round2(value: f64) -> f64 {
 
 /// Starts `anju-server` from beside this binary on free ports and a temporary directory,
 /// publishing to `nats_url` as node `node_id` (or not publishing when `None`).
-pub(crate) fn spawn_server(nats_url: Option<&str>, node_id: &str) -> anyhow::Result<(String, Secret, SpawnedServer)> {
+pub(crate) fn spawn_server(
+    nats_url: Option<&str>,
+    node_id: &str,
+) -> anyhow::Result<(String, Secret, SpawnedServer)> {
     let data = tempfile::tempdir().context("making a temporary data directory")?;
-    let options = ServerOptions { nats_url, node_id, extra_args: Vec::new(), stderr: Stdio::inherit() };
+    let options = ServerOptions {
+        nats_url,
+        node_id,
+        extra_args: Vec::new(),
+        stderr: Stdio::inherit(),
+    };
     let (address, secret, mut server) = spawn_server_in(data.path(), options)?;
     server._data = Some(data);
     Ok((address, secret, server))
@@ -156,7 +179,10 @@ pub(crate) fn spawn_server(nats_url: Option<&str>, node_id: &str) -> anyhow::Res
 
 /// Starts `anju-server` from beside this binary on free ports over `data_dir` (kept when
 /// the server is gone) and waits until it listens.
-pub(crate) fn spawn_server_in(data_dir: &Path, options: ServerOptions<'_>) -> anyhow::Result<(String, Secret, SpawnedServer)> {
+pub(crate) fn spawn_server_in(
+    data_dir: &Path,
+    options: ServerOptions<'_>,
+) -> anyhow::Result<(String, Secret, SpawnedServer)> {
     let binary = std::env::current_exe()?.with_file_name("anju-server");
     anyhow::ensure!(
         binary.exists(),
@@ -188,22 +214,35 @@ pub(crate) fn spawn_server_in(data_dir: &Path, options: ServerOptions<'_>) -> an
         .stderr(options.stderr)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let mut server = SpawnedServer { child, http_port, _data: None };
+    let mut server = SpawnedServer {
+        child,
+        http_port,
+        _data: None,
+    };
     let secret_path = data_dir.join(anju_auth::SECRET_FILE_NAME);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(secret_path.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
         if let Ok(Some(status)) = server.child.try_wait() {
-            anyhow::bail!("anju-server on {} stopped at start: {status}", data_dir.display());
+            anyhow::bail!(
+                "anju-server on {} stopped at start: {status}",
+                data_dir.display()
+            );
         }
-        anyhow::ensure!(Instant::now() < deadline, "anju-server did not start within 30 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "anju-server did not start within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let secret = anju_auth::read_secret_file(&secret_path).context("reading the server's token secret")?;
+    let secret =
+        anju_auth::read_secret_file(&secret_path).context("reading the server's token secret")?;
     Ok((format!("http://127.0.0.1:{port}"), secret, server))
 }
 
 pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 pub(crate) async fn connect(address: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
@@ -228,21 +267,44 @@ pub(crate) struct Tokens {
 
 impl Tokens {
     pub(crate) fn new(secret: &Secret, clients: usize) -> Tokens {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let token = |subject: &str, role: Role, sites: Vec<String>| {
-            let claims = Claims { sub: subject.to_string(), role, sites, categories: Vec::new(), exp: now + 3600, iat: now };
-            format!("Bearer {}", anju_auth::issue(secret, &claims)).parse().expect("a token is ascii")
+            let claims = Claims {
+                sub: subject.to_string(),
+                role,
+                sites,
+                categories: Vec::new(),
+                exp: now + 3600,
+                iat: now,
+            };
+            format!("Bearer {}", anju_auth::issue(secret, &claims))
+                .parse()
+                .expect("a token is ascii")
         };
         Tokens {
-            residents: (0..clients.max(1)).map(|n| token(&format!("bench-resident-{n}"), Role::Resident, Vec::new())).collect(),
-            caseworker: token("bench-caseworker", Role::Caseworker, SITES.iter().map(|s| s.to_string()).collect()),
+            residents: (0..clients.max(1))
+                .map(|n| token(&format!("bench-resident-{n}"), Role::Resident, Vec::new()))
+                .collect(),
+            caseworker: token(
+                "bench-caseworker",
+                Role::Caseworker,
+                SITES.iter().map(|s| s.to_string()).collect(),
+            ),
         }
     }
 }
 
-pub(crate) fn with_token<T>(message: T, token: &MetadataValue<tonic::metadata::Ascii>) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(
+    message: T,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", token.clone());
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
     request
 }
 
@@ -252,7 +314,10 @@ pub(crate) fn submission(run: &str) -> SubmitRequestRequest {
     let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let mut text_answers = BTreeMap::new();
     text_answers.insert("problem".to_string(), "漏水 leak".to_string());
-    text_answers.insert("location".to_string(), format!("{}栋{}单元{}", n % 30 + 1, n % 4 + 1, n % 900 + 101));
+    text_answers.insert(
+        "location".to_string(),
+        format!("{}栋{}单元{}", n % 30 + 1, n % 4 + 1, n % 900 + 101),
+    );
     SubmitRequestRequest {
         idempotency_key: format!("bench-{run}-{n:012}"),
         service_code: "SQ-WEIXIU".to_string(),
@@ -288,7 +353,12 @@ fn outcome(histogram: &Histogram<u64>, operations: u64, elapsed: Duration, error
 }
 
 /// `clients` tasks share `total` submissions; latency per call in microseconds.
-async fn submit_run(channels: &[Channel], tokens: &Tokens, clients: usize, total: u64) -> anyhow::Result<Outcome> {
+async fn submit_run(
+    channels: &[Channel],
+    tokens: &Tokens,
+    clients: usize,
+    total: u64,
+) -> anyhow::Result<Outcome> {
     let remaining = Arc::new(AtomicU64::new(total));
     let errors = Arc::new(AtomicU64::new(0));
     let merged = Arc::new(Mutex::new(histogram()));
@@ -300,9 +370,15 @@ async fn submit_run(channels: &[Channel], tokens: &Tokens, clients: usize, total
         let (remaining, errors, merged) = (remaining.clone(), errors.clone(), merged.clone());
         tasks.spawn(async move {
             let mut local = histogram();
-            while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
                 let call_started = Instant::now();
-                match resident.submit_request(with_token(submission("s"), &token)).await {
+                match resident
+                    .submit_request(with_token(submission("s"), &token))
+                    .await
+                {
                     Ok(_) => {
                         let _ = local.record(call_started.elapsed().as_micros() as u64);
                     }
@@ -313,7 +389,11 @@ async fn submit_run(channels: &[Channel], tokens: &Tokens, clients: usize, total
                     }
                 }
             }
-            merged.lock().await.add(&local).expect("histograms share bounds");
+            merged
+                .lock()
+                .await
+                .add(&local)
+                .expect("histograms share bounds");
         });
     }
     while let Some(result) = tasks.join_next().await {
@@ -327,7 +407,12 @@ async fn submit_run(channels: &[Channel], tokens: &Tokens, clients: usize, total
 
 /// Each round: a resident submits, a caseworker claims and accepts, the resident reads the
 /// status at the acceptance's position (read-your-writes through the projections).
-async fn mixed_run(channels: &[Channel], tokens: &Tokens, clients: usize, rounds: u64) -> anyhow::Result<Outcome> {
+async fn mixed_run(
+    channels: &[Channel],
+    tokens: &Tokens,
+    clients: usize,
+    rounds: u64,
+) -> anyhow::Result<Outcome> {
     let remaining = Arc::new(AtomicU64::new(rounds));
     let errors = Arc::new(AtomicU64::new(0));
     let merged = Arc::new(Mutex::new(histogram()));
@@ -337,24 +422,40 @@ async fn mixed_run(channels: &[Channel], tokens: &Tokens, clients: usize, rounds
         let channel = channels[client % channels.len()].clone();
         let mut resident = ResidentServiceClient::new(channel.clone());
         let mut caseworker = CaseworkerServiceClient::new(channel);
-        let (resident_token, caseworker_token) = (tokens.residents[client % tokens.residents.len()].clone(), tokens.caseworker.clone());
+        let (resident_token, caseworker_token) = (
+            tokens.residents[client % tokens.residents.len()].clone(),
+            tokens.caseworker.clone(),
+        );
         let (remaining, errors, merged) = (remaining.clone(), errors.clone(), merged.clone());
         tasks.spawn(async move {
             let mut local = histogram();
             let timed = |started: Instant, local: &mut Histogram<u64>| {
                 let _ = local.record(started.elapsed().as_micros() as u64);
             };
-            while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
                 let round = async {
                     let request = submission("m");
-                    let phone = request.applicant.as_ref().map(|a| a.phone.clone()).unwrap_or_default();
+                    let phone = request
+                        .applicant
+                        .as_ref()
+                        .map(|a| a.phone.clone())
+                        .unwrap_or_default();
                     let call = Instant::now();
-                    let submitted = resident.submit_request(with_token(request, &resident_token)).await?.into_inner();
+                    let submitted = resident
+                        .submit_request(with_token(request, &resident_token))
+                        .await?
+                        .into_inner();
                     timed(call, &mut local);
                     let call = Instant::now();
                     caseworker
                         .claim_request(with_token(
-                            ClaimRequestRequest { request_id: submitted.request_id.clone(), ..Default::default() },
+                            ClaimRequestRequest {
+                                request_id: submitted.request_id.clone(),
+                                ..Default::default()
+                            },
                             &caseworker_token,
                         ))
                         .await?;
@@ -362,7 +463,10 @@ async fn mixed_run(channels: &[Channel], tokens: &Tokens, clients: usize, rounds
                     let call = Instant::now();
                     let accepted = caseworker
                         .accept_request(with_token(
-                            AcceptRequestRequest { request_id: submitted.request_id.clone(), ..Default::default() },
+                            AcceptRequestRequest {
+                                request_id: submitted.request_id.clone(),
+                                ..Default::default()
+                            },
                             &caseworker_token,
                         ))
                         .await?
@@ -388,7 +492,11 @@ async fn mixed_run(channels: &[Channel], tokens: &Tokens, clients: usize, rounds
                     }
                 }
             }
-            merged.lock().await.add(&local).expect("histograms share bounds");
+            merged
+                .lock()
+                .await
+                .add(&local)
+                .expect("histograms share bounds");
         });
     }
     while let Some(result) = tasks.join_next().await {
@@ -402,7 +510,8 @@ async fn mixed_run(channels: &[Channel], tokens: &Tokens, clients: usize, rounds
 
 /// The peak resident set (VmHWM) of a process, in MB.
 fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
+    let status =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)

@@ -17,14 +17,16 @@ use anju_proto::v1::caseworker_service_client::CaseworkerServiceClient;
 use anju_proto::v1::event_log_service_client::EventLogServiceClient;
 use anju_proto::v1::resident_service_client::ResidentServiceClient;
 use anju_proto::v1::{
-    AcceptRequestRequest, AddNoteRequest, ClaimRequestRequest, GetRequestStatusRequest, ReadAllRequest,
-    RequestState, SubmitRequestRequest,
+    AcceptRequestRequest, AddNoteRequest, ClaimRequestRequest, GetRequestStatusRequest,
+    ReadAllRequest, RequestState, SubmitRequestRequest,
 };
 use anyhow::Context;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::e2e::{connect, spawn_server_in, submission, with_token, ServerOptions, SpawnedServer, Tokens};
+use crate::e2e::{
+    connect, spawn_server_in, submission, with_token, ServerOptions, SpawnedServer, Tokens,
+};
 
 #[derive(clap::Args)]
 pub struct SoakArgs {
@@ -148,10 +150,18 @@ impl Random {
 }
 
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.rounds.is_some() || args.duration.is_some(), "give --rounds N, --duration D, or both");
-    anyhow::ensure!(args.kill_after_min_ms <= args.kill_after_max_ms, "--kill-after-min-ms is above --kill-after-max-ms");
+    anyhow::ensure!(
+        args.rounds.is_some() || args.duration.is_some(),
+        "give --rounds N, --duration D, or both"
+    );
+    anyhow::ensure!(
+        args.kill_after_min_ms <= args.kill_after_max_ms,
+        "--kill-after-min-ms is above --kill-after-max-ms"
+    );
     let duration = match &args.duration {
-        Some(text) => Some(anju_auth::parse_duration(text).map_err(|e| anyhow::anyhow!("--duration: {e}"))?),
+        Some(text) => {
+            Some(anju_auth::parse_duration(text).map_err(|e| anyhow::anyhow!("--duration: {e}"))?)
+        }
         None => None,
     };
     let (work_dir, temporary) = match &args.work_dir {
@@ -160,15 +170,25 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             (dir.clone(), None)
         }
         None => {
-            let dir = tempfile::Builder::new().prefix("anju-soak-").tempdir().context("making a work directory")?;
+            let dir = tempfile::Builder::new()
+                .prefix("anju-soak-")
+                .tempdir()
+                .context("making a work directory")?;
             (dir.path().to_path_buf(), Some(dir))
         }
     };
     let cli = std::env::current_exe()?.with_file_name("anju");
-    anyhow::ensure!(cli.exists(), "{} not found: build it with `cargo build --release -p anju-cli`", cli.display());
-    let seed = args
-        .seed
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+    anyhow::ensure!(
+        cli.exists(),
+        "{} not found: build it with `cargo build --release -p anju-cli`",
+        cli.display()
+    );
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
     let mut random = Random(seed | 1);
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -188,20 +208,26 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
                 Epoch::new(&work_dir, summary.data_dirs)?
             }
         };
-        let result = match run_round(&args, &cli, &mut current, round, &mut random, &mut summary).await {
-            // A directory's last kill is checked too before a fresh one is started.
-            Ok(()) if current.rounds >= args.reset_every => {
-                final_check(&args, &cli, &mut current, round, &mut summary).await.map(|()| None)
-            }
-            Ok(()) => Ok(Some(())),
-            Err(failure) => Err(failure),
-        };
+        let result =
+            match run_round(&args, &cli, &mut current, round, &mut random, &mut summary).await {
+                // A directory's last kill is checked too before a fresh one is started.
+                Ok(()) if current.rounds >= args.reset_every => {
+                    final_check(&args, &cli, &mut current, round, &mut summary)
+                        .await
+                        .map(|()| None)
+                }
+                Ok(()) => Ok(Some(())),
+                Err(failure) => Err(failure),
+            };
         match result {
             Ok(Some(())) => epoch = Some(current),
             Ok(None) => current.discard(),
             Err(failure) => {
                 let kept = current.keep(round);
-                let text = format!("round {round}: {failure:#} (data directory kept at {})", kept.display());
+                let text = format!(
+                    "round {round}: {failure:#} (data directory kept at {})",
+                    kept.display()
+                );
                 eprintln!("FAILURE {text}");
                 summary.failures.push(text);
             }
@@ -222,7 +248,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             Ok(()) => last.discard(),
             Err(failure) => {
                 let kept = last.keep(round);
-                let text = format!("after round {round}: {failure:#} (data directory kept at {})", kept.display());
+                let text = format!(
+                    "after round {round}: {failure:#} (data directory kept at {})",
+                    kept.display()
+                );
                 eprintln!("FAILURE {text}");
                 summary.failures.push(text);
             }
@@ -238,7 +267,11 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             // Keep the failed data directories for inspection.
             let _ = dir.keep();
         }
-        anyhow::bail!("{} of {} rounds failed", summary.failures.len(), summary.rounds)
+        anyhow::bail!(
+            "{} of {} rounds failed",
+            summary.failures.len(),
+            summary.rounds
+        )
     }
 }
 
@@ -255,7 +288,12 @@ impl Epoch {
     fn new(work_dir: &Path, number: u64) -> anyhow::Result<Epoch> {
         let dir = work_dir.join(format!("data-{number:05}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Epoch { dir, rounds: 0, ledger: Arc::default(), killed: false })
+        Ok(Epoch {
+            dir,
+            rounds: 0,
+            ledger: Arc::default(),
+            killed: false,
+        })
     }
 
     fn server_log(&self) -> PathBuf {
@@ -451,7 +489,10 @@ fn start(args: &SoakArgs, epoch: &Epoch) -> anyhow::Result<Server> {
         stderr: Stdio::from(stderr),
     };
     let (address, secret, process) = spawn_server_in(&epoch.dir, options)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let claims = Claims {
         sub: "soak-admin".to_string(),
         role: Role::Admin,
@@ -460,9 +501,18 @@ fn start(args: &SoakArgs, epoch: &Epoch) -> anyhow::Result<Server> {
         exp: now + 3600,
         iat: now,
     };
-    let admin = format!("Bearer {}", anju_auth::issue(&secret, &claims)).parse().expect("a token is ascii");
-    let tokens = Arc::new(CampaignTokens { load: Tokens::new(&secret, args.clients), admin });
-    Ok(Server { process, address, tokens })
+    let admin = format!("Bearer {}", anju_auth::issue(&secret, &claims))
+        .parse()
+        .expect("a token is ascii");
+    let tokens = Arc::new(CampaignTokens {
+        load: Tokens::new(&secret, args.clients),
+        admin,
+    });
+    Ok(Server {
+        process,
+        address,
+        tokens,
+    })
 }
 
 /// Waits until the server answers a read (recovery and the read models' replay done).
@@ -471,11 +521,17 @@ async fn ready(server: &mut Server) -> anyhow::Result<Channel> {
     let channel = connect(&server.address, 1).await?.remove(0);
     let mut log = EventLogServiceClient::new(channel.clone());
     loop {
-        let read = ReadAllRequest { from_position: 0, max_count: 1, ..Default::default() };
+        let read = ReadAllRequest {
+            from_position: 0,
+            max_count: 1,
+            ..Default::default()
+        };
         match log.read_all(with_token(read, &server.tokens.admin)).await {
             Ok(_) => return Ok(channel),
             Err(status) if server.exited().is_some() => {
-                anyhow::bail!("the server stopped after a restart, before answering ({status}): see its log")
+                anyhow::bail!(
+                    "the server stopped after a restart, before answering ({status}): see its log"
+                )
             }
             Err(status) if Instant::now() >= deadline => {
                 anyhow::bail!("the server did not answer within 60 s after a restart: {status}")
@@ -518,11 +574,16 @@ struct LogEvent {
 }
 
 async fn read_whole_log(server: &Server, channel: &Channel) -> anyhow::Result<Vec<LogEvent>> {
-    let mut client = EventLogServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let mut client =
+        EventLogServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let mut events = Vec::new();
     let mut from = 1u64;
     loop {
-        let read = ReadAllRequest { from_position: from, max_count: 500, ..Default::default() };
+        let read = ReadAllRequest {
+            from_position: from,
+            max_count: 500,
+            ..Default::default()
+        };
         let page = client
             .read_all(with_token(read, &server.tokens.admin))
             .await
@@ -530,7 +591,12 @@ async fn read_whole_log(server: &Server, channel: &Channel) -> anyhow::Result<Ve
             .into_inner();
         for event in &page.events {
             let expected = events.len() as u64 + 1;
-            anyhow::ensure!(event.position == expected, "the log skips from position {} to {}", expected - 1, event.position);
+            anyhow::ensure!(
+                event.position == expected,
+                "the log skips from position {} to {}",
+                expected - 1,
+                event.position
+            );
             events.push(LogEvent {
                 stream_id: event.stream_id.clone(),
                 stream_version: event.stream_version,
@@ -554,7 +620,13 @@ async fn read_whole_log(server: &Server, channel: &Channel) -> anyhow::Result<Ve
 /// stream at its version; streams have no gap and no repeat; submissions are in the log
 /// once, and a retry of one with its idempotency key answers the same request; statuses
 /// of the last round's requests show their last acknowledged state.
-async fn check(server: &Server, channel: &Channel, epoch: &Epoch, round: u64, summary: &mut Summary) -> anyhow::Result<()> {
+async fn check(
+    server: &Server,
+    channel: &Channel,
+    epoch: &Epoch,
+    round: u64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let events = read_whole_log(server, channel).await?;
     let mut versions: HashMap<&str, u64> = HashMap::new();
     let mut submitted: HashMap<&str, u64> = HashMap::new();
@@ -604,7 +676,10 @@ async fn check(server: &Server, channel: &Channel, epoch: &Epoch, round: u64, su
     for request in &requests {
         let stream = format!("request-{}", request.request_id);
         let count = submitted.get(stream.as_str()).copied().unwrap_or(0);
-        anyhow::ensure!(count == 1, "{stream} was submitted {count} times in the log, acknowledged once");
+        anyhow::ensure!(
+            count == 1,
+            "{stream} was submitted {count} times in the log, acknowledged once"
+        );
     }
     summary.ack_checks += acks.len() as u64;
 
@@ -614,11 +689,17 @@ async fn check(server: &Server, channel: &Channel, epoch: &Epoch, round: u64, su
         last_position.insert(ack.request, ack);
     }
     let mut resident = ResidentServiceClient::new(channel.clone());
-    let recent: Vec<(usize, &Submitted)> =
-        requests.iter().enumerate().filter(|(_, r)| r.round + 1 == round).rev().take(20).collect();
+    let recent: Vec<(usize, &Submitted)> = requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.round + 1 == round)
+        .rev()
+        .take(20)
+        .collect();
     let mut looked_up = HashSet::new();
     for (index, request) in recent {
-        let token = &server.tokens.load.residents[request.client % server.tokens.load.residents.len()];
+        let token =
+            &server.tokens.load.residents[request.client % server.tokens.load.residents.len()];
         let again = resident
             .submit_request(with_token(request.call.clone(), token))
             .await
@@ -695,17 +776,40 @@ impl Worker {
         }
     }
 
-    fn record(&self, request: usize, position: u64, version: u64, event_type: &'static str, state: i32) {
-        let ack = Ack { request, position, version, event_type, state, round: self.round };
+    fn record(
+        &self,
+        request: usize,
+        position: u64,
+        version: u64,
+        event_type: &'static str,
+        state: i32,
+    ) {
+        let ack = Ack {
+            request,
+            position,
+            version,
+            event_type,
+            state,
+            round: self.round,
+        };
         self.ledger.lock().expect("ledger lock").acks.push(ack);
     }
 
     async fn one_request(&mut self, notes: &mut u64) -> Result<(), tonic::Status> {
-        let resident_token = self.tokens.load.residents[self.client % self.tokens.load.residents.len()].clone();
+        let resident_token =
+            self.tokens.load.residents[self.client % self.tokens.load.residents.len()].clone();
         let caseworker_token = self.tokens.load.caseworker.clone();
         let call = submission("soak");
-        let phone = call.applicant.as_ref().map(|a| a.phone.clone()).unwrap_or_default();
-        let submitted = self.resident.submit_request(with_token(call.clone(), &resident_token)).await?.into_inner();
+        let phone = call
+            .applicant
+            .as_ref()
+            .map(|a| a.phone.clone())
+            .unwrap_or_default();
+        let submitted = self
+            .resident
+            .submit_request(with_token(call.clone(), &resident_token))
+            .await?
+            .into_inner();
         let request = {
             let mut ledger = self.ledger.lock().expect("ledger lock");
             ledger.requests.push(Submitted {
@@ -719,17 +823,32 @@ impl Worker {
             });
             ledger.requests.len() - 1
         };
-        self.record(request, submitted.position, 1, "RequestSubmitted", submitted.state);
+        self.record(
+            request,
+            submitted.position,
+            1,
+            "RequestSubmitted",
+            submitted.state,
+        );
         let request_id = submitted.request_id;
         let claimed = self
             .caseworker
             .claim_request(with_token(
-                ClaimRequestRequest { request_id: request_id.clone(), ..Default::default() },
+                ClaimRequestRequest {
+                    request_id: request_id.clone(),
+                    ..Default::default()
+                },
                 &caseworker_token,
             ))
             .await?
             .into_inner();
-        self.record(request, claimed.position, claimed.version, "RequestClaimed", claimed.state);
+        self.record(
+            request,
+            claimed.position,
+            claimed.version,
+            "RequestClaimed",
+            claimed.state,
+        );
         for _ in 0..(*notes % 3) {
             *notes += 1;
             let noted = self
@@ -745,18 +864,33 @@ impl Worker {
                 ))
                 .await?
                 .into_inner();
-            self.record(request, noted.position, noted.version, "NoteAdded", noted.state);
+            self.record(
+                request,
+                noted.position,
+                noted.version,
+                "NoteAdded",
+                noted.state,
+            );
         }
         *notes += 1;
         let accepted = self
             .caseworker
             .accept_request(with_token(
-                AcceptRequestRequest { request_id: request_id.clone(), ..Default::default() },
+                AcceptRequestRequest {
+                    request_id: request_id.clone(),
+                    ..Default::default()
+                },
                 &caseworker_token,
             ))
             .await?
             .into_inner();
-        self.record(request, accepted.position, accepted.version, "RequestAccepted", accepted.state);
+        self.record(
+            request,
+            accepted.position,
+            accepted.version,
+            "RequestAccepted",
+            accepted.state,
+        );
         let status = self
             .resident
             .get_request_status(with_token(
@@ -781,7 +915,13 @@ impl Worker {
     }
 }
 
-fn print_summary(args: &SoakArgs, summary: &Summary, seed: u64, elapsed: Duration, work_dir: &Path) {
+fn print_summary(
+    args: &SoakArgs,
+    summary: &Summary,
+    seed: u64,
+    elapsed: Duration,
+    work_dir: &Path,
+) {
     if args.json {
         let report = serde_json::json!({
             "rounds": summary.rounds,
@@ -806,22 +946,54 @@ fn print_summary(args: &SoakArgs, summary: &Summary, seed: u64, elapsed: Duratio
         println!("{report}");
         return;
     }
-    println!("soak: {} rounds in {:.0} s (seed {seed}, work directory {})", summary.rounds, elapsed.as_secs_f64(), work_dir.display());
+    println!(
+        "soak: {} rounds in {:.0} s (seed {seed}, work directory {})",
+        summary.rounds,
+        elapsed.as_secs_f64(),
+        work_dir.display()
+    );
     println!("| measure | value |");
     println!("| --- | ---: |");
     println!("| rounds (kill -9 each) | {} |", summary.rounds);
     println!("| data directories | {} |", summary.data_dirs);
     println!("| acknowledged writes | {} |", summary.acknowledged);
-    println!("| acknowledged writes checked (summed over restarts) | {} |", summary.ack_checks);
-    println!("| submissions retried after a restart (same answer) | {} |", summary.idempotent_retries);
-    println!("| statuses read back after a restart | {} |", summary.status_checks);
-    println!("| `anju log verify` runs after a kill | {} |", summary.verifies);
+    println!(
+        "| acknowledged writes checked (summed over restarts) | {} |",
+        summary.ack_checks
+    );
+    println!(
+        "| submissions retried after a restart (same answer) | {} |",
+        summary.idempotent_retries
+    );
+    println!(
+        "| statuses read back after a restart | {} |",
+        summary.status_checks
+    );
+    println!(
+        "| `anju log verify` runs after a kill | {} |",
+        summary.verifies
+    );
     println!("| kills at a random moment | {} |", summary.kills_random);
-    println!("| kills aimed at a segment roll-over | {} |", summary.kills_aimed_roll_over);
-    println!("| kills aimed at a snapshot write | {} |", summary.kills_aimed_snapshot);
-    println!("| kills within 5 ms of a new segment appearing | {} |", summary.kills_during_roll_over);
-    println!("| kills with the snapshot's temporary file present | {} |", summary.kills_during_snapshot);
-    println!("| load calls failed before a kill | {} |", summary.load_errors);
+    println!(
+        "| kills aimed at a segment roll-over | {} |",
+        summary.kills_aimed_roll_over
+    );
+    println!(
+        "| kills aimed at a snapshot write | {} |",
+        summary.kills_aimed_snapshot
+    );
+    println!(
+        "| kills within 5 ms of a new segment appearing | {} |",
+        summary.kills_during_roll_over
+    );
+    println!(
+        "| kills with the snapshot's temporary file present | {} |",
+        summary.kills_during_snapshot
+    );
+    println!(
+        "| load calls failed before a kill | {} |",
+        summary.load_errors
+    );
     println!("| failures | {} |", summary.failures.len());
     for failure in &summary.failures {
         println!("FAILURE {failure}");

@@ -65,7 +65,10 @@ async fn check(context: &Context, args: CheckArgs) -> anyhow::Result<()> {
             let id = uuid::Uuid::parse_str(&event.event_id).map_err(|error| {
                 Failure::new(
                     Exit::Other,
-                    format!("event at position {}: bad event id: {error}", event.position),
+                    format!(
+                        "event at position {}: bad event id: {error}",
+                        event.position
+                    ),
                 )
             })?;
             if event.position != log.len() as u64 + 1 {
@@ -93,14 +96,16 @@ async fn check(context: &Context, args: CheckArgs) -> anyhow::Result<()> {
         node_id: args.node_id,
         timeout: context.timeout.max(Duration::from_secs(1)),
     };
-    let report = check_stream(&target, &log).await.map_err(|error| match error {
-        CheckError::Address(_) => Failure::new(Exit::Usage, error.to_string()),
-        CheckError::Connect { .. } => Failure::new(Exit::Unavailable, error.to_string())
-            .hint("is nats-server running at that address, and is --nats-url right?"),
-        CheckError::NoStream { .. } => Failure::new(Exit::NotFound, error.to_string())
-            .hint("anju-server's relay creates it on its first connection; check --stream"),
-        CheckError::Stream { .. } => Failure::new(Exit::Unavailable, error.to_string()),
-    })?;
+    let report = check_stream(&target, &log)
+        .await
+        .map_err(|error| match error {
+            CheckError::Address(_) => Failure::new(Exit::Usage, error.to_string()),
+            CheckError::Connect { .. } => Failure::new(Exit::Unavailable, error.to_string())
+                .hint("is nats-server running at that address, and is --nats-url right?"),
+            CheckError::NoStream { .. } => Failure::new(Exit::NotFound, error.to_string())
+                .hint("anju-server's relay creates it on its first connection; check --stream"),
+            CheckError::Stream { .. } => Failure::new(Exit::Unavailable, error.to_string()),
+        })?;
     if context.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -108,9 +113,15 @@ async fn check(context: &Context, args: CheckArgs) -> anyhow::Result<()> {
             ("node".to_string(), report.node.clone()),
             ("stream".to_string(), report.stream.clone()),
             ("log events".to_string(), report.log_events.to_string()),
-            ("stream messages".to_string(), report.stream_messages.to_string()),
+            (
+                "stream messages".to_string(),
+                report.stream_messages.to_string(),
+            ),
             ("missing".to_string(), report.missing.to_string()),
-            ("  of which after the last message".to_string(), report.missing_after_last_message.to_string()),
+            (
+                "  of which after the last message".to_string(),
+                report.missing_after_last_message.to_string(),
+            ),
             ("duplicate".to_string(), report.duplicate.to_string()),
             ("out of order".to_string(), report.out_of_order.to_string()),
             ("mismatched".to_string(), report.mismatched.to_string()),

@@ -7,26 +7,8 @@ use crate::helpers::{events, frame_offsets, last_segment, small_options};
 use anju_eventlog::{
     salvage, verify_directory, Direction, EventLog, ExpectedVersion, LOST_EVENT_TYPE, LOST_STREAM,
 };
-use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
 
 /// Twenty one-event appends alternating between streams `request-a` and `request-b`.
 async fn alternating(dir: &Path) -> PathBuf {
@@ -63,9 +45,13 @@ async fn verify_reports_damage_with_its_place_and_changes_nothing() {
 
     let offsets = frame_offsets(&segment);
     flip_byte(&segment, offsets[9] + 30);
-    let before = snapshot(dir.path());
+    let before = anju_testkit::files_under(dir.path());
     let report = verify_directory(dir.path()).unwrap();
-    assert_eq!(snapshot(dir.path()), before, "verify must not write");
+    assert_eq!(
+        anju_testkit::files_under(dir.path()),
+        before,
+        "verify must not write"
+    );
     assert!(!report.is_ok());
     let first = &report.problems[0];
     assert!(first.contains(&segment.display().to_string()), "{first}");
@@ -94,9 +80,9 @@ async fn verify_names_an_unfinished_last_write_without_calling_it_a_problem() {
         .unwrap();
     file.write_all_at(&[0u8; 12], offsets[19]).unwrap();
     drop(file);
-    let before = snapshot(dir.path());
+    let before = anju_testkit::files_under(dir.path());
     let report = verify_directory(dir.path()).unwrap();
-    assert_eq!(snapshot(dir.path()), before);
+    assert_eq!(anju_testkit::files_under(dir.path()), before);
     assert!(report.is_ok(), "{:?}", report.problems);
     let torn = report.torn_tail.expect("the torn write is named");
     assert!(
@@ -181,11 +167,11 @@ async fn salvage_keeps_what_is_provably_intact_and_holds_every_lost_position() {
 async fn salvage_of_a_sound_log_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     alternating(dir.path()).await;
-    let before = snapshot(dir.path());
+    let before = anju_testkit::files_under(dir.path());
     let report = salvage(dir.path()).unwrap();
     assert_eq!(report.moved_to, None);
     assert_eq!(report.head, 20);
-    assert_eq!(snapshot(dir.path()), before);
+    assert_eq!(anju_testkit::files_under(dir.path()), before);
 }
 
 #[tokio::test]
