@@ -226,9 +226,12 @@ fn compare(
         }
     }
     *highest = Some(highest.map_or(position, |highest| highest.max(position)));
-    let id = headers
-        .get("Nats-Msg-Id")
-        .and_then(|value| Uuid::parse_str(value.as_str()).ok());
+    let raw_id = headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|value| value.as_str().to_string());
+    let id = raw_id
+        .as_deref()
+        .and_then(|value| Uuid::parse_str(value).ok());
     match log.get(position as usize) {
         None => {
             report.mismatched += 1;
@@ -240,7 +243,8 @@ fn compare(
         Some(event_id) if id != Some(*event_id) => {
             report.mismatched += 1;
             report.example(format!(
-                "position {position}: the stream holds another event than the log"
+                "position {position}: the stream holds event {} where the log has {event_id}",
+                raw_id.as_deref().unwrap_or("(no Nats-Msg-Id)")
             ));
         }
         Some(_) => {}

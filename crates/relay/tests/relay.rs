@@ -651,3 +651,167 @@ async fn credentials_in_the_url_reach_a_server_that_wants_them_and_are_never_sho
     relay.stop().await;
     log.close().await.unwrap();
 }
+
+/// Publishes a message of `node` at log position `position` with `id` as its
+/// `Nats-Msg-Id` (none: no id, so JetStream cannot drop it as a duplicate).
+async fn publish_raw(
+    context: &jetstream::Context,
+    node: &str,
+    position: u64,
+    id: Option<uuid::Uuid>,
+) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(anju_relay::HEADER_NODE, node);
+    headers.insert(HEADER_POSITION, position.to_string().as_str());
+    if let Some(id) = id {
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
+    }
+    context
+        .publish_with_headers(
+            format!("anju.events.{node}.s1.civil_affairs.NoteAdded"),
+            headers,
+            "{}".into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_counts_each_kind_of_difference_between_log_and_stream() {
+    use anju_relay::check::{check_stream, CheckError, CheckTarget};
+    let nats = NatsServer::start();
+    let target = |node: &str, nats_url: String| CheckTarget {
+        nats_url,
+        stream_name: "ANJU_EVENTS".to_string(),
+        subject_prefix: "anju.events".to_string(),
+        node_id: node.to_string(),
+        timeout: Duration::from_secs(5),
+    };
+    let log: Vec<uuid::Uuid> = (0..6).map(|_| uuid::Uuid::new_v4()).collect();
+
+    // Before the stream exists: said so, not an empty report.
+    let error = check_stream(&target("node-c", nats.url()), &log)
+        .await
+        .expect_err("no stream yet");
+    assert!(matches!(error, CheckError::NoStream { .. }), "{error:?}");
+    assert!(error.to_string().contains("ANJU_EVENTS"), "{error}");
+    // An address with nothing listening.
+    let closed = format!("nats://127.0.0.1:{}", anju_testkit::free_port());
+    let error = check_stream(&target("node-c", closed), &log)
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(error, CheckError::Connect { .. }), "{error:?}");
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let context = jetstream::new(client);
+    context
+        .create_stream(jetstream::stream::Config {
+            name: "ANJU_EVENTS".to_string(),
+            subjects: vec!["anju.events.>".to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // node-c: 0, 2, then 1 (out of order), 2 again (duplicate), 3 with another event's
+    // id and 9 past the log's end (mismatched); 4 and 5 never arrive (missing).
+    publish_raw(&context, "node-c", 0, Some(log[0])).await;
+    publish_raw(&context, "node-c", 2, Some(log[2])).await;
+    publish_raw(&context, "node-c", 1, Some(log[1])).await;
+    publish_raw(&context, "node-c", 2, None).await;
+    publish_raw(&context, "node-c", 3, Some(uuid::Uuid::new_v4())).await;
+    publish_raw(&context, "node-c", 9, Some(uuid::Uuid::new_v4())).await;
+    // Another node's messages, in order, are not node-c's business.
+    let other_log: Vec<uuid::Uuid> = (0..6).map(|_| uuid::Uuid::new_v4()).collect();
+    for (position, id) in other_log.iter().enumerate() {
+        publish_raw(&context, "node-d", position as u64, Some(*id)).await;
+    }
+
+    let report = check_stream(&target("node-c", nats.url()), &log)
+        .await
+        .expect("the check runs");
+    assert_eq!(report.log_events, 6);
+    assert_eq!(report.stream_messages, 6, "{report:?}");
+    assert_eq!(report.out_of_order, 1, "{report:?}");
+    assert_eq!(report.duplicate, 1, "{report:?}");
+    assert_eq!(report.mismatched, 2, "{report:?}");
+    assert_eq!(report.missing, 2, "{report:?}");
+    assert_eq!(report.missing_after_last_message, 0, "{report:?}");
+    assert!(!report.is_clean());
+    assert!(
+        report
+            .examples
+            .iter()
+            .any(|example| example.contains(&format!("where the log has {}", log[3]))),
+        "{:?}",
+        report.examples
+    );
+
+    let report = check_stream(&target("node-d", nats.url()), &other_log)
+        .await
+        .expect("the check runs");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.stream_messages, 6);
+    // A log longer than the stream: the tail is missing after the last message (lag).
+    let longer: Vec<uuid::Uuid> = other_log
+        .iter()
+        .copied()
+        .chain([uuid::Uuid::new_v4()])
+        .collect();
+    let report = check_stream(&target("node-d", nats.url()), &longer)
+        .await
+        .expect("the check runs");
+    assert_eq!((report.missing, report.missing_after_last_message), (1, 1));
+}
+
+/// Twenty kill -9 / restarts of nats-server while events are appended, one publish
+/// acknowledged at a time (`fast_batch` off: the process tests in anju-insight cover the
+/// server's default, fast batches): the stream ends up holding the log in log order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_by_message_the_stream_keeps_log_order_through_twenty_nats_kills() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), LogOptions::default())
+        .await
+        .unwrap();
+    let mut config = config(&nats);
+    config.fast_batch = false;
+    let relay = anju_relay::start(log.clone(), config, router());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (log, stop) = (log.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                append_events(&log, n, 20).await;
+                n += 20;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    for round in 0..20u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !relay.status().connected() {
+            assert!(Instant::now() < deadline, "round {round}: no reconnection");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Kill while publishes are in flight, at a different moment each round.
+        tokio::time::sleep(Duration::from_millis(50 + round * 17 % 200)).await;
+        nats.kill();
+        tokio::time::sleep(Duration::from_millis(100 + round * 37 % 400)).await;
+        nats.restart();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let head = log.head_position();
+    assert!(!relay.status().fast_batching());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relay.status().published_up_to() < head {
+        assert!(Instant::now() < deadline, "the relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_stream_equals_log(&log, &stream_messages(&nats.url()).await).await;
+    relay.stop().await;
+    log.close().await.unwrap();
+}

@@ -973,3 +973,57 @@ fn demo_on_the_system_clock_says_what_it_cannot_show() {
     assert_eq!(deemed["state"], "REQUEST_STATE_SUBMITTED");
     assert_eq!(deemed["deemed_accepted"], false);
 }
+
+#[test]
+fn relay_check_says_when_nats_is_unreachable_or_the_stream_missing() {
+    let server = Server::start();
+    let admin = server.token("admin", &["*"], "ops");
+    let closed = format!("nats://127.0.0.1:{}", anju_testkit::free_port());
+    let output = server.run(
+        &admin,
+        &[
+            "relay",
+            "check",
+            "--nats-url",
+            &closed,
+            "--node-id",
+            "node-1",
+        ],
+    );
+    assert_fails(
+        &output,
+        6,
+        &["cannot connect to nats", "is nats-server running"],
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "no report: {}",
+        text(&output.stdout)
+    );
+
+    let nats = anju_testkit::NatsServer::start();
+    let output = server.run(
+        &admin,
+        &[
+            "relay",
+            "check",
+            "--nats-url",
+            &nats.url(),
+            "--node-id",
+            "node-1",
+        ],
+    );
+    assert_fails(&output, 3, &["stream ANJU_EVENTS does not exist"]);
+    let output = server.run(
+        &admin,
+        &[
+            "relay",
+            "check",
+            "--nats-url",
+            "nats://[::1",
+            "--node-id",
+            "node-1",
+        ],
+    );
+    assert_fails(&output, 2, &["invalid nats address"]);
+}
