@@ -472,6 +472,35 @@ struct CampaignTokens {
 }
 
 fn start(args: &SoakArgs, epoch: &Epoch) -> anyhow::Result<Server> {
+    // The ports are chosen free but not held until the server binds them, so another
+    // process on the machine can take one in between: that start is tried again on new
+    // ports (it is the harness's race, not the server's fault). Anything else fails.
+    let mut attempt = 1;
+    loop {
+        let logged_before = std::fs::metadata(epoch.server_log())
+            .map(|metadata| metadata.len())
+            .unwrap_or(0);
+        match start_once(args, epoch) {
+            Err(error) if attempt < 3 && port_taken(&epoch.server_log(), logged_before) => {
+                eprintln!("a port was taken before anju-server bound it ({error:#}); starting again on other ports");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether what the server logged after `offset` says an address was in use.
+fn port_taken(log: &Path, offset: u64) -> bool {
+    std::fs::read(log)
+        .map(|bytes| {
+            let start = (offset as usize).min(bytes.len());
+            String::from_utf8_lossy(&bytes[start..]).contains("Address already in use")
+        })
+        .unwrap_or(false)
+}
+
+fn start_once(args: &SoakArgs, epoch: &Epoch) -> anyhow::Result<Server> {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
