@@ -121,6 +121,19 @@ enum Request {
     Compact {
         reply: oneshot::Sender<Result<KeyStoreStats, KeyStoreError>>,
     },
+    Backup {
+        to: PathBuf,
+        reply: oneshot::Sender<Result<KeyStoreBackup, KeyStoreError>>,
+    },
+}
+
+/// What [`KeyStore::backup`] copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStoreBackup {
+    /// Records copied: every record whose sync had succeeded when the copy was taken.
+    pub records: u32,
+    /// The files written, relative to the target directory.
+    pub files: Vec<String>,
 }
 
 /// The index and the file it points into, swapped together by compaction.
@@ -326,6 +339,19 @@ impl KeyStore {
             .map_err(|_| KeyStoreError::Closed)
     }
 
+    /// Copies the store into the new directory `to`: `keys.log` up to its last synced
+    /// record and the secret file (when the secret is not given in the configuration).
+    /// The writer thread takes the copy between two batches, so it holds every key
+    /// acknowledged before the call, and writes wait for it (about 53 bytes a resident).
+    pub async fn backup(&self, to: &Path) -> Result<KeyStoreBackup, KeyStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Backup {
+            to: to.to_path_buf(),
+            reply,
+        })?;
+        answer.await.map_err(|_| KeyStoreError::Closed)?
+    }
+
     /// Stops the writer after what is queued; later calls get `Closed`.
     pub fn close(&self) {
         self.tx
@@ -427,6 +453,7 @@ impl Writer {
         let mut buffer = Vec::new();
         let mut outcomes = Vec::new();
         let mut compactions = Vec::new();
+        let mut backups = Vec::new();
         let mut records = self.records;
         let current = |changes: &HashMap<ResidentKeyId, Option<(u32, DataKey)>>,
                        id: &ResidentKeyId| match changes.get(id) {
@@ -475,6 +502,7 @@ impl Writer {
                     outcomes.push(Outcome::Erased(reply, existed));
                 }
                 Request::Compact { reply } => compactions.push(reply),
+                Request::Backup { to, reply } => backups.push((to, reply)),
             }
         }
         let mut written = match (&self.failed, buffer.is_empty()) {
@@ -524,6 +552,9 @@ impl Writer {
                 (Outcome::Erased(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
             }
         }
+        for (to, reply) in backups {
+            let _ = reply.send(self.backup(&to));
+        }
         for reply in compactions {
             let result = match &self.failed {
                 Some(failure) => Err(failure.clone()),
@@ -538,6 +569,29 @@ impl Writer {
             }
             let _ = reply.send(result);
         }
+    }
+
+    /// Copies the synced records and the secret file into the new directory `to`.
+    fn backup(&self, to: &Path) -> Result<KeyStoreBackup, KeyStoreError> {
+        std::fs::create_dir(to).map_err(|e| io_error(to, e))?;
+        let durable = u64::from(self.records) * RECORD_LEN as u64;
+        let mut files = Vec::new();
+        let source = File::open(&self.path).map_err(|e| io_error(&self.path, e))?;
+        let target = to.join(FILE_NAME);
+        copy_prefix(&source, &self.path, durable, &target)?;
+        files.push(FILE_NAME.to_string());
+        let secret = self.dir.join(SECRET_NAME);
+        if secret.exists() {
+            let source = File::open(&secret).map_err(|e| io_error(&secret, e))?;
+            let len = source.metadata().map_err(|e| io_error(&secret, e))?.len();
+            copy_prefix(&source, &secret, len, &to.join(SECRET_NAME))?;
+            files.push(SECRET_NAME.to_string());
+        }
+        sync_dir(to)?;
+        Ok(KeyStoreBackup {
+            records: self.records,
+            files,
+        })
     }
 
     /// Writes the live keys to a new file, syncs it, renames it over the old one and
@@ -698,6 +752,32 @@ fn load_or_create_secret(dir: &Path) -> Result<[u8; 32], KeyStoreError> {
     std::fs::rename(&temporary, &path).map_err(|e| io_error(&path, e))?;
     sync_dir(dir)?;
     Ok(secret)
+}
+
+/// Writes the first `len` bytes of `source` to the new file `target` and syncs it.
+fn copy_prefix(
+    source: &File,
+    source_path: &Path,
+    len: u64,
+    target: &Path,
+) -> Result<(), KeyStoreError> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map_err(|e| io_error(target, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = ((len - at) as usize).min(buf.len());
+        source
+            .read_exact_at(&mut buf[..want], at)
+            .map_err(|e| io_error(source_path, e))?;
+        out.write_all(&buf[..want])
+            .map_err(|e| io_error(target, e))?;
+        at += want as u64;
+    }
+    out.sync_all().map_err(|e| io_error(target, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
