@@ -24,7 +24,8 @@ pub const MANIFEST_FORMAT: &str = "anju-backup-1";
 pub struct Manifest {
     /// Always [`MANIFEST_FORMAT`].
     pub format: String,
-    /// The log in the backup holds the events at positions `0..position`.
+    /// The log in the backup holds its first `position` events: API positions 1 to
+    /// `position` (`ReadAll` counts from 1).
     pub position: u64,
     /// When the backup started, UTC, RFC 3339.
     pub started_at: String,

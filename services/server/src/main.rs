@@ -147,11 +147,8 @@ async fn backup(config: &Config, to: &std::path::Path) -> anyhow::Result<()> {
         .elapsed
         .map_or(0.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9);
     println!(
-        "backup of positions 0 to {} in {}: {} files, {} bytes, {elapsed:.2}s",
-        taken.position.saturating_sub(1),
-        taken.to_dir,
-        taken.files,
-        taken.bytes
+        "backup of the log's positions 1 to {} in {}: {} files, {} bytes, {elapsed:.2}s",
+        taken.position, taken.to_dir, taken.files, taken.bytes
     );
     Ok(())
 }
@@ -161,11 +158,11 @@ fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result
         .with_context(|| format!("restoring {} into {}", from.display(), data_dir.display()))?;
     let manifest = &report.manifest;
     println!(
-        "restored and verified the backup of node {} taken at {}: {} events (positions 0 to {}), {} files, {} bytes, in {:.2}s; start anju-server with --data-dir {}",
+        "restored and verified the backup of node {} taken at {}: {} events (positions 1 to {}), {} files, {} bytes, in {:.2}s; start anju-server with --data-dir {}",
         manifest.node_id,
         manifest.started_at,
         manifest.position,
-        manifest.position.saturating_sub(1),
+        manifest.position,
         manifest.files.len(),
         manifest.bytes(),
         report.elapsed.as_secs_f64(),
