@@ -117,6 +117,9 @@ pub(crate) fn backup(shared: &Arc<Shared>, to: &Path) -> Result<LogBackup, LogEr
     Ok(copied)
 }
 
+/// How many bytes a copy writes between two syncs (a multiple of its 1 MiB buffer).
+const SYNC_EVERY: u64 = 8 << 20;
+
 /// Writes the first `len` bytes of `source` to a new file `target` and syncs it.
 fn copy_prefix(source: &File, source_path: &Path, len: u64, target: &Path) -> Result<(), LogError> {
     let mut out = OpenOptions::new()
@@ -134,6 +137,12 @@ fn copy_prefix(source: &File, source_path: &Path, len: u64, target: &Path) -> Re
         out.write_all(&buf[..want])
             .map_err(|e| LogError::io(target.display(), e))?;
         at += want as u64;
+        // Sync as it goes, so the copy never leaves hundreds of megabytes for one sync
+        // to push out at once beside the writer's fdatasync calls.
+        if at % SYNC_EVERY == 0 {
+            out.sync_data()
+                .map_err(|e| LogError::io(target.display(), e))?;
+        }
     }
     out.sync_all()
         .map_err(|e| LogError::io(target.display(), e))?;
