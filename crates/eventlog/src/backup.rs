@@ -139,7 +139,7 @@ fn copy_prefix(source: &File, source_path: &Path, len: u64, target: &Path) -> Re
         at += want as u64;
         // Sync as it goes, so the copy never leaves hundreds of megabytes for one sync
         // to push out at once beside the writer's fdatasync calls.
-        if at % SYNC_EVERY == 0 {
+        if at.is_multiple_of(SYNC_EVERY) {
             out.sync_data()
                 .map_err(|e| LogError::io(target.display(), e))?;
         }

@@ -136,7 +136,7 @@ fn start_load(
                             request_id,
                             idempotency_key: key("note"),
                             text: format!("called back, round {round}, note {n}"),
-                            internal: n % 2 == 0,
+                            internal: n.is_multiple_of(2),
                             ..Default::default()
                         },
                         &caseworker,
