@@ -117,6 +117,17 @@ pub struct Submitted {
     pub intake_deadline: Timestamp,
 }
 
+/// What [`Application::backup`] copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppBackup {
+    /// The copied log holds the events at positions `0..position`.
+    pub position: u64,
+    /// Key store records copied.
+    pub key_records: u32,
+    /// Every file written, relative to the backup directory, `/`-separated.
+    pub files: Vec<String>,
+}
+
 /// What `execute` answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Executed {
@@ -318,6 +329,41 @@ impl Application {
         self.write_health()
             .iter()
             .find_map(|(store, health)| health.failure().map(|f| format!("{store}: {f}")))
+    }
+
+    /// Copies what a restore needs into the new directory `to`, laid out as a data
+    /// directory: the log's segments up to the head when the copy starts (position P),
+    /// then the key store's synced records and its secret, and the demo clock file if
+    /// there is one. The keys are copied after P is fixed, and a key is synced before any
+    /// event sealed with it is appended, so the copy holds every key the events below P
+    /// need. Read models and checkpoints are not copied: a restored server rebuilds them
+    /// from the log (ADR 008). Appends and key writes go on meanwhile.
+    pub async fn backup(&self, to: &std::path::Path) -> Result<AppBackup, AppError> {
+        let log = self
+            .inner
+            .log
+            .backup(to.join("log"))
+            .await
+            .map_err(|e| AppError::unavailable(format!("backing up the event log: {e}")))?;
+        let keys = self
+            .inner
+            .keys
+            .backup(&to.join("keys"))
+            .await
+            .map_err(|e| AppError::unavailable(format!("backing up the key store: {e}")))?;
+        let mut files: Vec<String> = log.files.iter().map(|f| format!("log/{f}")).collect();
+        files.extend(keys.files.iter().map(|f| format!("keys/{f}")));
+        let demo = self.inner.config.data_dir.join(crate::DEMO_CLOCK_FILE);
+        if demo.exists() {
+            std::fs::copy(&demo, to.join(crate::DEMO_CLOCK_FILE))
+                .map_err(|e| AppError::unavailable(format!("copying {}: {e}", demo.display())))?;
+            files.push(crate::DEMO_CLOCK_FILE.to_string());
+        }
+        Ok(AppBackup {
+            position: log.position,
+            key_records: keys.records,
+            files,
+        })
     }
 
     /// The event log (for tests, admin tools and the relay).

@@ -121,6 +121,19 @@ enum Request {
     Compact {
         reply: oneshot::Sender<Result<KeyStoreStats, KeyStoreError>>,
     },
+    /// The synced record count and the file they are in, for a backup to copy.
+    Synced {
+        reply: oneshot::Sender<Result<(u32, File), KeyStoreError>>,
+    },
+}
+
+/// What [`KeyStore::backup`] copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStoreBackup {
+    /// Records copied: every record whose sync had succeeded when the copy was taken.
+    pub records: u32,
+    /// The files written, relative to the target directory.
+    pub files: Vec<String>,
 }
 
 /// The index and the file it points into, swapped together by compaction.
@@ -171,6 +184,8 @@ struct Shared {
     /// Set when a write fails, cleared when one succeeds again.
     health: Arc<WriteHealth>,
     secret: [u8; 32],
+    /// The store's directory.
+    dir: PathBuf,
     /// Held while open, so two processes never append to one key file.
     _dir_lock: File,
 }
@@ -225,6 +240,7 @@ impl KeyStore {
             keys: RwLock::new(keys),
             health: Arc::new(WriteHealth::default()),
             secret,
+            dir: dir.to_path_buf(),
             _dir_lock: dir_lock,
         });
         if stats.dead_records >= COMPACT_DEAD_RECORDS {
@@ -324,6 +340,26 @@ impl KeyStore {
             .ok_or(KeyStoreError::Closed)?
             .send(request)
             .map_err(|_| KeyStoreError::Closed)
+    }
+
+    /// Copies the store into the new directory `to`: `keys.log` up to its last synced
+    /// record and the secret file (when the secret is not given in the configuration).
+    /// The writer thread names the synced records between two batches, so the copy holds
+    /// every key acknowledged before the call; the copy itself is made on a blocking
+    /// thread while writes go on, since the records below that count are never
+    /// rewritten in that file (compaction writes a new file and renames it).
+    pub async fn backup(&self, to: &Path) -> Result<KeyStoreBackup, KeyStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Synced { reply })?;
+        let (records, file) = answer.await.map_err(|_| KeyStoreError::Closed)??;
+        let dir = self.shared.dir.clone();
+        let to = to.to_path_buf();
+        tokio::task::spawn_blocking(move || backup(&dir, records, &file, &to))
+            .await
+            .map_err(|e| KeyStoreError::Io {
+                path: "key store backup".into(),
+                message: format!("the copy panicked: {e}"),
+            })?
     }
 
     /// Stops the writer after what is queued; later calls get `Closed`.
@@ -427,6 +463,7 @@ impl Writer {
         let mut buffer = Vec::new();
         let mut outcomes = Vec::new();
         let mut compactions = Vec::new();
+        let mut backups = Vec::new();
         let mut records = self.records;
         let current = |changes: &HashMap<ResidentKeyId, Option<(u32, DataKey)>>,
                        id: &ResidentKeyId| match changes.get(id) {
@@ -475,6 +512,7 @@ impl Writer {
                     outcomes.push(Outcome::Erased(reply, existed));
                 }
                 Request::Compact { reply } => compactions.push(reply),
+                Request::Synced { reply } => backups.push(reply),
             }
         }
         let mut written = match (&self.failed, buffer.is_empty()) {
@@ -523,6 +561,12 @@ impl Writer {
                 (Outcome::Key(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
                 (Outcome::Erased(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
             }
+        }
+        for reply in backups {
+            let opened = File::open(&self.path)
+                .map(|file| (self.records, file))
+                .map_err(|e| io_error(&self.path, e));
+            let _ = reply.send(opened);
         }
         for reply in compactions {
             let result = match &self.failed {
@@ -698,6 +742,56 @@ fn load_or_create_secret(dir: &Path) -> Result<[u8; 32], KeyStoreError> {
     std::fs::rename(&temporary, &path).map_err(|e| io_error(&path, e))?;
     sync_dir(dir)?;
     Ok(secret)
+}
+
+/// Copies the first `records` records of `source` (the store's file in `dir`) and the
+/// secret file into the new directory `to`.
+fn backup(
+    dir: &Path,
+    records: u32,
+    source: &File,
+    to: &Path,
+) -> Result<KeyStoreBackup, KeyStoreError> {
+    std::fs::create_dir(to).map_err(|e| io_error(to, e))?;
+    let durable = u64::from(records) * RECORD_LEN as u64;
+    let mut files = Vec::new();
+    copy_prefix(source, &dir.join(FILE_NAME), durable, &to.join(FILE_NAME))?;
+    files.push(FILE_NAME.to_string());
+    let secret = dir.join(SECRET_NAME);
+    if secret.exists() {
+        let source = File::open(&secret).map_err(|e| io_error(&secret, e))?;
+        let len = source.metadata().map_err(|e| io_error(&secret, e))?.len();
+        copy_prefix(&source, &secret, len, &to.join(SECRET_NAME))?;
+        files.push(SECRET_NAME.to_string());
+    }
+    sync_dir(to)?;
+    Ok(KeyStoreBackup { records, files })
+}
+
+/// Writes the first `len` bytes of `source` to the new file `target` and syncs it.
+fn copy_prefix(
+    source: &File,
+    source_path: &Path,
+    len: u64,
+    target: &Path,
+) -> Result<(), KeyStoreError> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map_err(|e| io_error(target, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = ((len - at) as usize).min(buf.len());
+        source
+            .read_exact_at(&mut buf[..want], at)
+            .map_err(|e| io_error(source_path, e))?;
+        out.write_all(&buf[..want])
+            .map_err(|e| io_error(target, e))?;
+        at += want as u64;
+    }
+    out.sync_all().map_err(|e| io_error(target, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {

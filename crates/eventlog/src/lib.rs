@@ -8,6 +8,7 @@
 //! named checkpoints and other components' trees. See
 //! `docs/adr/001-own-log-sled-index.md` and `docs/adr/005-log-index-in-memory.md`.
 
+mod backup;
 mod codec;
 mod error;
 mod event_ids;
@@ -24,6 +25,7 @@ mod types;
 mod verify;
 mod writer;
 
+pub use backup::LogBackup;
 pub use codec::MAX_WRITE_BYTES;
 pub use error::{AppendError, LogError};
 pub use health::WriteHealth;
@@ -433,6 +435,18 @@ impl EventLog {
     /// The sled store that holds the indexes; other components may keep their own trees in it.
     pub fn index_db(&self) -> &sled::Db {
         &self.shared().index.db
+    }
+
+    /// Copies the segments up to the head into `to/segments/` while appends go on: the
+    /// copy ends exactly after the last event committed when it started (see
+    /// `docs/adr/008-online-backup-to-a-durable-log-position.md`). `to/segments` must not
+    /// exist yet. The checkpoints in sled are not copied: they are rebuilt from the log.
+    pub async fn backup(&self, to: impl AsRef<Path>) -> Result<LogBackup, LogError> {
+        let shared = self.inner.shared.clone();
+        let to = to.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || backup::backup(&shared, &to))
+            .await
+            .map_err(|e| LogError::Corrupt(format!("the backup panicked: {e}")))?
     }
 
     /// Checks every frame's CRC, position and version contiguity, and that the in-memory

@@ -1,11 +1,12 @@
 //! anju-server's library: configuration, the gRPC/gRPC-Web server with health,
 //! reflection, auth, limits and metrics, and the four anju.v1 services over the
-//! application layer (`anju_app::Application`).
+//! application layer (`anju_app::Application`); online backup and offline restore.
 //!
 //! `App::build(config).await?.run_until_stopped().await` is the whole binary.
 
 pub mod app;
 pub mod authn;
+pub mod backup;
 pub mod config;
 pub mod convert;
 pub mod error;

@@ -1,5 +1,6 @@
 //! anju-server: the service binary. Parses the configuration and runs the server
-//! until SIGTERM or Ctrl-C, or rebuilds the read models offline; all logic lives in
+//! until SIGTERM or Ctrl-C, rebuilds the read models offline, asks the running server
+//! for an online backup, or restores one into a new data directory; all logic lives in
 //! `anju-server-core`.
 
 use anju_server_core::{telemetry, App, Config, ServerArgs};
@@ -46,11 +47,40 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<std::path::PathBuf>,
     },
+    /// Takes an online backup of the anju-server running with this configuration on
+    /// this host, while it keeps serving: calls its AdminService.Backup at the
+    /// configured gRPC address with a short-lived admin token made from the token
+    /// secret. The server writes DIR, which must be new or empty: the log up to the
+    /// position the backup starts at, the key store, the token secret and a
+    /// manifest.json with every file's size and SHA-256. Read models are not copied;
+    /// a restored server rebuilds them from the log.
+    Backup {
+        /// Where the server writes the backup: a new or empty directory on this host
+        /// (made absolute against the current directory).
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+    },
+    /// Restores a backup into a new data directory, offline: checks every file against
+    /// the manifest and the log as `anju log verify` does before writing anything, then
+    /// copies. Start anju-server on NEW afterwards; it rebuilds its read models from the
+    /// log and answers as the backed-up server did at the backup's position. Needs no
+    /// configuration.
+    Restore {
+        /// The backup directory (the one holding manifest.json).
+        #[arg(long, value_name = "DIR")]
+        from: std::path::PathBuf,
+        /// The data directory to create: must not exist yet, or be empty.
+        #[arg(long, value_name = "NEW")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
+    if let Some(Command::Restore { from, data_dir }) = &cli.command {
+        return restore(from, data_dir);
+    }
     if let Some(Command::RebuildProjections {
         data_dir: Some(dir),
     }) = &cli.command
@@ -59,8 +89,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(&cli.server).context("loading configuration")?;
     telemetry::init_tracing(&config);
-    if let Some(Command::RebuildProjections { .. }) = cli.command {
-        return rebuild(&config).await;
+    match &cli.command {
+        Some(Command::RebuildProjections { .. }) => return rebuild(&config).await,
+        Some(Command::Backup { to }) => return backup(&config, to).await,
+        _ => {}
     }
     let data_dir = config.data_dir.clone();
     let app = App::build(config).await.context("starting anju-server")?;
@@ -103,6 +135,38 @@ async fn rebuild(config: &Config) -> anyhow::Result<()> {
         report.position_before,
         report.position_after,
         report.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn backup(config: &Config, to: &std::path::Path) -> anyhow::Result<()> {
+    let taken = anju_server_core::backup::backup_via_rpc(config, to)
+        .await
+        .map_err(|e| anyhow::anyhow!("backup refused or failed: {e}"))?;
+    let elapsed = taken
+        .elapsed
+        .map_or(0.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9);
+    println!(
+        "backup of the log's positions 1 to {} in {}: {} files, {} bytes, {elapsed:.2}s",
+        taken.position, taken.to_dir, taken.files, taken.bytes
+    );
+    Ok(())
+}
+
+fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let report = anju_server_core::backup::restore(from, data_dir)
+        .with_context(|| format!("restoring {} into {}", from.display(), data_dir.display()))?;
+    let manifest = &report.manifest;
+    println!(
+        "restored and verified the backup of node {} taken at {}: {} events (positions 1 to {}), {} files, {} bytes, in {:.2}s; start anju-server with --data-dir {}",
+        manifest.node_id,
+        manifest.started_at,
+        manifest.position,
+        manifest.position,
+        manifest.files.len(),
+        manifest.bytes(),
+        report.elapsed.as_secs_f64(),
+        data_dir.display()
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! and a property test against an in-memory model.
 
 mod append;
+mod backup;
 mod full_disk;
 mod helpers;
 mod model;

@@ -1,6 +1,7 @@
 //! AdminService handlers: the server's clock. `AdvanceClock` moves the demo clock
 //! (`--demo-clock`) forward and answers once the timer scheduler has fired what fell
-//! due; without the flag the server is on the system clock and refuses.
+//! due; without the flag the server is on the system clock and refuses. `Backup` takes
+//! an online backup into a new directory on the server's host (`crate::backup`).
 
 use std::time::Duration;
 
@@ -24,11 +25,16 @@ const NO_DEMO_CLOCK: &str = "the server runs on the system clock, which cannot b
 #[derive(Debug, Clone)]
 pub struct AdminHandler {
     pub state: AppState,
+    /// Held while a backup runs: one at a time.
+    backup_running: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AdminHandler {
     pub fn new(state: AppState) -> AdminHandler {
-        AdminHandler { state }
+        AdminHandler {
+            state,
+            backup_running: Default::default(),
+        }
     }
 
     /// Waits until the read models (and so the timer index) hold the whole log.
@@ -134,6 +140,73 @@ impl AdminService for AdminHandler {
             offset: Some(convert::duration(advanced.offset)),
             timers_fired: fired as u64,
             position,
+        }))
+    }
+
+    async fn backup(
+        &self,
+        request: Request<BackupRequest>,
+    ) -> Result<Response<BackupResponse>, GrpcStatus> {
+        let actor = caller(&request, ADMIN_ROLES)?;
+        let to_dir = request.get_ref().to_dir.clone();
+        let mut violations = Violations::new();
+        if to_dir.is_empty() {
+            violations.add(
+                "to_dir",
+                "is required: a new directory on the server's host",
+            );
+        } else if let Err(problem) =
+            crate::backup::check_new_directory(std::path::Path::new(&to_dir), "directory")
+        {
+            violations.add("to_dir", problem);
+        }
+        violations.into_result()?;
+        let Ok(_running) = self.backup_running.try_lock() else {
+            return Err(ApiError::FailedPrecondition(
+                "another backup is running; wait for it to finish".into(),
+            )
+            .into());
+        };
+        let config = &self.state.config;
+        let token_secret = match &config.secret_file {
+            Some(_) => None,
+            None => Some(config.data_dir.join(anju_auth::SECRET_FILE_NAME)),
+        };
+        let taken = crate::backup::take_backup(
+            &self.state.application,
+            token_secret.as_deref(),
+            &config.node_id,
+            std::path::Path::new(&to_dir),
+        )
+        .await;
+        let manifest = match taken {
+            Ok(manifest) => manifest,
+            Err(crate::backup::BackupError::Target(problem)) => {
+                let mut violations = Violations::new();
+                violations.add("to_dir", problem);
+                return Err(violations.into_result().unwrap_err().into());
+            }
+            Err(e @ crate::backup::BackupError::Failed(_)) => {
+                tracing::error!(error = %e, "backup failed");
+                return Err(ApiError::Unavailable(e.to_string()).into());
+            }
+        };
+        tracing::info!(
+            admin = %actor.id,
+            position = manifest.position,
+            files = manifest.files.len(),
+            bytes = manifest.bytes(),
+            elapsed_ms = manifest.elapsed_ms,
+            "backup taken"
+        );
+        Ok(Response::new(BackupResponse {
+            position: manifest.position,
+            to_dir,
+            files: manifest.files.len() as u32,
+            bytes: manifest.bytes(),
+            elapsed: Some(convert::duration(Duration::from_millis(
+                manifest.elapsed_ms,
+            ))),
         }))
     }
 }
