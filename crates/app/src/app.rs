@@ -337,7 +337,7 @@ impl Application {
     /// there is one. The keys are copied after P is fixed, and a key is synced before any
     /// event sealed with it is appended, so the copy holds every key the events below P
     /// need. Read models and checkpoints are not copied: a restored server rebuilds them
-    /// from the log (ADR 008). Appends and key writes go on meanwhile.
+    /// from the log (ADR 009). Appends and key writes go on meanwhile.
     pub async fn backup(&self, to: &std::path::Path) -> Result<AppBackup, AppError> {
         let log = self
             .inner

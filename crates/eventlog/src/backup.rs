@@ -1,5 +1,5 @@
 //! An online copy of the log's segments up to a durable position, taken while the writer
-//! keeps appending (ADR 008). Every byte below the head's frame end was synced before the
+//! keeps appending (ADR 009). Every byte below the head's frame end was synced before the
 //! head moved past it and is never written again, so it is read with positional reads on
 //! the open segment files without stopping the writer.
 

@@ -439,7 +439,7 @@ impl EventLog {
 
     /// Copies the segments up to the head into `to/segments/` while appends go on: the
     /// copy ends exactly after the last event committed when it started (see
-    /// `docs/adr/008-online-backup-to-a-durable-log-position.md`). `to/segments` must not
+    /// `docs/adr/009-online-backup-to-a-durable-log-position.md`). `to/segments` must not
     /// exist yet. The checkpoints in sled are not copied: they are rebuilt from the log.
     pub async fn backup(&self, to: impl AsRef<Path>) -> Result<LogBackup, LogError> {
         let shared = self.inner.shared.clone();

@@ -1,5 +1,5 @@
 //! Online backup of a running server into a new directory, and the offline restore of
-//! such a backup into a new data directory after checking every byte of it (ADR 008).
+//! such a backup into a new data directory after checking every byte of it (ADR 009).
 //!
 //! A backup is laid out as a data directory (`log/segments/`, `keys/`, `token-secret`,
 //! `demo-clock`) plus `manifest.json`, written last: a directory without a manifest is an

@@ -1,4 +1,4 @@
-//! The online copy of the segments (issue 15, ADR 008): taken while appends go on and
+//! The online copy of the segments (issue 15, ADR 009): taken while appends go on and
 //! segments roll over, it ends exactly at the head it started at, verifies clean, and a
 //! log opened on it holds the original's first events byte for byte and appends on.
 
