@@ -1,0 +1,307 @@
+//! Issue 16, items 11 to 20: what the service must refuse or tell, through the gRPC API.
+//! The phone digits are no oracle and their look-ups are limited (11), bad page tokens,
+//! unknown enum values and backwards time ranges are INVALID_ARGUMENT naming the field
+//! (14, 15), and the log totals are for managers of every site only (17).
+
+use anju_proto::v1::*;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::{assert_code, Form, World};
+use crate::helpers::{authed, TestApp};
+
+/// Medical-insurance enrolment at site A: no approval levels.
+fn form_for_site_a() -> Form {
+    Form::text(
+        "JY-YIBAO",
+        &[("action", "新参保 new enrolment"), ("people", "2")],
+    )
+}
+
+/// Asserts a call failed with INVALID_ARGUMENT and a field violation of `field`.
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
+    let status = assert_code(result, Code::InvalidArgument);
+    let details = status.get_error_details();
+    let fields: Vec<String> = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    assert!(
+        fields.iter().any(|f| f == field),
+        "no violation of {field} in {fields:?}: {}",
+        status.message()
+    );
+    status
+}
+
+/// The three writes that find a request by tracking code and digits, as `token`.
+async fn writes_by_code(
+    world: &World,
+    token: &str,
+    tracking_code: &str,
+    phone_last4: &str,
+) -> Vec<(&'static str, Result<(), Status>)> {
+    let mut resident = world.clients.resident.clone();
+    let code = tracking_code.to_string();
+    let digits = phone_last4.to_string();
+    let provide = resident
+        .provide_info(authed(
+            ProvideInfoRequest {
+                tracking_code: code.clone(),
+                phone_last4: digits.clone(),
+                message: "补充材料".into(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(drop);
+    let rate = resident
+        .rate_request(authed(
+            RateRequestRequest {
+                tracking_code: code.clone(),
+                phone_last4: digits.clone(),
+                grade: SatisfactionGrade::Satisfied as i32,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(drop);
+    let withdraw = resident
+        .withdraw_request(authed(
+            WithdrawRequestRequest {
+                tracking_code: code,
+                phone_last4: digits,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(drop);
+    vec![
+        ("ProvideInfo", provide),
+        ("RateRequest", rate),
+        ("WithdrawRequest", withdraw),
+    ]
+}
+
+/// Item 11: right digits from someone the request does not answer to must not read
+/// differently from wrong digits, and wrong digits like an unknown code.
+#[tokio::test]
+async fn right_and_wrong_phone_digits_answer_alike_on_writes() {
+    let world = World::new().await;
+    let t = &world.tokens;
+    let submitted = world
+        .submit(
+            &t.resident,
+            &form_for_site_a(),
+            "oracle-0001-key",
+            "13700004321",
+        )
+        .await
+        .unwrap();
+    world.status(&submitted, submitted.position).await;
+    let unknown = writes_by_code(&world, &t.other_resident, "AJ-0000-0000-0000", "4321").await;
+    let wrong = writes_by_code(&world, &t.other_resident, &submitted.tracking_code, "1234").await;
+    let right = writes_by_code(&world, &t.other_resident, &submitted.tracking_code, "4321").await;
+    for ((method, unknown), ((_, wrong), (_, right))) in
+        unknown.into_iter().zip(wrong.into_iter().zip(right))
+    {
+        let unknown = unknown.expect_err("an unknown code is not found");
+        let wrong = wrong.expect_err("wrong digits are not found");
+        assert_eq!(unknown.code(), Code::NotFound, "{method}: {unknown:?}");
+        assert_eq!(
+            (wrong.code(), wrong.message()),
+            (unknown.code(), unknown.message()),
+            "{method}: wrong digits answer like an unknown code"
+        );
+        if let Err(right) = right {
+            assert_ne!(
+                right.code(),
+                Code::PermissionDenied,
+                "{method}: right digits must not be told apart from wrong ones: {right:?}"
+            );
+            assert!(
+                !right.message().contains("applicant"),
+                "{method}: {right:?}"
+            );
+        }
+    }
+}
+
+/// Item 11: every call that takes a tracking code and digits counts against the one
+/// look-up limit, so ten thousand guesses cannot be made in a burst.
+#[tokio::test]
+async fn writes_by_tracking_code_count_against_the_look_up_limit() {
+    let app = TestApp::spawn_with(|config| config.status_lookups_per_minute = 5).await;
+    let world = World::on(app).await;
+    let t = &world.tokens;
+    let submitted = world
+        .submit(
+            &t.resident,
+            &form_for_site_a(),
+            "oracle-0002-key",
+            "13700004321",
+        )
+        .await
+        .unwrap();
+    world.status(&submitted, submitted.position).await;
+    // Two rounds of three writes with wrong digits: the sixth is past the limit.
+    let mut outcomes =
+        writes_by_code(&world, &t.other_resident, &submitted.tracking_code, "0000").await;
+    outcomes
+        .extend(writes_by_code(&world, &t.other_resident, &submitted.tracking_code, "0001").await);
+    let codes: Vec<Code> = outcomes
+        .iter()
+        .map(|(_, r)| r.as_ref().unwrap_err().code())
+        .collect();
+    assert_eq!(codes[..5], [Code::NotFound; 5], "{outcomes:?}");
+    let (method, last) = &outcomes[5];
+    let last = last.as_ref().unwrap_err();
+    assert_eq!(last.code(), Code::ResourceExhausted, "{method}: {last:?}");
+    assert!(
+        last.message().contains("5 per minute"),
+        "{}",
+        last.message()
+    );
+    // The status look-up shares the bucket.
+    let status = world
+        .clients
+        .resident
+        .clone()
+        .get_request_status(authed(
+            GetRequestStatusRequest {
+                tracking_code: submitted.tracking_code.clone(),
+                phone_last4: "4321".into(),
+                min_position: 0,
+            },
+            &t.other_resident,
+        ))
+        .await;
+    assert_code(status, Code::ResourceExhausted);
+}
+
+/// Item 15: a page token the server never issued is the caller's mistake, not an outage.
+#[tokio::test]
+async fn a_garbage_page_token_is_invalid_argument() {
+    let world = World::new().await;
+    let result = world
+        .clients
+        .caseworker
+        .clone()
+        .list_queue(authed(
+            ListQueueRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            &world.tokens.caseworker_a,
+        ))
+        .await;
+    assert_invalid(result, "page_token");
+}
+
+/// Item 14: enum values the API does not define, and a time range that ends before it
+/// starts, are refused naming the field instead of being read as a default.
+#[tokio::test]
+async fn unknown_enum_values_and_backward_ranges_are_refused() {
+    let world = World::new().await;
+    let t = &world.tokens;
+    let mut manager = world.clients.manager.clone();
+    let result = manager
+        .get_throughput(authed(
+            GetThroughputRequest {
+                bucket: 42,
+                ..Default::default()
+            },
+            &t.manager_all,
+        ))
+        .await;
+    assert_invalid(result, "bucket");
+    let result = manager
+        .get_sla_report(authed(
+            GetSlaReportRequest {
+                grouping: 42,
+                ..Default::default()
+            },
+            &t.manager_all,
+        ))
+        .await;
+    assert_invalid(result, "grouping");
+    let backwards = ReportFilter {
+        time_range: Some(TimeRange {
+            from: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            to: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+        }),
+        ..Default::default()
+    };
+    let result = manager
+        .get_backlog(authed(
+            GetBacklogRequest {
+                filter: Some(backwards),
+                ..Default::default()
+            },
+            &t.manager_all,
+        ))
+        .await;
+    assert_invalid(result, "filter.time_range");
+    let result = world
+        .clients
+        .eventlog
+        .clone()
+        .read_stream(authed(
+            ReadStreamRequest {
+                stream_id: "request-0190f0a2-0000-7000-8000-000000000000".into(),
+                direction: 9,
+                ..Default::default()
+            },
+            &t.admin,
+        ))
+        .await;
+    assert_invalid(result, "direction");
+    let result = world
+        .clients
+        .caseworker
+        .clone()
+        .list_queue(authed(
+            ListQueueRequest {
+                filter: Some(QueueFilter {
+                    sla_statuses: vec![SlaStatus::Warning as i32, 77],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &t.caseworker_a,
+        ))
+        .await;
+    assert_invalid(result, "filter.sla_statuses[1]");
+}
+
+/// Item 17: log totals count every site of the node, so a manager of one site may not
+/// read them; a manager of every site may.
+#[tokio::test]
+async fn log_stats_are_for_managers_of_every_site() {
+    let world = World::new().await;
+    let t = &world.tokens;
+    let mut eventlog = world.clients.eventlog.clone();
+    let result = eventlog
+        .get_log_stats(authed(GetLogStatsRequest::default(), &t.manager_a))
+        .await;
+    let status = assert_code(result, Code::PermissionDenied);
+    assert!(
+        status.message().contains("every site"),
+        "{}",
+        status.message()
+    );
+    eventlog
+        .get_log_stats(authed(GetLogStatsRequest::default(), &t.manager_all))
+        .await
+        .expect("a province-wide manager reads the totals");
+}
