@@ -472,6 +472,11 @@ pub enum Problem {
     NotSealed,
     /// A sealed answer where a clear one was needed.
     UnexpectedSealed,
+    /// A control character, terminal escape or bidirectional override, named by its
+    /// code point (`U+001B`).
+    Unprintable {
+        character: String,
+    },
     /// Any other problem with a command argument, said in words.
     Other {
         message: String,
@@ -537,6 +542,11 @@ impl fmt::Display for FieldViolation {
                 "{field} is sensitive and must be sealed before submission"
             ),
             Problem::UnexpectedSealed => write!(f, "{field} is sealed but must be given in clear"),
+            Problem::Unprintable { character } => write!(
+                f,
+                "{field} holds the unprintable character {character}: control characters, \
+                 terminal escapes and bidirectional overrides are refused"
+            ),
             Problem::Other { message } => write!(f, "{field}: {message}"),
         }
     }
@@ -607,7 +617,10 @@ fn check_form(
     let mut violations = Vec::new();
     for name in answers.keys() {
         if definition.field(name).is_none() {
-            violations.push(FieldViolation::new(name.clone(), Problem::UnknownField));
+            violations.push(FieldViolation::new(
+                crate::text::escaped(name),
+                Problem::UnknownField,
+            ));
         }
     }
     let mut cleaned = FormAnswers::new();
@@ -698,6 +711,11 @@ fn check_answer(field: &FieldDefinition, answer: &Answer) -> Result<Answer, Vec<
                 return Err(wrong_type("text"));
             };
             let text = text.trim();
+            if let Some(c) = crate::text::refused_char(text, crate::text::Lines::Many) {
+                return Err(violation(Problem::Unprintable {
+                    character: crate::text::code_point(c),
+                }));
+            }
             let length = text.chars().count() as u32;
             if let Some(max_length) = field.max_length.filter(|max| length > *max) {
                 return Err(violation(Problem::TooLong { max_length, length }));

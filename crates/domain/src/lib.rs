@@ -21,6 +21,7 @@ pub mod ids;
 pub mod rating;
 pub mod state;
 pub mod supervision;
+pub mod text;
 pub mod time;
 
 pub use actor::{Actor, Role, Scope};
@@ -39,4 +40,5 @@ pub use state::{
     evolve, try_evolve, Deadlines, EvolveError, Request, RequestState, Status, Supervision,
 };
 pub use supervision::{next_due, DueTimer};
+pub use text::{refused_char, Lines};
 pub use time::{CivilDate, Timestamp, Weekday};

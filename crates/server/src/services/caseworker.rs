@@ -479,6 +479,12 @@ impl CaseworkerService for CaseworkerHandler {
                 &item.description,
             );
             let code = item.material_code.trim();
+            convert::printable(
+                &mut violations,
+                &format!("missing[{i}].material_code"),
+                code,
+                anju_domain::Lines::One,
+            );
             match (code.is_empty(), description) {
                 (true, None) => violations.add(
                     format!("missing[{i}]"),

@@ -176,7 +176,11 @@ impl ResidentService for ResidentHandler {
     ) -> Result<Response<SubmitRequestResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
         let message = request.into_inner();
-        let answers = convert::answers(&message.answers, &message.text_answers)?;
+        let definition = ServiceCode::parse(message.service_code.trim())
+            .ok()
+            .and_then(|code| self.state.application.catalogue().get(&code).cloned());
+        let answers =
+            convert::answers(&message.answers, &message.text_answers, definition.as_ref())?;
         let applicant = message.applicant.unwrap_or_default();
         let on_behalf_of = match (actor.role, &message.on_behalf_of) {
             (Role::Kiosk, _) => Some(self.kiosk_resident_id(&applicant.phone)),

@@ -1,7 +1,9 @@
 //! Issue 16, items 11 to 20: what the service must refuse or tell, through the gRPC API.
 //! The phone digits are no oracle and their look-ups are limited (11), bad page tokens,
 //! unknown enum values and backwards time ranges are INVALID_ARGUMENT naming the field
-//! (14, 15), and the log totals are for managers of every site only (17).
+//! (14, 15), and the log totals are for managers of every site only (17). Control
+//! characters, escapes and bidirectional overrides are refused naming the field (12);
+//! typed answers must match their field's type and stay exact (13).
 
 use anju_proto::v1::*;
 use tonic::{Code, Status};
@@ -304,4 +306,213 @@ async fn log_stats_are_for_managers_of_every_site() {
         .get_log_stats(authed(GetLogStatsRequest::default(), &t.manager_all))
         .await
         .expect("a province-wide manager reads the totals");
+}
+
+/// A form of typed answers for `service_code` at site A.
+fn typed(service_code: &'static str, answers: Vec<(&'static str, form_value::Value)>) -> Form {
+    Form {
+        service_code,
+        site: super::SITE_A,
+        text_answers: Vec::new(),
+        typed_answers: answers,
+        id_number: None,
+    }
+}
+
+/// Item 12: control characters, terminal escapes, NUL and bidirectional overrides in
+/// names, answers, notes and material codes are refused naming the field, and nothing
+/// is written.
+#[tokio::test]
+async fn control_characters_and_bidi_overrides_are_refused_at_the_edge() {
+    let world = World::new().await;
+    let t = &world.tokens;
+    let submitted = world
+        .submit(
+            &t.resident,
+            &form_for_site_a(),
+            "unprint-0001-key",
+            "13700001111",
+        )
+        .await
+        .unwrap();
+    let head = world.head().await;
+    let mut resident = world.clients.resident.clone();
+
+    let mut request = form_for_site_a().request("unprint-0002-key", "13700001111");
+    request.applicant.as_mut().unwrap().name = "\u{1b}[2J李秀英".into();
+    let status = assert_invalid(
+        resident.submit_request(authed(request, &t.resident)).await,
+        "applicant.display_name",
+    );
+    assert!(status.message().contains("U+001B"), "{}", status.message());
+    assert!(
+        !status.message().contains('\u{1b}'),
+        "{:?}",
+        status.message()
+    );
+
+    let weixiu = Form::text(
+        "SQ-WEIXIU",
+        &[("problem", "漏水 leak"), ("location", "3-2-501\u{202E}10")],
+    );
+    let request = weixiu.request("unprint-0003-key", "13700001111");
+    let status = assert_invalid(
+        resident.submit_request(authed(request, &t.resident)).await,
+        "location",
+    );
+    assert!(status.message().contains("U+202E"), "{}", status.message());
+
+    let mut caseworker = world.clients.caseworker.clone();
+    let result = caseworker
+        .add_note(authed(
+            AddNoteRequest {
+                request_id: submitted.request_id.clone(),
+                text: "电话已联系\0".into(),
+                ..Default::default()
+            },
+            &t.caseworker_a,
+        ))
+        .await;
+    assert_invalid(result, "text");
+    let result = caseworker
+        .request_info(authed(
+            RequestInfoRequest {
+                request_id: submitted.request_id.clone(),
+                missing: vec![MissingMaterial {
+                    material_code: "hukou\u{1b}]0;pwned\u{7}".into(),
+                    description: String::new(),
+                }],
+                ..Default::default()
+            },
+            &t.caseworker_a,
+        ))
+        .await;
+    assert_invalid(result, "missing[0].material_code");
+    let result = resident
+        .withdraw_request(authed(
+            WithdrawRequestRequest {
+                tracking_code: submitted.tracking_code.clone(),
+                phone_last4: submitted.phone_last4.clone(),
+                reason: "不需要了\u{2066}".into(),
+                ..Default::default()
+            },
+            &t.resident,
+        ))
+        .await;
+    assert_invalid(result, "reason");
+    assert_eq!(world.head().await, head, "a refused call wrote an event");
+
+    // A multi-line note is still free text.
+    caseworker
+        .add_note(authed(
+            AddNoteRequest {
+                request_id: submitted.request_id.clone(),
+                text: "第一行\n第二行".into(),
+                ..Default::default()
+            },
+            &t.admin,
+        ))
+        .await
+        .expect("line breaks are allowed in a note");
+}
+
+/// Item 13: a typed answer must be of its field's type (common.proto), a NaN is not
+/// "a text", and an integer too large to be kept exactly is refused without being
+/// echoed rounded.
+#[tokio::test]
+async fn typed_answers_must_match_their_field_types_and_stay_exact() {
+    let world = World::new().await;
+    let t = &world.tokens;
+    let head = world.head().await;
+    let submit = |form: Form, key: &'static str| {
+        let world = &world;
+        async move { world.submit(&t.resident, &form, key, "13700002222").await }
+    };
+    use form_value::Value;
+    let status = assert_invalid(
+        submit(
+            typed(
+                "JY-YIBAO",
+                vec![
+                    ("action", Value::Choice("新参保 new enrolment".into())),
+                    ("people", Value::Text("2".into())),
+                ],
+            ),
+            "kind-0001-key",
+        )
+        .await,
+        "answers[people]",
+    );
+    assert!(
+        status.message().contains("got a text"),
+        "{}",
+        status.message()
+    );
+    assert_invalid(
+        submit(
+            typed(
+                "JX-ZHUANXUE",
+                vec![
+                    ("current_school", Value::Integer(3)),
+                    ("current_grade", Value::Integer(3)),
+                ],
+            ),
+            "kind-0002-key",
+        )
+        .await,
+        "answers[current_school]",
+    );
+    let status = assert_invalid(
+        submit(
+            typed(
+                "JY-YIBAO",
+                vec![
+                    ("action", Value::Choice("新参保 new enrolment".into())),
+                    ("people", Value::Decimal(f64::NAN)),
+                ],
+            ),
+            "kind-0003-key",
+        )
+        .await,
+        "answers[people]",
+    );
+    assert!(status.message().contains("finite"), "{}", status.message());
+    assert!(!status.message().contains("a text"), "{}", status.message());
+    let status = assert_invalid(
+        submit(
+            typed(
+                "JY-YIBAO",
+                vec![
+                    ("action", Value::Choice("新参保 new enrolment".into())),
+                    ("people", Value::Integer(i64::MAX)),
+                ],
+            ),
+            "kind-0004-key",
+        )
+        .await,
+        "people",
+    );
+    assert!(
+        !status.message().contains("9223372036854776000"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        world.head().await,
+        head,
+        "a refused submission wrote an event"
+    );
+    // Integers and decimals both fill a number field.
+    submit(
+        typed(
+            "JY-YIBAO",
+            vec![
+                ("action", Value::Choice("新参保 new enrolment".into())),
+                ("people", Value::Integer(2)),
+            ],
+        ),
+        "kind-0005-key",
+    )
+    .await
+    .expect("an integer for a number field");
 }
