@@ -93,9 +93,42 @@ pub struct ServiceDefinition {
     pub fields: Vec<FieldDefinition>,
     #[serde(default, rename = "step")]
     pub steps: Vec<FulfilmentStep>,
+    /// What a resident brings or uploads (申报材料), shown before they start.
+    #[serde(default, rename = "material")]
+    pub materials: Vec<MaterialDefinition>,
+    /// Site ids that offer the service; `["*"]` (the default) is every site.
+    #[serde(default = "every_site")]
+    pub sites: Vec<String>,
+}
+
+fn every_site() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// One material a service asks for (申报材料).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialDefinition {
+    /// ASCII key, e.g. `hukou`; caseworkers name it when asking for it again.
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    /// What exactly is wanted, for the resident.
+    pub description_zh: String,
+    #[serde(default = "required_by_default")]
+    pub required: bool,
+}
+
+fn required_by_default() -> bool {
+    true
 }
 
 impl ServiceDefinition {
+    /// Whether the service is offered at `site` (`"*"` in `sites` is every site).
+    pub fn offered_at(&self, site: &str) -> bool {
+        self.sites.iter().any(|s| s == "*" || s == site)
+    }
+
     pub fn field(&self, name: &str) -> Option<&FieldDefinition> {
         self.fields.iter().find(|f| f.name == name)
     }
@@ -279,6 +312,32 @@ fn validate_definition(d: &ServiceDefinition) -> Result<ServiceCode, CatalogueEr
                 step.code
             )));
         }
+    }
+    let mut material_codes = BTreeSet::new();
+    for material in &d.materials {
+        if !is_key(&material.code) {
+            return Err(service_error(&format!(
+                "material code {:?} must be lowercase ascii, digits, _ or -",
+                material.code
+            )));
+        }
+        if !material_codes.insert(material.code.as_str()) {
+            return Err(service_error(&format!(
+                "material {} is listed twice",
+                material.code
+            )));
+        }
+        if material.name_zh.trim().is_empty() || material.description_zh.trim().is_empty() {
+            return Err(service_error(&format!(
+                "material {} needs name_zh and description_zh",
+                material.code
+            )));
+        }
+    }
+    if d.sites.is_empty() || d.sites.iter().any(|s| s.trim().is_empty()) {
+        return Err(service_error(
+            "sites must name at least one site id, or \"*\" for every site",
+        ));
     }
     let mut names = BTreeSet::new();
     for field in &d.fields {

@@ -250,6 +250,19 @@ fn submit(
             None
         }
     };
+    if let Some(definition) = definition {
+        if !definition.offered_at(&submission.site.0) {
+            violations.push(FieldViolation::new(
+                "site",
+                Problem::Other {
+                    message: format!(
+                        "service {} is not offered at site {}",
+                        submission.service_code, submission.site
+                    ),
+                },
+            ));
+        }
+    }
     let applicant = &submission.applicant;
     let name_length = applicant.display_name.trim().chars().count();
     if name_length == 0 {

@@ -28,8 +28,8 @@ pub use actor::{Actor, Role, Scope};
 pub use calendar::{Calendar, CalendarError};
 pub use catalogue::{
     validate_form, validate_sealed_form, Answer, Catalogue, CatalogueError, FieldDefinition,
-    FieldKind, FieldViolation, FormAnswers, FulfilmentStep, Problem, ServiceDefinition,
-    ServiceTerms, ValidatedForm,
+    FieldKind, FieldViolation, FormAnswers, FulfilmentStep, MaterialDefinition, Problem,
+    ServiceDefinition, ServiceTerms, ValidatedForm,
 };
 pub use command::{Action, Applicant, Command, Submission, TimerKind};
 pub use decide::{authorize, decide, Context, DomainError};

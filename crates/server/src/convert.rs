@@ -404,9 +404,21 @@ pub fn service_definition(definition: &ServiceDefinition) -> pb::ServiceDefiniti
                     })
                     .collect(),
                 max_length: field.max_length.unwrap_or(0),
+                min_length: field.min_length.unwrap_or(0),
+                min: field.min,
+                max: field.max,
             })
             .collect(),
-        materials: Vec::new(),
+        materials: definition
+            .materials
+            .iter()
+            .map(|material| pb::Material {
+                code: material.code.clone(),
+                name: material.name_zh.clone(),
+                description: material.description_zh.clone(),
+                required: material.required,
+            })
+            .collect(),
         approval_levels: u32::from(definition.approval_levels),
         acceptance_working_days: 5,
         decision_working_days: definition.promised_days,
@@ -420,7 +432,7 @@ pub fn service_definition(definition: &ServiceDefinition) -> pb::ServiceDefiniti
             })
             .collect(),
         requires_id_number: requires_id_number(definition),
-        site_ids: Vec::new(),
+        site_ids: definition.sites.clone(),
         version: definition.version,
     }
 }

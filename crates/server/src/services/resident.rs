@@ -143,6 +143,7 @@ impl ResidentService for ResidentHandler {
             .catalogue()
             .services()
             .filter(|d| category.is_none_or(|c| d.category == c))
+            .filter(|d| message.site_id.is_empty() || d.offered_at(&message.site_id))
             .map(convert::service_summary)
             .collect();
         Ok(Response::new(ListServicesResponse { services }))

@@ -516,3 +516,84 @@ async fn typed_answers_must_match_their_field_types_and_stay_exact() {
     .await
     .expect("an integer for a number field");
 }
+
+/// Item 18: a kiosk draws its form and tells residents what to bring from the service
+/// definition alone: every service lists its materials with descriptions and the sites
+/// offering it, number fields their range and text fields their lengths.
+#[tokio::test]
+async fn service_definitions_carry_materials_ranges_and_sites() {
+    let world = World::new().await;
+    let t = &world.tokens;
+    let mut resident = world.clients.resident.clone();
+    let services = resident
+        .list_services(authed(
+            ListServicesRequest {
+                site_id: super::SITE_A.into(),
+                ..Default::default()
+            },
+            &t.kiosk,
+        ))
+        .await
+        .expect("services of site A")
+        .into_inner()
+        .services;
+    assert!(services.len() >= 16, "{} services", services.len());
+    for summary in services {
+        let service = resident
+            .get_service_definition(authed(
+                GetServiceDefinitionRequest {
+                    service_code: summary.code.clone(),
+                    min_position: 0,
+                },
+                &t.kiosk,
+            ))
+            .await
+            .expect("a definition")
+            .into_inner()
+            .service
+            .expect("a service");
+        let code = &service.code;
+        assert!(!service.materials.is_empty(), "{code} lists no materials");
+        for material in &service.materials {
+            assert!(
+                !material.code.is_empty()
+                    && !material.name.is_empty()
+                    && !material.description.is_empty()
+                    && material.description != material.name,
+                "{code}: {material:?}"
+            );
+        }
+        assert!(service.materials.iter().any(|m| m.required), "{code}");
+        assert!(
+            service
+                .site_ids
+                .iter()
+                .any(|s| s == "*" || s == super::SITE_A),
+            "{code} offered at {:?}",
+            service.site_ids
+        );
+        for field in &service.fields {
+            if field.r#type == FieldType::Decimal as i32 {
+                assert!(
+                    field.min.is_some() && field.max.is_some(),
+                    "{code}.{} has no range",
+                    field.key
+                );
+            }
+        }
+        if code == "MZ-DIBAO" {
+            let id = service
+                .fields
+                .iter()
+                .find(|f| f.key == "id_number")
+                .unwrap();
+            assert_eq!((id.min_length, id.max_length), (18, 18), "{code}");
+            let size = service
+                .fields
+                .iter()
+                .find(|f| f.key == "household_size")
+                .unwrap();
+            assert_eq!((size.min, size.max), (Some(1.0), Some(20.0)));
+        }
+    }
+}
