@@ -587,6 +587,13 @@ impl Application {
                     length: name_length as u32,
                 },
             )));
+        } else if let Some(c) = anju_domain::refused_char(&display_name, anju_domain::Lines::One) {
+            push(Err(FieldViolation::new(
+                "applicant.display_name",
+                Problem::Unprintable {
+                    character: anju_domain::text::code_point(c),
+                },
+            )));
         }
         let on_behalf_of = input
             .on_behalf_of

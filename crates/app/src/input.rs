@@ -105,6 +105,31 @@ pub fn parse_id_number(field: &str, text: &str) -> Result<String, FieldViolation
     Ok(id)
 }
 
+/// The largest magnitude a number answer may have: numbers are kept as doubles, which
+/// hold every integer up to 2^53 exactly and round beyond it (2^63 - 1 would come back
+/// as 9223372036854776000).
+pub const MAX_EXACT_NUMBER: f64 = 9_007_199_254_740_992.0;
+
+/// A number answer: finite and small enough to be kept exactly.
+fn parse_number(name: &str, text: &str) -> Result<Answer, FieldViolation> {
+    match text.parse::<f64>() {
+        Err(_) => Err(FieldViolation::new(
+            name,
+            Problem::WrongType {
+                expected: "number".into(),
+                got: "text".into(),
+            },
+        )),
+        Ok(n) if !n.is_finite() => Err(other(name, "must be a finite number")),
+        Ok(n) if n.abs() > MAX_EXACT_NUMBER => Err(other(
+            name,
+            "must be between -9007199254740992 and 9007199254740992 (2^53), the largest \
+             numbers that are kept exactly",
+        )),
+        Ok(n) => Ok(Answer::Number(n)),
+    }
+}
+
 /// Turns text answers into typed answers by the definition's field kinds: a number
 /// field takes one number, a multiple-choice field a list, the others one text.
 /// Unknown fields are passed through as text so `validate_form` names them.
@@ -135,19 +160,7 @@ pub fn typed_answers(
                 if v.is_empty() {
                     Ok(Answer::Text(String::new()))
                 } else {
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|n| n.is_finite())
-                        .map(Answer::Number)
-                        .ok_or_else(|| {
-                            FieldViolation::new(
-                                name,
-                                Problem::WrongType {
-                                    expected: "number".into(),
-                                    got: "text".into(),
-                                },
-                            )
-                        })
+                    parse_number(name, v)
                 }
             }),
             _ => single().map(|v| Answer::Text(v.to_string())),
@@ -191,6 +204,23 @@ mod tests {
         );
         assert!(parse_phone("phone", "12800138000").is_err());
         assert!(parse_phone("phone", "1380013800").is_err());
+    }
+
+    #[test]
+    fn numbers_are_finite_and_kept_exactly() {
+        assert_eq!(
+            parse_number("n", " 12.5".trim()).unwrap(),
+            Answer::Number(12.5)
+        );
+        let nan = parse_number("n", "NaN").unwrap_err().to_string();
+        assert!(nan.contains("finite"), "{nan}");
+        let huge = parse_number("n", "9223372036854775807")
+            .unwrap_err()
+            .to_string();
+        assert!(huge.contains("2^53"), "{huge}");
+        assert!(parse_number("n", "9007199254740992").is_ok());
+        let text = parse_number("n", "three").unwrap_err().to_string();
+        assert!(text.contains("got a text"), "{text}");
     }
 
     #[test]

@@ -299,7 +299,16 @@ impl Application {
             .inner
             .projections
             .queue(&query)
-            .map_err(projection_error)?;
+            .map_err(|error| match error {
+                // A token this server did not issue is the caller's mistake, not an outage:
+                // retrying it can never succeed.
+                anju_projections::ProjectionError::BadPageToken => AppError::invalid(
+                    "page_token",
+                    "is not a page token this server issued; send the next_page_token of the \
+                 previous page, or none for the first page",
+                ),
+                other => projection_error(other),
+            })?;
         page.items.retain(|item| {
             actor.sites.contains(&item.site) && actor.categories.contains(&item.category)
         });

@@ -93,9 +93,42 @@ pub struct ServiceDefinition {
     pub fields: Vec<FieldDefinition>,
     #[serde(default, rename = "step")]
     pub steps: Vec<FulfilmentStep>,
+    /// What a resident brings or uploads (申报材料), shown before they start.
+    #[serde(default, rename = "material")]
+    pub materials: Vec<MaterialDefinition>,
+    /// Site ids that offer the service; `["*"]` (the default) is every site.
+    #[serde(default = "every_site")]
+    pub sites: Vec<String>,
+}
+
+fn every_site() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// One material a service asks for (申报材料).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialDefinition {
+    /// ASCII key, e.g. `hukou`; caseworkers name it when asking for it again.
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    /// What exactly is wanted, for the resident.
+    pub description_zh: String,
+    #[serde(default = "required_by_default")]
+    pub required: bool,
+}
+
+fn required_by_default() -> bool {
+    true
 }
 
 impl ServiceDefinition {
+    /// Whether the service is offered at `site` (`"*"` in `sites` is every site).
+    pub fn offered_at(&self, site: &str) -> bool {
+        self.sites.iter().any(|s| s == "*" || s == site)
+    }
+
     pub fn field(&self, name: &str) -> Option<&FieldDefinition> {
         self.fields.iter().find(|f| f.name == name)
     }
@@ -279,6 +312,32 @@ fn validate_definition(d: &ServiceDefinition) -> Result<ServiceCode, CatalogueEr
                 step.code
             )));
         }
+    }
+    let mut material_codes = BTreeSet::new();
+    for material in &d.materials {
+        if !is_key(&material.code) {
+            return Err(service_error(&format!(
+                "material code {:?} must be lowercase ascii, digits, _ or -",
+                material.code
+            )));
+        }
+        if !material_codes.insert(material.code.as_str()) {
+            return Err(service_error(&format!(
+                "material {} is listed twice",
+                material.code
+            )));
+        }
+        if material.name_zh.trim().is_empty() || material.description_zh.trim().is_empty() {
+            return Err(service_error(&format!(
+                "material {} needs name_zh and description_zh",
+                material.code
+            )));
+        }
+    }
+    if d.sites.is_empty() || d.sites.iter().any(|s| s.trim().is_empty()) {
+        return Err(service_error(
+            "sites must name at least one site id, or \"*\" for every site",
+        ));
     }
     let mut names = BTreeSet::new();
     for field in &d.fields {
@@ -472,6 +531,11 @@ pub enum Problem {
     NotSealed,
     /// A sealed answer where a clear one was needed.
     UnexpectedSealed,
+    /// A control character, terminal escape or bidirectional override, named by its
+    /// code point (`U+001B`).
+    Unprintable {
+        character: String,
+    },
     /// Any other problem with a command argument, said in words.
     Other {
         message: String,
@@ -537,6 +601,11 @@ impl fmt::Display for FieldViolation {
                 "{field} is sensitive and must be sealed before submission"
             ),
             Problem::UnexpectedSealed => write!(f, "{field} is sealed but must be given in clear"),
+            Problem::Unprintable { character } => write!(
+                f,
+                "{field} holds the unprintable character {character}: control characters, \
+                 terminal escapes and bidirectional overrides are refused"
+            ),
             Problem::Other { message } => write!(f, "{field}: {message}"),
         }
     }
@@ -607,7 +676,10 @@ fn check_form(
     let mut violations = Vec::new();
     for name in answers.keys() {
         if definition.field(name).is_none() {
-            violations.push(FieldViolation::new(name.clone(), Problem::UnknownField));
+            violations.push(FieldViolation::new(
+                crate::text::escaped(name),
+                Problem::UnknownField,
+            ));
         }
     }
     let mut cleaned = FormAnswers::new();
@@ -698,6 +770,11 @@ fn check_answer(field: &FieldDefinition, answer: &Answer) -> Result<Answer, Vec<
                 return Err(wrong_type("text"));
             };
             let text = text.trim();
+            if let Some(c) = crate::text::refused_char(text, crate::text::Lines::Many) {
+                return Err(violation(Problem::Unprintable {
+                    character: crate::text::code_point(c),
+                }));
+            }
             let length = text.chars().count() as u32;
             if let Some(max_length) = field.max_length.filter(|max| length > *max) {
                 return Err(violation(Problem::TooLong { max_length, length }));

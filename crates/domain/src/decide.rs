@@ -9,6 +9,7 @@ use crate::event::Event;
 use crate::rating::REMEDIATION_WORKING_DAYS;
 use crate::state::{Request, RequestState, Status};
 use crate::supervision::{due_at, DEEMED_ACCEPTANCE_WORKING_DAYS};
+use crate::text::Lines;
 use crate::time::Timestamp;
 
 /// Longest free text in reasons, opinions and summaries, in characters.
@@ -249,6 +250,19 @@ fn submit(
             None
         }
     };
+    if let Some(definition) = definition {
+        if !definition.offered_at(&submission.site.0) {
+            violations.push(FieldViolation::new(
+                "site",
+                Problem::Other {
+                    message: format!(
+                        "service {} is not offered at site {}",
+                        submission.service_code, submission.site
+                    ),
+                },
+            ));
+        }
+    }
     let applicant = &submission.applicant;
     let name_length = applicant.display_name.trim().chars().count();
     if name_length == 0 {
@@ -262,6 +276,13 @@ fn submit(
             Problem::TooLong {
                 max_length: 40,
                 length: name_length as u32,
+            },
+        ));
+    } else if let Some(c) = crate::text::refused_char(&applicant.display_name, Lines::One) {
+        violations.push(FieldViolation::new(
+            "applicant.display_name",
+            Problem::Unprintable {
+                character: crate::text::code_point(c),
             },
         ));
     }

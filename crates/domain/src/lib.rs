@@ -21,14 +21,15 @@ pub mod ids;
 pub mod rating;
 pub mod state;
 pub mod supervision;
+pub mod text;
 pub mod time;
 
 pub use actor::{Actor, Role, Scope};
 pub use calendar::{Calendar, CalendarError};
 pub use catalogue::{
     validate_form, validate_sealed_form, Answer, Catalogue, CatalogueError, FieldDefinition,
-    FieldKind, FieldViolation, FormAnswers, FulfilmentStep, Problem, ServiceDefinition,
-    ServiceTerms, ValidatedForm,
+    FieldKind, FieldViolation, FormAnswers, FulfilmentStep, MaterialDefinition, Problem,
+    ServiceDefinition, ServiceTerms, ValidatedForm,
 };
 pub use command::{Action, Applicant, Command, Submission, TimerKind};
 pub use decide::{authorize, decide, Context, DomainError};
@@ -39,4 +40,5 @@ pub use state::{
     evolve, try_evolve, Deadlines, EvolveError, Request, RequestState, Status, Supervision,
 };
 pub use supervision::{next_due, DueTimer};
+pub use text::{refused_char, Lines};
 pub use time::{CivilDate, Timestamp, Weekday};

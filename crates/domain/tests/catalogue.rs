@@ -26,6 +26,20 @@ fn the_shipped_catalogue_has_at_least_two_real_services_per_category() {
             assert!(!s.name_zh.is_empty() && !s.name_en.is_empty() && !s.description_en.is_empty());
             assert!(!s.steps.is_empty());
             assert!(s.promised_days <= s.statutory_days);
+            // Issue 16, item 18: a kiosk can tell residents what to bring and where.
+            assert!(!s.materials.is_empty(), "{} lists no materials", s.code);
+            assert!(s.materials.iter().any(|m| m.required), "{}", s.code);
+            assert!(!s.sites.is_empty(), "{}", s.code);
+            for field in &s.fields {
+                if field.kind == FieldKind::Number {
+                    assert!(
+                        field.min.is_some() && field.max.is_some(),
+                        "{}.{}",
+                        s.code,
+                        field.name
+                    );
+                }
+            }
         }
     }
     let levels: BTreeSet<u8> = catalogue.services().map(|s| s.approval_levels).collect();
@@ -337,4 +351,53 @@ fn sensitive_values_never_appear_in_violations() {
         "{message}"
     );
     assert!(!message.contains("secret"));
+}
+
+/// Issue 16, item 18: a service names the sites offering it ("*" by default) and the
+/// materials it asks for; a bad material or an empty site list is a catalogue error.
+#[test]
+fn services_name_their_sites_and_materials() {
+    let toml = |extra: &str| {
+        format!(
+            r#"
+[[service]]
+code = "SQ-TEST"
+version = 1
+category = "社区"
+name_zh = "测试"
+name_en = "Test"
+description_zh = "测试服务"
+description_en = "A test service"
+approval_levels = 0
+promised_days = 1
+statutory_days = 2
+{extra}
+
+[[service.step]]
+code = "done"
+name_zh = "完成"
+name_en = "Done"
+
+[[service.material]]
+code = "id_card"
+name_zh = "身份证"
+name_en = "Identity card"
+description_zh = "本人身份证原件。"
+"#
+        )
+    };
+    let catalogue = Catalogue::from_toml_str(&toml(r#"sites = ["site-x"]"#)).unwrap();
+    let service = catalogue
+        .get(&ServiceCode::parse("SQ-TEST").unwrap())
+        .unwrap();
+    assert!(service.offered_at("site-x"));
+    assert!(!service.offered_at("site-y"));
+    assert_eq!(service.materials.len(), 1);
+    assert!(service.materials[0].required);
+    let everywhere = Catalogue::from_toml_str(&toml("")).unwrap();
+    let service = everywhere
+        .get(&ServiceCode::parse("SQ-TEST").unwrap())
+        .unwrap();
+    assert!(service.offered_at("any-site"));
+    assert!(Catalogue::from_toml_str(&toml("sites = []")).is_err());
 }

@@ -199,7 +199,9 @@ pub fn request_id(text: &str) -> Result<anju_domain::RequestId, ApiError> {
         .map_err(|_| ApiError::invalid("request_id", "must be a request id (a UUID)"))
 }
 
-/// Free text of a write: optional, at most [`MAX_TEXT_CHARS`] characters.
+/// Free text of a write: optional, at most [`MAX_TEXT_CHARS`] characters, line breaks
+/// and tabs allowed but no other control character, escape or bidirectional override
+/// (`anju_domain::text`).
 pub fn text(violations: &mut Violations, field: &str, value: &str) -> Option<String> {
     let count = value.chars().count();
     if count > MAX_TEXT_CHARS {
@@ -209,8 +211,34 @@ pub fn text(violations: &mut Violations, field: &str, value: &str) -> Option<Str
         );
         return None;
     }
+    if !printable(violations, field, value, anju_domain::Lines::Many) {
+        return None;
+    }
     let trimmed = value.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+/// Records a violation of `field` when `value` holds a character the service refuses
+/// (`anju_domain::text`); true when it holds none.
+pub fn printable(
+    violations: &mut Violations,
+    field: &str,
+    value: &str,
+    lines: anju_domain::Lines,
+) -> bool {
+    match anju_domain::refused_char(value, lines) {
+        None => true,
+        Some(c) => {
+            let problem = anju_domain::Problem::Unprintable {
+                character: anju_domain::text::code_point(c),
+            };
+            violations.add(
+                field,
+                anju_domain::FieldViolation::new(field, problem).to_string(),
+            );
+            false
+        }
+    }
 }
 
 /// Free text that must be given.
@@ -218,7 +246,9 @@ pub fn required_text(violations: &mut Violations, field: &str, value: &str) -> S
     match text(violations, field, value) {
         Some(text) => text,
         None => {
-            if value.chars().count() <= MAX_TEXT_CHARS {
+            let refused = value.chars().count() > MAX_TEXT_CHARS
+                || anju_domain::refused_char(value, anju_domain::Lines::Many).is_some();
+            if !refused {
                 violations.add(field, format!("{field} is required"));
             }
             String::new()
@@ -226,12 +256,42 @@ pub fn required_text(violations: &mut Violations, field: &str, value: &str) -> S
     }
 }
 
+/// The kinds of typed value a field of `kind` takes: common.proto says a value's kind
+/// must match the field's `FieldType` (a number field, shown as DECIMAL, also takes an
+/// INTEGER). The name is the field type as `GetServiceDefinition` shows it.
+fn kinds_taken(kind: FieldKind) -> (&'static [&'static str], &'static str) {
+    match kind {
+        FieldKind::String => (&["text"], "text"),
+        FieldKind::Number => (&["integer", "decimal"], "decimal"),
+        FieldKind::Date => (&["date"], "date"),
+        FieldKind::SingleChoice => (&["choice"], "choice"),
+        FieldKind::MultipleChoice => (&["choices"], "choices"),
+    }
+}
+
+fn kind_name(value: &pb::form_value::Value) -> &'static str {
+    use pb::form_value::Value;
+    match value {
+        Value::Text(_) => "text",
+        Value::Integer(_) => "integer",
+        Value::Decimal(_) => "decimal",
+        Value::Flag(_) => "flag",
+        Value::Date(_) => "date",
+        Value::Choice(_) => "choice",
+        Value::Choices(_) => "choices",
+        Value::Attachment(_) => "attachment",
+    }
+}
+
 /// Form answers as the application takes them: text per field, several for a
-/// multiple-choice field. Typed values are written out and parsed against the field
-/// types by the application, so `text_answers` and `answers` behave the same.
+/// multiple-choice field. Typed values must be of the kind their field takes (checked
+/// here when `definition` is known; an unknown service is the application's to
+/// report); they are then written out and parsed against the field types by the
+/// application, so `text_answers` and `answers` behave the same.
 pub fn answers(
     typed: &HashMap<String, pb::FormValue>,
     text: &HashMap<String, String>,
+    definition: Option<&ServiceDefinition>,
 ) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     if !typed.is_empty() && !text.is_empty() {
         return Err(ApiError::invalid(
@@ -243,21 +303,48 @@ pub fn answers(
     let mut violations = Violations::new();
     for (key, value) in typed {
         use pb::form_value::Value;
-        let values = match &value.value {
+        let checked = match &value.value {
             None => {
                 violations.add(format!("answers[{key}]"), "has no value");
                 continue;
             }
-            Some(Value::Text(text)) | Some(Value::Choice(text)) => vec![text.clone()],
-            Some(Value::Integer(n)) => vec![n.to_string()],
-            Some(Value::Decimal(n)) => vec![n.to_string()],
-            Some(Value::Flag(flag)) => vec![flag.to_string()],
-            Some(Value::Date(date)) => vec![format!(
+            Some(value) => {
+                let field = definition.and_then(|d| d.field(key));
+                if let Some(field) = field {
+                    let (taken, type_name) = kinds_taken(field.kind);
+                    let got = kind_name(value);
+                    if !taken.contains(&got) {
+                        violations.add(
+                            format!("answers[{key}]"),
+                            format!("field {key} is of type {type_name}, so its value must be a {type_name}, got a {got}"),
+                        );
+                        continue;
+                    }
+                }
+                match value {
+                    Value::Decimal(n) if !n.is_finite() => {
+                        violations.add(
+                            format!("answers[{key}]"),
+                            format!("must be a finite number, got {n}"),
+                        );
+                        continue;
+                    }
+                    _ => {}
+                }
+                value
+            }
+        };
+        let values = match checked {
+            Value::Text(text) | Value::Choice(text) => vec![text.clone()],
+            Value::Integer(n) => vec![n.to_string()],
+            Value::Decimal(n) => vec![n.to_string()],
+            Value::Flag(flag) => vec![flag.to_string()],
+            Value::Date(date) => vec![format!(
                 "{:04}-{:02}-{:02}",
                 date.year, date.month, date.day
             )],
-            Some(Value::Choices(list)) => list.values.clone(),
-            Some(Value::Attachment(attachment)) => vec![attachment.reference.clone()],
+            Value::Choices(list) => list.values.clone(),
+            Value::Attachment(attachment) => vec![attachment.reference.clone()],
         };
         out.insert(key.clone(), values);
     }
@@ -317,9 +404,21 @@ pub fn service_definition(definition: &ServiceDefinition) -> pb::ServiceDefiniti
                     })
                     .collect(),
                 max_length: field.max_length.unwrap_or(0),
+                min_length: field.min_length.unwrap_or(0),
+                min: field.min,
+                max: field.max,
             })
             .collect(),
-        materials: Vec::new(),
+        materials: definition
+            .materials
+            .iter()
+            .map(|material| pb::Material {
+                code: material.code.clone(),
+                name: material.name_zh.clone(),
+                description: material.description_zh.clone(),
+                required: material.required,
+            })
+            .collect(),
         approval_levels: u32::from(definition.approval_levels),
         acceptance_working_days: 5,
         decision_working_days: definition.promised_days,
@@ -333,7 +432,7 @@ pub fn service_definition(definition: &ServiceDefinition) -> pb::ServiceDefiniti
             })
             .collect(),
         requires_id_number: requires_id_number(definition),
-        site_ids: Vec::new(),
+        site_ids: definition.sites.clone(),
         version: definition.version,
     }
 }

@@ -21,7 +21,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The application layer: log, projections, key store, timers.
     pub application: Application,
-    /// Token buckets for `GetRequestStatus`, one per client.
+    /// Token buckets for the calls that take a tracking code and phone digits, one per
+    /// client.
     pub status_limiter: Arc<RateLimiter>,
     /// Keyed hash input for the pseudonymous resident ids of kiosk submissions.
     pub resident_salt: Arc<[u8; 32]>,
@@ -106,7 +107,7 @@ impl RateLimiter {
             Ok(())
         } else {
             Err(ApiError::ResourceExhausted(format!(
-                "too many status look-ups: the limit is {} per minute per client; retry in a few seconds",
+                "too many look-ups by tracking code: the limit is {} per minute per client; retry in a few seconds",
                 self.per_minute
             )))
         }

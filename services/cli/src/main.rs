@@ -118,8 +118,10 @@ enum TokenCommand {
         /// Site the token covers; repeat for several; '*' for the whole province.
         #[arg(long = "site", value_name = "SITE")]
         sites: Vec<String>,
-        /// Service category the token covers; repeat for several; none means all.
-        #[arg(long = "category", value_name = "CATEGORY")]
+        /// Service category the token covers (civil_affairs, elderly_care, childcare,
+        /// medical, schooling, disability, employment, community, or the Chinese name);
+        /// repeat for several; none means all.
+        #[arg(long = "category", value_name = "CATEGORY", value_parser = parse_category)]
         categories: Vec<String>,
         /// Who the token is for (login, kiosk id).
         #[arg(long)]
@@ -146,6 +148,25 @@ fn parse_role(text: &str) -> Result<Role, String> {
         let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
         format!("unknown role {text:?}: use one of {}", names.join(", "))
     })
+}
+
+/// A category by its API name or its Chinese name, as the API name: a token naming a
+/// category the server does not know would cover nothing.
+fn parse_category(text: &str) -> Result<String, String> {
+    if let Some(category) = anju_domain::Category::parse(text.trim()) {
+        return Ok(category.as_str().to_string());
+    }
+    let names: Vec<&str> = anju_domain::Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let hint = anju_domain::Category::parse(&text.trim().replace('-', "_"))
+        .map(|c| format!(" (did you mean {}?)", c.as_str()))
+        .unwrap_or_default();
+    Err(format!(
+        "unknown category {text:?}{hint}: use one of {}, or the Chinese name",
+        names.join(", ")
+    ))
 }
 
 fn main() {

@@ -519,7 +519,9 @@ async fn submit(session: &Session, args: SubmitArgs) -> anyhow::Result<()> {
         .hint("add --id-number with the 18-character identity card number")
         .into());
     }
-    if !service.site_ids.is_empty() && !service.site_ids.iter().any(|s| s == &args.site) {
+    // "*" in site_ids means every site.
+    if !service.site_ids.is_empty() && !service.site_ids.iter().any(|s| s == "*" || s == &args.site)
+    {
         return Err(Failure::usage(format!(
             "{} is not offered at site {:?}; it is offered at {}",
             service.code,

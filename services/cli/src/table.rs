@@ -1,5 +1,8 @@
 //! Aligned plain-text tables whose columns line up with Chinese text too: widths are
-//! display columns (a CJK character takes two), not bytes or chars.
+//! display columns (a CJK character takes two), not bytes or chars. Every cell is made
+//! safe to print first: control characters, terminal escapes, line breaks and
+//! bidirectional overrides in what people wrote (or in records older than the server's
+//! refusal of them) are shown as escapes like `\u{1b}`, never sent to the terminal.
 
 use unicode_width::UnicodeWidthStr;
 
@@ -24,7 +27,7 @@ impl Table {
     /// [`Table::right`] says otherwise.
     pub fn new<S: AsRef<str>>(headers: &[S]) -> Table {
         Table {
-            headers: headers.iter().map(|h| h.as_ref().to_string()).collect(),
+            headers: headers.iter().map(|h| printable(h.as_ref())).collect(),
             aligns: vec![Align::Left; headers.len()],
             rows: Vec::new(),
             total: None,
@@ -42,12 +45,12 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
     }
 
     /// A last row set off by a rule, for sums.
     pub fn total(&mut self, cells: Vec<String>) {
-        self.total = Some(cells);
+        self.total = Some(cells.iter().map(|c| printable(c)).collect());
     }
 
     /// The table as lines joined by newlines, with a trailing newline; trailing
@@ -102,6 +105,12 @@ fn push_line(out: &mut String, line: &str) {
     out.push('\n');
 }
 
+/// `text` as it may go to a terminal: every control character, line break, escape and
+/// bidirectional override written out as `\u{..}`.
+pub fn printable(text: &str) -> String {
+    anju_domain::text::escaped(text)
+}
+
 /// Columns a string takes in a terminal: two for each CJK character.
 pub fn display_width(text: &str) -> usize {
     UnicodeWidthStr::width(text)
@@ -117,6 +126,7 @@ pub fn key_values(pairs: &[(String, String)]) -> String {
     let mut out = String::new();
     for (key, value) in pairs {
         let pad = width - display_width(key);
+        let value = printable(value);
         push_line(&mut out, &format!("{key}{}  {value}", " ".repeat(pad)));
     }
     out
@@ -148,6 +158,21 @@ mod tests {
         ]);
         table.total(vec!["合计 total".into(), String::new(), "15".into()]);
         insta::assert_snapshot!(table.render());
+    }
+
+    #[test]
+    fn escapes_and_overrides_in_cells_are_shown_not_obeyed() {
+        let mut table = Table::new(&["name", "note"]);
+        table.row(vec!["\u{1b}[2J李\u{202E}abc".into(), "one\ntwo\0".into()]);
+        let text = table.render() + &key_values(&[("note".into(), "\u{1b}]0;x\u{7}".into())]);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && anju_domain::text::is_refused(c, anju_domain::Lines::One)),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}[2J李\\u{202e}abc"), "{text}");
+        assert!(text.contains("one\\ntwo\\u{0}"), "{text}");
     }
 
     #[test]

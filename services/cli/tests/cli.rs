@@ -185,7 +185,9 @@ fn token_issue_signs_with_the_data_directory_secret() {
         ])
         .args([
             "--category",
-            "elderly-care",
+            "elderly_care",
+            "--category",
+            "民政",
             "--subject",
             "wang.fang",
             "--ttl",
@@ -201,7 +203,7 @@ fn token_issue_signs_with_the_data_directory_secret() {
     assert_eq!(claims.role, Role::Caseworker);
     assert_eq!(claims.sub, "wang.fang");
     assert_eq!(claims.sites, vec!["site-1", "site-2"]);
-    assert_eq!(claims.categories, vec!["elderly-care"]);
+    assert_eq!(claims.categories, vec!["elderly_care", "civil_affairs"]);
     assert!(
         claims.exp >= now() + 7100 && claims.exp <= now() + 7300,
         "exp {}",
@@ -235,6 +237,34 @@ fn token_issue_explains_a_missing_secret_and_an_unknown_role() {
         .output()
         .unwrap();
     assert_fails(&output, 2, &["unknown role"]);
+}
+
+/// Issue 16, item 16: docs/api.md's own example said `--category elderly-care`, which
+/// issued a token covering nothing (the API says `elderly_care`). Unknown categories
+/// are refused, with the name meant when it is only the hyphen.
+#[test]
+fn token_issue_refuses_unknown_categories() {
+    let dir = tempfile::tempdir().unwrap();
+    anju_auth::load_or_create_secret(dir.path()).unwrap();
+    for (category, expected) in [
+        ("elderly-care", "did you mean elderly_care"),
+        ("pets", "civil_affairs, elderly_care"),
+    ] {
+        let output = anju()
+            .args(["token", "issue", "--role", "caseworker", "--site", "site-1"])
+            .args([
+                "--category",
+                category,
+                "--subject",
+                "wang.fang",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_fails(&output, 2, &["unknown category", expected]);
+        assert!(output.stdout.is_empty(), "no token is printed");
+    }
 }
 
 #[test]

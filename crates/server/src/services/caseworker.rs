@@ -175,6 +175,14 @@ impl CaseworkerHandler {
                 Err(other) => return Err(other),
             }
         }
+        for (i, sla) in filter.sla_statuses.iter().enumerate() {
+            if !matches!(SlaStatus::try_from(*sla), Ok(s) if s != SlaStatus::Unspecified) {
+                violations.add(
+                    format!("filter.sla_statuses[{i}]"),
+                    format!("{sla} is not an SLA status"),
+                );
+            }
+        }
         if page_size > 500 {
             violations.add("page_size", "is at most 500");
         }
@@ -471,6 +479,12 @@ impl CaseworkerService for CaseworkerHandler {
                 &item.description,
             );
             let code = item.material_code.trim();
+            convert::printable(
+                &mut violations,
+                &format!("missing[{i}].material_code"),
+                code,
+                anju_domain::Lines::One,
+            );
             match (code.is_empty(), description) {
                 (true, None) => violations.add(
                     format!("missing[{i}]"),

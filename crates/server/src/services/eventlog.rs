@@ -123,7 +123,19 @@ impl EventLogService for EventLogHandler {
         self.wait_committed(&request, message.min_position).await?;
         let log = self.state.application.log();
         let max = max_count(message.max_count);
-        let backwards = message.direction == ReadDirection::Backward as i32;
+        let backwards = match ReadDirection::try_from(message.direction) {
+            Ok(direction) => direction == ReadDirection::Backward,
+            Err(_) => {
+                return Err(ApiError::invalid(
+                    "direction",
+                    format!(
+                        "{} is not a read direction (FORWARD or BACKWARD)",
+                        message.direction
+                    ),
+                )
+                .into())
+            }
+        };
         let (from, direction) = if backwards {
             let from = match message.from_version {
                 0 => u64::MAX,
@@ -276,7 +288,16 @@ impl EventLogService for EventLogHandler {
         &self,
         request: Request<GetLogStatsRequest>,
     ) -> Result<Response<GetLogStatsResponse>, Status> {
-        caller(&request, LOG_STATS_ROLES)?;
+        let actor = caller(&request, LOG_STATS_ROLES)?;
+        // The totals count every site this node serves, so only a token for every site
+        // may read them: a manager of one site would learn the others' volumes.
+        if actor.sites != anju_domain::Scope::All {
+            return Err(ApiError::PermissionDenied(
+                "log totals cover every site of this node: they need a token for all sites (\"*\")"
+                    .into(),
+            )
+            .into());
+        }
         let message = request.get_ref();
         self.wait_committed(&request, message.min_position).await?;
         let application = &self.state.application;

@@ -186,9 +186,28 @@ impl ManagerHandler {
         if categories.len() > 1 {
             violations.add("filter.categories", "name at most one category");
         }
-        let grouping = ReportGrouping::try_from(grouping).unwrap_or(ReportGrouping::Unspecified);
-        if grouping == ReportGrouping::Service {
-            violations.add("grouping", "grouping by service is not supported yet");
+        let grouping = match ReportGrouping::try_from(grouping) {
+            Ok(ReportGrouping::Service) => {
+                violations.add("grouping", "grouping by service is not supported yet");
+                ReportGrouping::Unspecified
+            }
+            Ok(grouping) => grouping,
+            Err(_) => {
+                violations.add(
+                    "grouping",
+                    format!("{grouping} is not a report grouping (NONE, SITE or CATEGORY)"),
+                );
+                ReportGrouping::Unspecified
+            }
+        };
+        let range = filter.time_range.unwrap_or_default();
+        if let (Some(from), Some(to)) = (&range.from, &range.to) {
+            if (from.seconds, from.nanos) > (to.seconds, to.nanos) {
+                violations.add(
+                    "filter.time_range",
+                    "ends before it starts: `to` must not be earlier than `from`",
+                );
+            }
         }
         violations.into_result()?;
         for site in &filter.site_ids {
@@ -205,7 +224,6 @@ impl ManagerHandler {
         self.source
             .wait_for_min_position(min_position, budget)
             .await?;
-        let range = filter.time_range.unwrap_or_default();
         let base = MetricsQuery {
             sites: (!filter.site_ids.is_empty())
                 .then(|| filter.site_ids.iter().map(SiteId::new).collect()),
@@ -267,11 +285,16 @@ impl ManagerHandler {
     }
 }
 
-fn bucket_of(value: i32) -> Bucket {
+/// The bucket a throughput report asked for; unset means a day.
+fn bucket_of(value: i32) -> Result<Bucket, ApiError> {
     match TimeBucket::try_from(value) {
-        Ok(TimeBucket::Hour) => Bucket::Hour,
-        Ok(TimeBucket::Week) => Bucket::Week,
-        _ => Bucket::Day,
+        Ok(TimeBucket::Hour) => Ok(Bucket::Hour),
+        Ok(TimeBucket::Week) => Ok(Bucket::Week),
+        Ok(TimeBucket::Day | TimeBucket::Unspecified) => Ok(Bucket::Day),
+        Err(_) => Err(ApiError::invalid(
+            "bucket",
+            format!("{value} is not a time bucket (HOUR, DAY or WEEK)"),
+        )),
     }
 }
 
@@ -372,7 +395,7 @@ impl ManagerService for ManagerHandler {
         request: Request<GetThroughputRequest>,
     ) -> Result<Response<GetThroughputResponse>, GrpcStatus> {
         let message = request.get_ref().clone();
-        let bucket = bucket_of(message.bucket);
+        let bucket = bucket_of(message.bucket)?;
         let (_, total) = self
             .rows(
                 &request,

@@ -1,6 +1,7 @@
 //! ResidentService handlers: the resident's side: catalogue, submission, status,
 //! materials, withdrawal, rating. Residents reach a request only by tracking code and
-//! the last four phone digits; every miss is NOT_FOUND.
+//! the last four phone digits; every miss is NOT_FOUND, and every call that takes them
+//! counts against the per-client look-up limit, so the digits cannot be guessed.
 
 use anju_app::{ResidentStatus, SubmitInput};
 use anju_domain::{Action, Actor, Category, Role, ServiceCode, SiteId};
@@ -66,6 +67,28 @@ impl ResidentHandler {
         Ok(status)
     }
 
+    /// Takes one look-up from the caller's bucket: every call that names a tracking code
+    /// and phone digits counts, whatever it answers, so ten thousand guesses at the
+    /// digits take days rather than seconds.
+    fn count_look_up<T>(&self, request: &Request<T>, actor: &Actor) -> Result<(), ApiError> {
+        self.state
+            .status_limiter
+            .check(&Self::client_key(request, actor))
+    }
+
+    /// A write on a request found by tracking code and digits: when a resident or a
+    /// kiosk is refused, the refusal reads exactly like wrong digits (NOT_FOUND), or it
+    /// would tell a guesser that the digits were right. Admins, who may read every
+    /// request anyway, are told why.
+    fn hide_refusal(actor: &Actor) -> impl FnOnce(anju_app::AppError) -> ApiError + '_ {
+        move |error| match error {
+            anju_app::AppError::Forbidden(_) if actor.role != Role::Admin => {
+                ApiError::from(anju_app::AppError::NotFound)
+            }
+            other => ApiError::from(other),
+        }
+    }
+
     fn status_message(&self, status: &ResidentStatus) -> RequestStatus {
         let application = &self.state.application;
         let name = application
@@ -120,6 +143,7 @@ impl ResidentService for ResidentHandler {
             .catalogue()
             .services()
             .filter(|d| category.is_none_or(|c| d.category == c))
+            .filter(|d| message.site_id.is_empty() || d.offered_at(&message.site_id))
             .map(convert::service_summary)
             .collect();
         Ok(Response::new(ListServicesResponse { services }))
@@ -153,7 +177,11 @@ impl ResidentService for ResidentHandler {
     ) -> Result<Response<SubmitRequestResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
         let message = request.into_inner();
-        let answers = convert::answers(&message.answers, &message.text_answers)?;
+        let definition = ServiceCode::parse(message.service_code.trim())
+            .ok()
+            .and_then(|code| self.state.application.catalogue().get(&code).cloned());
+        let answers =
+            convert::answers(&message.answers, &message.text_answers, definition.as_ref())?;
         let applicant = message.applicant.unwrap_or_default();
         let on_behalf_of = match (actor.role, &message.on_behalf_of) {
             (Role::Kiosk, _) => Some(self.kiosk_resident_id(&applicant.phone)),
@@ -214,9 +242,7 @@ impl ResidentService for ResidentHandler {
         request: Request<GetRequestStatusRequest>,
     ) -> Result<Response<GetRequestStatusResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
-        self.state
-            .status_limiter
-            .check(&Self::client_key(&request, &actor))?;
+        self.count_look_up(&request, &actor)?;
         let message = request.get_ref();
         self.state
             .wait_for_min_position(&request, message.min_position)
@@ -242,9 +268,7 @@ impl ResidentService for ResidentHandler {
         request: Request<WatchRequestRequest>,
     ) -> Result<Response<Self::WatchRequestStream>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
-        self.state
-            .status_limiter
-            .check(&Self::client_key(&request, &actor))?;
+        self.count_look_up(&request, &actor)?;
         let message = request.get_ref().clone();
         let first = self
             .lookup(
@@ -317,6 +341,7 @@ impl ResidentService for ResidentHandler {
         request: Request<ProvideInfoRequest>,
     ) -> Result<Response<ProvideInfoResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
+        self.count_look_up(&request, &actor)?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let note = convert::text(&mut violations, "message", &message.message);
@@ -339,9 +364,13 @@ impl ResidentService for ResidentHandler {
         let executed = self
             .state
             .application
-            .execute(status.request_id, actor, Action::ProvideInfo { note })
+            .execute(
+                status.request_id,
+                actor.clone(),
+                Action::ProvideInfo { note },
+            )
             .await
-            .map_err(ApiError::from)?;
+            .map_err(Self::hide_refusal(&actor))?;
         Ok(Response::new(ProvideInfoResponse {
             position: api_position(executed.position),
             state: convert::state_i32(executed.status),
@@ -353,6 +382,7 @@ impl ResidentService for ResidentHandler {
         request: Request<WithdrawRequestRequest>,
     ) -> Result<Response<WithdrawRequestResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
+        self.count_look_up(&request, &actor)?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let reason = convert::text(&mut violations, "reason", &message.reason);
@@ -369,9 +399,13 @@ impl ResidentService for ResidentHandler {
         let executed = self
             .state
             .application
-            .execute(status.request_id, actor, Action::Withdraw { reason })
+            .execute(
+                status.request_id,
+                actor.clone(),
+                Action::Withdraw { reason },
+            )
             .await
-            .map_err(ApiError::from)?;
+            .map_err(Self::hide_refusal(&actor))?;
         Ok(Response::new(WithdrawRequestResponse {
             position: api_position(executed.position),
             state: convert::state_i32(executed.status),
@@ -383,6 +417,7 @@ impl ResidentService for ResidentHandler {
         request: Request<RateRequestRequest>,
     ) -> Result<Response<RateRequestResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
+        self.count_look_up(&request, &actor)?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let comment = convert::text(&mut violations, "comment", &message.comment);
@@ -400,9 +435,13 @@ impl ResidentService for ResidentHandler {
         let executed = self
             .state
             .application
-            .execute(status.request_id, actor, Action::Rate { grade, comment })
+            .execute(
+                status.request_id,
+                actor.clone(),
+                Action::Rate { grade, comment },
+            )
             .await
-            .map_err(ApiError::from)?;
+            .map_err(Self::hide_refusal(&actor))?;
         let remediation = if grade.is_bad() {
             RemediationStatus::Open
         } else {

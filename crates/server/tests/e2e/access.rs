@@ -663,8 +663,10 @@ const TABLE: &[(&str, [Outcome; 9])] = &[
     ("WatchRequest", [U, O, O, D, D, D, D, D, O]),
     // Kiosk staff may hand in materials for residents of their site.
     ("ProvideInfo", [U, O, O, D, D, D, D, D, D]),
-    ("WithdrawRequest", [U, O, D, D, D, D, D, D, D]),
-    ("RateRequest", [U, O, D, D, D, D, D, D, D]),
+    // A resident's or kiosk's refusal after a look-up reads like wrong digits (issue 16),
+    // so a kiosk that may not withdraw or rate is told NOT_FOUND.
+    ("WithdrawRequest", [U, O, H, D, D, D, D, D, D]),
+    ("RateRequest", [U, O, H, D, D, D, D, D, D]),
     // CaseworkerService: a caseworker of another site never sees the request.
     ("ListQueue", [U, D, D, O, O, O, D, D, O]),
     ("GetRequest", [U, D, D, O, H, O, D, D, O]),
@@ -694,11 +696,12 @@ const TABLE: &[(&str, [Outcome; 9])] = &[
     ("GetSlaReport", [U, D, D, D, D, O, O, O, O]),
     ("GetSatisfaction", [U, D, D, D, D, O, O, O, O]),
     ("GetBacklog", [U, D, D, D, D, O, O, O, O]),
-    // EventLogService: admins; managers see the stats.
+    // EventLogService: admins; managers of every site see the stats (they count every
+    // site of the node).
     ("ReadStream", [U, D, D, D, D, D, D, D, O]),
     ("ReadAll", [U, D, D, D, D, D, D, D, O]),
     ("SubscribeAll", [U, D, D, D, D, D, D, D, O]),
-    ("GetLogStats", [U, D, D, D, D, D, O, O, O]),
+    ("GetLogStats", [U, D, D, D, D, D, D, O, O]),
     // AdminService: admins only (the matrix runs on the demo clock).
     ("GetClock", [U, D, D, D, D, D, D, D, O]),
     ("AdvanceClock", [U, D, D, D, D, D, D, D, O]),

@@ -20,7 +20,13 @@ fn state_of(status: &RequestStatus) -> RequestState {
 
 #[tokio::test]
 async fn every_category_goes_through_its_whole_life() {
-    let world = World::new().await;
+    // One resident follows eight requests step by step: about a hundred look-ups by
+    // tracking code in a few seconds, past the default per-client limit of 60 a minute
+    // (every call taking a code and digits counts, issue 16).
+    let world = World::on(
+        crate::helpers::TestApp::spawn_with(|config| config.status_lookups_per_minute = 1000).await,
+    )
+    .await;
     let t = &world.tokens;
     let mut cw = world.clients.caseworker.clone();
     let mut resident = world.clients.resident.clone();
