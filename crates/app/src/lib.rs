@@ -31,7 +31,7 @@ mod scheduler;
 mod seal;
 
 pub use app::{
-    AppConfig, Application, ErasureReport, Executed, ReassignTarget, ResidentSecret, SubmitInput,
+    AppConfig, Application, CommandOptions, ErasureReport, Executed, ReassignTarget, ResidentSecret, SubmitInput,
     Submitted,
 };
 pub use clock::{

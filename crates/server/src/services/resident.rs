@@ -2,8 +2,8 @@
 //! materials, withdrawal, rating. Residents reach a request only by tracking code and
 //! the last four phone digits; every miss is NOT_FOUND.
 
-use anju_app::{ResidentStatus, SubmitInput};
-use anju_domain::{Action, Actor, Category, Role, ServiceCode, SiteId};
+use anju_app::{CommandOptions, ResidentStatus, SubmitInput};
+use anju_domain::{Action, Actor, Category, Lookup, Role, ServiceCode, SiteId};
 use anju_eventlog::Filter;
 use anju_proto::v1::resident_service_server::ResidentService;
 use anju_proto::v1::*;
@@ -64,6 +64,31 @@ impl ResidentHandler {
             return Err(ApiError::NotFound("request".into()));
         }
         Ok(status)
+    }
+
+    /// A resident write on the request a look-up found: the look-up goes with the
+    /// command, so whoever holds the receipt may act as the applicant (a request made
+    /// at a kiosk names a pseudonym no token carries).
+    async fn execute_found(
+        &self,
+        status: &ResidentStatus,
+        phone_last4: &str,
+        actor: Actor,
+        action: Action,
+        idempotency_key: &str,
+    ) -> Result<anju_app::Executed, ApiError> {
+        let options = CommandOptions {
+            idempotency_key: (!idempotency_key.is_empty()).then(|| idempotency_key.to_string()),
+            lookup: Some(Lookup {
+                tracking_code: status.tracking_code.clone(),
+                phone_last4: phone_last4.to_string(),
+            }),
+        };
+        Ok(self
+            .state
+            .application
+            .execute_with(status.request_id, actor, action, options)
+            .await?)
     }
 
     fn status_message(&self, status: &ResidentStatus) -> RequestStatus {
@@ -177,6 +202,7 @@ impl ResidentService for ResidentHandler {
             phone: applicant.phone,
             id_number: applicant.id_number,
             on_behalf_of,
+            materials: convert::materials(&message.materials),
         };
         let submitted = self
             .state
@@ -317,6 +343,11 @@ impl ResidentService for ResidentHandler {
         request: Request<ProvideInfoRequest>,
     ) -> Result<Response<ProvideInfoResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
+        // The digits open the request to whoever has them: each try counts against
+        // the look-up limit, as a status look-up does.
+        self.state
+            .status_limiter
+            .check(&Self::client_key(&request, &actor))?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let note = convert::text(&mut violations, "message", &message.message);
@@ -336,12 +367,19 @@ impl ResidentService for ResidentHandler {
                 0,
             )
             .await?;
+        let action = Action::ProvideInfo {
+            note,
+            materials: convert::materials(&message.materials),
+        };
         let executed = self
-            .state
-            .application
-            .execute(status.request_id, actor, Action::ProvideInfo { note })
-            .await
-            .map_err(ApiError::from)?;
+            .execute_found(
+                &status,
+                &message.phone_last4,
+                actor,
+                action,
+                &message.idempotency_key,
+            )
+            .await?;
         Ok(Response::new(ProvideInfoResponse {
             position: api_position(executed.position),
             state: convert::state_i32(executed.status),
@@ -353,6 +391,11 @@ impl ResidentService for ResidentHandler {
         request: Request<WithdrawRequestRequest>,
     ) -> Result<Response<WithdrawRequestResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
+        // The digits open the request to whoever has them: each try counts against
+        // the look-up limit, as a status look-up does.
+        self.state
+            .status_limiter
+            .check(&Self::client_key(&request, &actor))?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let reason = convert::text(&mut violations, "reason", &message.reason);
@@ -367,11 +410,14 @@ impl ResidentService for ResidentHandler {
             )
             .await?;
         let executed = self
-            .state
-            .application
-            .execute(status.request_id, actor, Action::Withdraw { reason })
-            .await
-            .map_err(ApiError::from)?;
+            .execute_found(
+                &status,
+                &message.phone_last4,
+                actor,
+                Action::Withdraw { reason },
+                &message.idempotency_key,
+            )
+            .await?;
         Ok(Response::new(WithdrawRequestResponse {
             position: api_position(executed.position),
             state: convert::state_i32(executed.status),
@@ -383,6 +429,11 @@ impl ResidentService for ResidentHandler {
         request: Request<RateRequestRequest>,
     ) -> Result<Response<RateRequestResponse>, Status> {
         let actor = caller(&request, RESIDENT_ROLES)?;
+        // The digits open the request to whoever has them: each try counts against
+        // the look-up limit, as a status look-up does.
+        self.state
+            .status_limiter
+            .check(&Self::client_key(&request, &actor))?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let comment = convert::text(&mut violations, "comment", &message.comment);
@@ -398,11 +449,14 @@ impl ResidentService for ResidentHandler {
             )
             .await?;
         let executed = self
-            .state
-            .application
-            .execute(status.request_id, actor, Action::Rate { grade, comment })
-            .await
-            .map_err(ApiError::from)?;
+            .execute_found(
+                &status,
+                &message.phone_last4,
+                actor,
+                Action::Rate { grade, comment },
+                &message.idempotency_key,
+            )
+            .await?;
         let remediation = if grade.is_bad() {
             RemediationStatus::Open
         } else {
