@@ -8,9 +8,8 @@ use crate::seal::{self, Contact};
 use anju_domain::{
     decide, validate_form, Action, Actor, ActorId, Answer, Applicant, Calendar, Catalogue,
     Category, Command, Context, Event, FieldViolation, FormAnswers, Lookup, Materials, Problem,
-    RequestId,
-    RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Status, Submission,
-    TimerKind, Timestamp, TrackingCode, ValidatedForm,
+    RequestId, RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Status,
+    Submission, TimerKind, Timestamp, TrackingCode, ValidatedForm,
 };
 use anju_eventlog::{
     AppendError, Direction, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
@@ -883,7 +882,8 @@ impl Application {
         let action = Action::Reassign {
             to: target.id.clone(),
         };
-        self.run(request_id, actor, action, Some(target), None).await
+        self.run(request_id, actor, action, Some(target), None)
+            .await
     }
 
     /// Fires one timer as the scheduler; no events when it is not due or already fired.

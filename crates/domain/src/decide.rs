@@ -356,10 +356,7 @@ fn material_violations(field: &str, materials: &Materials) -> Vec<FieldViolation
         violations.push(FieldViolation::new(
             field,
             Problem::Other {
-                message: format!(
-                    "at most {MAX_MATERIALS} materials, not {}",
-                    materials.len()
-                ),
+                message: format!("at most {MAX_MATERIALS} materials, not {}", materials.len()),
             },
         ));
     }

@@ -119,7 +119,10 @@ fn a_pause_across_a_weekend_does_not_count() {
     commands.push(cmd(
         resident(),
         march(16, 9),
-        Action::ProvideInfo { note: None, materials: Default::default() },
+        Action::ProvideInfo {
+            note: None,
+            materials: Default::default(),
+        },
     ));
     let state = given_commands(commands).state().clone();
     let deadlines = state.deadlines().unwrap();

@@ -230,7 +230,10 @@ fn events_from_before_issue_16_read_with_empty_words() {
     let Event::NoteAdded { internal, .. } = Event::from_json("NoteAdded", 1, note).unwrap() else {
         panic!("not a note");
     };
-    assert!(internal, "a note written before the flag existed is internal");
+    assert!(
+        internal,
+        "a note written before the flag existed is internal"
+    );
     let asked = br#"{"by":"cw-1","missing":["x"],"at":1,"working_days_used":0}"#;
     let Event::InfoRequested { message, .. } = Event::from_json("InfoRequested", 1, asked).unwrap()
     else {

@@ -346,7 +346,11 @@ fn only_the_assignee_caseworker_reassigns_and_the_target_is_required() {
 #[test]
 fn accepting_starts_the_processing_clock_with_both_deadlines() {
     let state = given_commands(claimed("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(2, 11), Action::Accept { comment: None }))
+        .when(cmd(
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then(vec![Event::RequestAccepted {
             by: Some(id("cw-1")),
             deemed: false,
@@ -365,20 +369,36 @@ fn accepting_starts_the_processing_clock_with_both_deadlines() {
 #[test]
 fn intake_needs_a_claim_by_this_caseworker() {
     given_commands(submitted("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(2, 11), Action::Accept { comment: None }))
+        .when(cmd(
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then_error_like(is_precondition, "must be claimed first");
     given_commands(claimed("MZ-DIBAO"))
-        .when(cmd(caseworker2(), march(2, 11), Action::Accept { comment: None }))
+        .when(cmd(
+            caseworker2(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then_error_like(is_conflict, "assigned to cw-1");
     given_commands(claimed("MZ-DIBAO"))
-        .when(cmd(supervisor(), march(2, 11), Action::Accept { comment: None }))
+        .when(cmd(
+            supervisor(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then_error_like(is_forbidden, "a supervisor cannot accept");
 }
 
 #[test]
 fn accepting_twice_is_the_wrong_state() {
     given_commands(accepted("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(2, 12), Action::Accept { comment: None }))
+        .when(cmd(
+            caseworker(),
+            march(2, 12),
+            Action::Accept { comment: None },
+        ))
         .then_error(wrong_state(Status::Accepted, "accept"));
     assert_eq!(
         wrong_state(Status::Accepted, "accept").to_string(),
@@ -463,7 +483,14 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
                     message: None,
                 },
             ),
-            cmd(resident(), march(3, 9), Action::ProvideInfo { note: None, materials: Default::default() }),
+            cmd(
+                resident(),
+                march(3, 9),
+                Action::ProvideInfo {
+                    note: None,
+                    materials: Default::default(),
+                },
+            ),
         ],
     );
     given_commands(again)
@@ -480,7 +507,10 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
         .when(cmd(
             caseworker(),
             march(2, 11),
-            Action::RequestInfo { missing: vec![], message: None },
+            Action::RequestInfo {
+                missing: vec![],
+                message: None,
+            },
         ))
         .then_error_like(is_invalid, "missing is required");
     given_commands(claimed("MZ-DIBAO"))
@@ -531,21 +561,30 @@ fn materials_supplied_at_intake_restart_the_five_day_intake_clock() {
         .when(cmd(
             kiosk(),
             march(5, 15),
-            Action::ProvideInfo { note: None, materials: Default::default() },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then_types(&["InfoProvided"]);
     given_commands(asked.clone())
         .when(cmd(
             other_resident(),
             march(5, 15),
-            Action::ProvideInfo { note: None, materials: Default::default() },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then_error_like(is_forbidden, "only the applicant");
     given_commands(claimed("MZ-DIBAO"))
         .when(cmd(
             resident(),
             march(5, 15),
-            Action::ProvideInfo { note: None, materials: Default::default() },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then_error(wrong_state(Status::Submitted, "provide_info"));
 }
@@ -580,7 +619,10 @@ fn materials_asked_after_acceptance_stop_the_clock_and_restart_it() {
         .when(cmd(
             resident(),
             march(9, 10),
-            Action::ProvideInfo { note: None, materials: Default::default() },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then(vec![Event::InfoProvided {
             by: id("res-1"),
@@ -648,7 +690,10 @@ fn approvals_go_level_by_level_by_different_supervisors() {
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1, comment: None },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then(vec![Event::RequestApproved {
             by: id("sup-1"),
@@ -662,14 +707,20 @@ fn approvals_go_level_by_level_by_different_supervisors() {
         [cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1, comment: None },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         )],
     );
     let state = given_commands(one.clone())
         .when(cmd(
             supervisor2(),
             march(3, 12),
-            Action::Approve { level: 2, comment: None },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then(vec![Event::RequestApproved {
             by: id("sup-2"),
@@ -683,7 +734,10 @@ fn approvals_go_level_by_level_by_different_supervisors() {
         .when(cmd(
             supervisor(),
             march(3, 12),
-            Action::Approve { level: 2, comment: None },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then_error_like(is_forbidden, "different supervisor");
 }
@@ -694,7 +748,10 @@ fn approval_levels_out_of_order_are_refused() {
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 2, comment: None },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then_error(DomainError::Precondition {
             reason: "approval level 2 is out of order: level 1 comes next".into(),
@@ -703,14 +760,20 @@ fn approval_levels_out_of_order_are_refused() {
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 3, comment: None },
+            Action::Approve {
+                level: 3,
+                comment: None,
+            },
         ))
         .then_error_like(is_invalid, "approval levels 1 to 2, not 3");
     given_commands(approved("MZ-LINSHI"))
         .when(cmd(
             supervisor2(),
             march(3, 15),
-            Action::Approve { level: 2, comment: None },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then_error(wrong_state(Status::Approved, "approve"));
 }
@@ -721,28 +784,40 @@ fn approval_needs_a_supervisor_of_the_site_and_comes_after_review() {
         .when(cmd(
             caseworker(),
             march(3, 11),
-            Action::Approve { level: 1, comment: None },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error_like(is_forbidden, "a caseworker cannot approve");
     given_commands(reviewed("MZ-DIBAO"))
         .when(cmd(
             site_b_supervisor(),
             march(3, 11),
-            Action::Approve { level: 1, comment: None },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error_like(is_forbidden, "does not serve site scsite-a");
     given_commands(accepted("MZ-DIBAO"))
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1, comment: None },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error(wrong_state(Status::Accepted, "approve"));
     given_commands(submitted("MZ-DIBAO"))
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1, comment: None },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error(wrong_state(Status::Submitted, "approve"));
 }
@@ -779,14 +854,20 @@ fn denial_needs_a_reason_and_ends_the_request() {
         .when(cmd(
             caseworker(),
             march(3, 11),
-            Action::Deny { reason: "x".into(), legal_basis: None },
+            Action::Deny {
+                reason: "x".into(),
+                legal_basis: None,
+            },
         ))
         .then_error(wrong_state(Status::Reviewed, "deny"));
     given_commands(reviewed("MZ-DIBAO"))
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Deny { reason: "".into(), legal_basis: None },
+            Action::Deny {
+                reason: "".into(),
+                legal_basis: None,
+            },
         ))
         .then_error_like(is_invalid, "reason is required");
     given_commands(approved("MZ-DIBAO"))
@@ -806,7 +887,11 @@ fn denial_needs_a_reason_and_ends_the_request() {
 #[test]
 fn fulfilment_runs_its_steps_and_the_last_step_fulfils() {
     let state = given_commands(approved("SQ-WEIXIU"))
-        .when(cmd(caseworker(), march(4, 9), Action::StartFulfilment { note: None }))
+        .when(cmd(
+            caseworker(),
+            march(4, 9),
+            Action::StartFulfilment { note: None },
+        ))
         .then(vec![Event::FulfilmentStarted {
             by: id("cw-1"),
             at: march(4, 9),
@@ -900,10 +985,18 @@ fn steps_must_exist_and_be_done_once_during_fulfilment() {
         ))
         .then_error(wrong_state(Status::Approved, "complete_step"));
     given_commands(reviewed("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(4, 9), Action::StartFulfilment { note: None }))
+        .when(cmd(
+            caseworker(),
+            march(4, 9),
+            Action::StartFulfilment { note: None },
+        ))
         .then_error(wrong_state(Status::Reviewed, "start_fulfilment"));
     given_commands(approved("SQ-WEIXIU"))
-        .when(cmd(caseworker2(), march(4, 9), Action::StartFulfilment { note: None }))
+        .when(cmd(
+            caseworker2(),
+            march(4, 9),
+            Action::StartFulfilment { note: None },
+        ))
         .then_error_like(is_conflict, "assigned to cw-1");
 }
 
@@ -1448,9 +1541,15 @@ fn managers_are_read_only_apart_from_appeals() {
     for action in [
         Action::Claim,
         Action::Accept { comment: None },
-        Action::AddNote { text: "x".into(), internal: true },
+        Action::AddNote {
+            text: "x".into(),
+            internal: true,
+        },
         Action::Close,
-        Action::Approve { level: 1, comment: None },
+        Action::Approve {
+            level: 1,
+            comment: None,
+        },
     ] {
         given_commands(submitted("MZ-DIBAO"))
             .when(cmd(manager(), march(2, 10), action))

@@ -75,7 +75,13 @@ fn progress(state: &RequestState, p: u8) -> (Actor, Action) {
             },
         ),
         Status::Submitted => (assignee, Action::Accept { comment: None }),
-        Status::AwaitingInfo => (resident(), Action::ProvideInfo { note: None, materials: Default::default() }),
+        Status::AwaitingInfo => (
+            resident(),
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
+        ),
         Status::Accepted if p % 9 == 0 => (
             assignee,
             Action::RequestExtension {
@@ -111,7 +117,10 @@ fn progress(state: &RequestState, p: u8) -> (Actor, Action) {
                 } else {
                     supervisor2()
                 },
-                Action::Approve { level, comment: None },
+                Action::Approve {
+                    level,
+                    comment: None,
+                },
             )
         }
         Status::Approved => (assignee, Action::StartFulfilment { note: None }),
@@ -176,7 +185,13 @@ fn command(state: &RequestState, step: &Step, at: Timestamp, steps: &[String]) -
     let (natural, action) = match step.action % 22 {
         0 => (caseworker(), Action::Claim),
         1 => (caseworker(), Action::Accept { comment: None }),
-        2 => (caseworker(), Action::Refuse { reason: text, legal_basis: None }),
+        2 => (
+            caseworker(),
+            Action::Refuse {
+                reason: text,
+                legal_basis: None,
+            },
+        ),
         3 => (
             caseworker(),
             Action::RequestInfo {
@@ -184,7 +199,13 @@ fn command(state: &RequestState, step: &Step, at: Timestamp, steps: &[String]) -
                 message: None,
             },
         ),
-        4 => (resident(), Action::ProvideInfo { note: None, materials: Default::default() }),
+        4 => (
+            resident(),
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
+        ),
         5 => (caseworker(), Action::Review { opinion: text }),
         6 => (
             if p % 2 == 0 {
@@ -192,12 +213,33 @@ fn command(state: &RequestState, step: &Step, at: Timestamp, steps: &[String]) -
             } else {
                 supervisor2()
             },
-            Action::Approve { level: p % 4, comment: None },
+            Action::Approve {
+                level: p % 4,
+                comment: None,
+            },
         ),
-        7 => (supervisor(), Action::Deny { reason: text, legal_basis: None }),
+        7 => (
+            supervisor(),
+            Action::Deny {
+                reason: text,
+                legal_basis: None,
+            },
+        ),
         8 => (caseworker(), Action::StartFulfilment { note: None }),
-        9 => (caseworker(), Action::CompleteStep { step: step_name, note: None }),
-        10 => (caseworker(), Action::AddNote { text, internal: true }),
+        9 => (
+            caseworker(),
+            Action::CompleteStep {
+                step: step_name,
+                note: None,
+            },
+        ),
+        10 => (
+            caseworker(),
+            Action::AddNote {
+                text,
+                internal: true,
+            },
+        ),
         11 => (
             supervisor(),
             Action::Reassign {

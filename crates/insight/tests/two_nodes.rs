@@ -46,9 +46,13 @@ async fn drive(app: &Application, site: &str, from: usize, count: usize) {
             app.execute(submitted.request_id, caseworker.clone(), Action::Claim)
                 .await
                 .expect("claim");
-            app.execute(submitted.request_id, caseworker.clone(), Action::Accept { comment: None })
-                .await
-                .expect("accept");
+            app.execute(
+                submitted.request_id,
+                caseworker.clone(),
+                Action::Accept { comment: None },
+            )
+            .await
+            .expect("accept");
         }
     }
 }

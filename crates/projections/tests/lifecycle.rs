@@ -91,7 +91,12 @@ async fn a_request_is_followed_through_its_whole_life() {
         .run(id, caseworker(), march(2, 10), Action::Claim)
         .await;
     let p = world
-        .run(id, caseworker(), march(2, 11), Action::Accept { comment: None })
+        .run(
+            id,
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        )
         .await;
     projections
         .wait_for(p, Duration::from_secs(10))
@@ -157,7 +162,10 @@ async fn a_request_is_followed_through_its_whole_life() {
             id,
             resident(),
             march(5, 9),
-            Action::ProvideInfo { note: None, materials: Default::default() },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         )
         .await;
     world
@@ -171,18 +179,34 @@ async fn a_request_is_followed_through_its_whole_life() {
         )
         .await;
     world
-        .run(id, supervisor(), march(9, 10), Action::Approve { level: 1, comment: None })
+        .run(
+            id,
+            supervisor(),
+            march(9, 10),
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
+        )
         .await;
     world
         .run(
             id,
             supervisor2(),
             march(9, 15),
-            Action::Approve { level: 2, comment: None },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         )
         .await;
     world
-        .run(id, caseworker(), march(10, 9), Action::StartFulfilment { note: None })
+        .run(
+            id,
+            caseworker(),
+            march(10, 9),
+            Action::StartFulfilment { note: None },
+        )
         .await;
     for step in ["household-survey", "public-notice", "first-payment"] {
         world
@@ -190,7 +214,10 @@ async fn a_request_is_followed_through_its_whole_life() {
                 id,
                 caseworker(),
                 march(11, 9),
-                Action::CompleteStep { step: step.into(), note: None },
+                Action::CompleteStep {
+                    step: step.into(),
+                    note: None,
+                },
             )
             .await;
     }

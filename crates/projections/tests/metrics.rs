@@ -49,13 +49,23 @@ async fn scenario(world: &World) {
         .run(r1, caseworker(), march(2, 10), Action::Claim)
         .await;
     world
-        .run(r1, caseworker(), march(2, 11), Action::Accept { comment: None })
+        .run(
+            r1,
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        )
         .await;
     world
         .run(r2, caseworker(), march(3, 9), Action::Claim)
         .await;
     world
-        .run(r2, caseworker(), march(3, 9), Action::Accept { comment: None })
+        .run(
+            r2,
+            caseworker(),
+            march(3, 9),
+            Action::Accept { comment: None },
+        )
         .await;
     world
         .run(
@@ -68,7 +78,12 @@ async fn scenario(world: &World) {
         )
         .await;
     world
-        .run(r1, caseworker(), march(3, 11), Action::StartFulfilment { note: None })
+        .run(
+            r1,
+            caseworker(),
+            march(3, 11),
+            Action::StartFulfilment { note: None },
+        )
         .await;
     world
         .run(
@@ -92,7 +107,10 @@ async fn scenario(world: &World) {
                 r1,
                 caseworker(),
                 march(4, 15),
-                Action::CompleteStep { step: step.into(), note: None },
+                Action::CompleteStep {
+                    step: step.into(),
+                    note: None,
+                },
             )
             .await;
     }
@@ -145,7 +163,12 @@ async fn scenario(world: &World) {
         )
         .await;
     world
-        .run(r2, caseworker(), march(9, 11), Action::StartFulfilment { note: None })
+        .run(
+            r2,
+            caseworker(),
+            march(9, 11),
+            Action::StartFulfilment { note: None },
+        )
         .await;
     for step in ["inspect", "repair", "check"] {
         world
@@ -153,7 +176,10 @@ async fn scenario(world: &World) {
                 r2,
                 caseworker(),
                 march(10, 12),
-                Action::CompleteStep { step: step.into(), note: None },
+                Action::CompleteStep {
+                    step: step.into(),
+                    note: None,
+                },
             )
             .await;
     }

@@ -965,7 +965,11 @@ pub fn render_detail(lang: Lang, detail: &RequestDetail) -> String {
     }
     for approval in detail.approvals.iter().filter(|a| !a.comment.is_empty()) {
         pairs.push((
-            format!("{} {}", lang.pick("opinion, level", "意见 级别"), approval.level),
+            format!(
+                "{} {}",
+                lang.pick("opinion, level", "意见 级别"),
+                approval.level
+            ),
             approval.comment.clone(),
         ));
     }

@@ -112,7 +112,8 @@ async fn open_remediations_are_overdue_by_the_application_clock() {
         },
     )
     .await;
-    t.run(id, &worker, Action::StartFulfilment { note: None }).await;
+    t.run(id, &worker, Action::StartFulfilment { note: None })
+        .await;
     let code = anju_domain::ServiceCode::parse("JY-QIANYUE").unwrap();
     let steps: Vec<String> = t
         .app
@@ -124,7 +125,8 @@ async fn open_remediations_are_overdue_by_the_application_clock() {
         .map(|s| s.code.clone())
         .collect();
     for step in steps {
-        t.run(id, &worker, Action::CompleteStep { step, note: None }).await;
+        t.run(id, &worker, Action::CompleteStep { step, note: None })
+            .await;
     }
     let rated = t
         .run(

@@ -112,19 +112,35 @@ async fn every_category_runs_its_whole_lifecycle() {
         .await;
         for level in 1..=definition.approval_levels {
             let approver = if level == 1 { &sup1 } else { &sup2 };
-            t.run(id, approver, Action::Approve { level, comment: None }).await;
+            t.run(
+                id,
+                approver,
+                Action::Approve {
+                    level,
+                    comment: None,
+                },
+            )
+            .await;
         }
         if definition.approval_levels == 2 {
             let again = t
                 .app
-                .execute(id, sup1.clone(), Action::Approve { level: 2, comment: None })
+                .execute(
+                    id,
+                    sup1.clone(),
+                    Action::Approve {
+                        level: 2,
+                        comment: None,
+                    },
+                )
                 .await;
             assert!(
                 matches!(again, Err(AppError::WrongState { .. })),
                 "{code}: approvals are complete"
             );
         }
-        t.run(id, &worker, Action::StartFulfilment { note: None }).await;
+        t.run(id, &worker, Action::StartFulfilment { note: None })
+            .await;
         let mut last = None;
         for step in &definition.steps {
             last = Some(
@@ -355,7 +371,8 @@ async fn refused_denied_and_withdrawn_requests_stay_ended() {
         .await
         .request_id;
     t.run(denied, &worker, Action::Claim).await;
-    t.run(denied, &worker, Action::Accept { comment: None }).await;
+    t.run(denied, &worker, Action::Accept { comment: None })
+        .await;
     t.run(
         denied,
         &worker,
@@ -399,7 +416,10 @@ async fn refused_denied_and_withdrawn_requests_stay_ended() {
     assert_eq!(done.status, Status::Withdrawn);
 
     for id in [refused, denied, withdrawn] {
-        let again = t.app.execute(id, worker.clone(), Action::Accept { comment: None }).await;
+        let again = t
+            .app
+            .execute(id, worker.clone(), Action::Accept { comment: None })
+            .await;
         assert!(
             matches!(again, Err(AppError::WrongState { .. })),
             "{again:?}"

@@ -208,7 +208,11 @@ pub fn claimed(service: &str) -> Vec<Command> {
 
 pub fn accepted(service: &str) -> Vec<Command> {
     let mut c = claimed(service);
-    c.push(cmd(caseworker(), march(2, 11), Action::Accept { comment: None }));
+    c.push(cmd(
+        caseworker(),
+        march(2, 11),
+        Action::Accept { comment: None },
+    ));
     c
 }
 
@@ -236,7 +240,10 @@ pub fn approved(service: &str) -> Vec<Command> {
         c.push(cmd(
             approvers[usize::from(level - 1)].clone(),
             march(3, 10 + u32::from(level)),
-            Action::Approve { level, comment: None },
+            Action::Approve {
+                level,
+                comment: None,
+            },
         ));
     }
     c
@@ -244,7 +251,11 @@ pub fn approved(service: &str) -> Vec<Command> {
 
 pub fn in_fulfilment(service: &str) -> Vec<Command> {
     let mut c = approved(service);
-    c.push(cmd(caseworker(), march(4, 9), Action::StartFulfilment { note: None }));
+    c.push(cmd(
+        caseworker(),
+        march(4, 9),
+        Action::StartFulfilment { note: None },
+    ));
     c
 }
 

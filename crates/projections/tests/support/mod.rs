@@ -323,7 +323,9 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
             }
             _ => {
                 world.run(id, cw.clone(), h(1), Action::Claim).await;
-                world.run(id, cw.clone(), h(2), Action::Accept { comment: None }).await;
+                world
+                    .run(id, cw.clone(), h(2), Action::Accept { comment: None })
+                    .await;
                 if path == 1 {
                     continue;
                 }
@@ -340,7 +342,15 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                         )
                         .await;
                     world
-                        .run(id, resident(), h(30), Action::ProvideInfo { note: None, materials: Default::default() })
+                        .run(
+                            id,
+                            resident(),
+                            h(30),
+                            Action::ProvideInfo {
+                                note: None,
+                                materials: Default::default(),
+                            },
+                        )
                         .await;
                     continue;
                 }
@@ -370,12 +380,25 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                 }
                 if path == 8 {
                     world
-                        .run(id, sup.clone(), h(40), Action::Approve { level: 1, comment: None })
+                        .run(
+                            id,
+                            sup.clone(),
+                            h(40),
+                            Action::Approve {
+                                level: 1,
+                                comment: None,
+                            },
+                        )
                         .await;
                 }
                 world.fire_due(id, h(24 * 4)).await;
                 world
-                    .run(id, cw.clone(), h(50), Action::StartFulfilment { note: None })
+                    .run(
+                        id,
+                        cw.clone(),
+                        h(50),
+                        Action::StartFulfilment { note: None },
+                    )
                     .await;
                 let steps: &[&str] = match service {
                     "MZ-LINSHI" => &["verify", "pay"],

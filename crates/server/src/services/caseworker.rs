@@ -306,7 +306,11 @@ impl CaseworkerHandler {
     }
 
     /// Every item matching the selection, over all pages.
-    async fn queue_total(&self, actor: &Actor, selection: &QueueSelection) -> Result<u32, ApiError> {
+    async fn queue_total(
+        &self,
+        actor: &Actor,
+        selection: &QueueSelection,
+    ) -> Result<u32, ApiError> {
         let application = &self.state.application;
         let mut query = selection.query.clone();
         query.page_size = anju_projections::MAX_PAGE_SIZE;
@@ -342,7 +346,6 @@ fn awaiting_supervisor(request: &anju_domain::Request) -> bool {
             .and_then(|r| r.appeal.as_ref())
             .is_some_and(|a| a.upheld.is_none())
 }
-
 
 #[tonic::async_trait]
 impl CaseworkerService for CaseworkerHandler {

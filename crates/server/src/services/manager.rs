@@ -452,7 +452,10 @@ impl ManagerService for ManagerHandler {
                             LeadTimeSegment::DecisionToFulfilled,
                             &lead.decision_to_fulfilled,
                         ),
-                        span(LeadTimeSegment::SubmitToFulfilled, &lead.submit_to_fulfilled),
+                        span(
+                            LeadTimeSegment::SubmitToFulfilled,
+                            &lead.submit_to_fulfilled,
+                        ),
                     ],
                 }
             })

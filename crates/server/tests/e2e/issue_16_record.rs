@@ -149,7 +149,12 @@ async fn request_info(world: &World, id: &str, message: &str) -> u64 {
 async fn issue_16_item_1_the_resident_reads_the_info_request_message() {
     let world = World::new().await;
     let submitted = world
-        .submit(&world.tokens.resident, &yibao(), "i16-1-0001", "13812340001")
+        .submit(
+            &world.tokens.resident,
+            &yibao(),
+            "i16-1-0001",
+            "13812340001",
+        )
         .await
         .unwrap();
     claim(&world, &submitted.request_id).await;
@@ -160,7 +165,10 @@ async fn issue_16_item_1_the_resident_reads_the_info_request_message() {
     assert_eq!(status.info_request_message, message);
     let entry = status.timeline.last().unwrap();
     assert_eq!(entry.event_type, "InfoRequested");
-    assert_eq!(entry.details.get("message").map(String::as_str), Some(message));
+    assert_eq!(
+        entry.details.get("message").map(String::as_str),
+        Some(message)
+    );
 }
 
 #[tokio::test]
@@ -174,7 +182,8 @@ async fn issue_16_item_2_a_public_note_reaches_the_resident_and_an_internal_one_
     claim(&world, &submitted.request_id).await;
     let mut cw = world.clients.caseworker.clone();
     let mut last = 0;
-    for (text, internal) in [("请周三上午来窗口签字", false), ("申请人电话未接通", true)] {
+    for (text, internal) in [("请周三上午来窗口签字", false), ("申请人电话未接通", true)]
+    {
         last = cw
             .add_note(authed(
                 AddNoteRequest {
@@ -369,7 +378,12 @@ async fn issue_16_item_4_materials_handed_over_are_kept() {
 async fn issue_16_item_5_timeline_entries_carry_the_state_after_them() {
     let world = World::new().await;
     let submitted = world
-        .submit(&world.tokens.resident, &yibao(), "i16-5-0001", "13812340005")
+        .submit(
+            &world.tokens.resident,
+            &yibao(),
+            "i16-5-0001",
+            "13812340005",
+        )
         .await
         .unwrap();
     let position = accept(&world, &submitted.request_id, "").await;
@@ -401,13 +415,18 @@ async fn issue_16_item_5_timeline_entries_carry_the_state_after_them() {
 async fn issue_16_item_6_an_overdue_resident_sees_the_yellow_card_staff_see() {
     let world = World::on(TestApp::spawn_with(|config| config.demo_clock = true).await).await;
     let submitted = world
-        .submit(&world.tokens.resident, &yibao(), "i16-6-0001", "13812340006")
+        .submit(
+            &world.tokens.resident,
+            &yibao(),
+            "i16-6-0001",
+            "13812340006",
+        )
         .await
         .unwrap();
     let id = submitted.request_id.clone();
-    accept(&world, &id, "").await;
+    let accepted = accept(&world, &id, "").await;
     let promised = world
-        .detail(&world.tokens.caseworker_a, &id, 0)
+        .detail(&world.tokens.caseworker_a, &id, accepted)
         .await
         .unwrap()
         .deadline
@@ -577,7 +596,11 @@ async fn issue_16_item_9_a_kiosk_request_is_withdrawn_and_rated_with_the_receipt
         ))
         .await;
     let unknown = assert_code(unknown, Code::NotFound);
-    assert_eq!(wrong.message(), unknown.message(), "digits are not told apart");
+    assert_eq!(
+        wrong.message(),
+        unknown.message(),
+        "digits are not told apart"
+    );
     let answer = resident
         .withdraw_request(authed(
             WithdrawRequestRequest {
@@ -628,9 +651,9 @@ async fn issue_16_item_10_a_retried_caseworker_write_answers_the_first_call() {
         .await
         .unwrap();
     let id = submitted.request_id.clone();
-    claim(&world, &id).await;
+    let claimed = claim(&world, &id).await;
     let version = world
-        .detail(&t.caseworker_a, &id, 0)
+        .detail(&t.caseworker_a, &id, claimed)
         .await
         .unwrap()
         .version;
@@ -717,7 +740,10 @@ async fn issue_16_item_8_reports_give_age_buckets_oldest_unrated_and_the_whole_w
             ["0-1", "2-5", "6-10", "11+"].contains(&cell.age_bucket.as_str()),
             "{cell:?}"
         );
-        let oldest = cell.oldest_submitted_at.as_ref().expect("oldest submission");
+        let oldest = cell
+            .oldest_submitted_at
+            .as_ref()
+            .expect("oldest submission");
         assert!(oldest.seconds > 0, "{cell:?}");
     }
     let satisfaction = manager
