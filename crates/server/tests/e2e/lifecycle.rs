@@ -20,7 +20,12 @@ fn state_of(status: &RequestStatus) -> RequestState {
 
 #[tokio::test]
 async fn every_category_goes_through_its_whole_life() {
-    let world = World::new().await;
+    // One resident follows eight requests closely: more look-ups (status, materials,
+    // rating) than the default limit of 60 a minute allows.
+    let world = World::on(
+        crate::helpers::TestApp::spawn_with(|config| config.status_lookups_per_minute = 1000).await,
+    )
+    .await;
     let t = &world.tokens;
     let mut cw = world.clients.caseworker.clone();
     let mut resident = world.clients.resident.clone();
