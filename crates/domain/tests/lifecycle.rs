@@ -1284,6 +1284,7 @@ fn rating_refusals() {
         ))
         .then_error_like(is_forbidden, "a caseworker cannot rate");
     given_commands(fulfilled("SQ-WEIXIU"))
+        // Without the receipt (issue 16, item 9: with it, the kiosk may).
         .when(cmd(
             kiosk(),
             march(5, 9),
@@ -1292,7 +1293,7 @@ fn rating_refusals() {
                 comment: None,
             },
         ))
-        .then_error_like(is_forbidden, "a kiosk cannot rate");
+        .then_error_like(is_forbidden, "only with its tracking code and phone digits");
 }
 
 fn badly_rated() -> Vec<Command> {
