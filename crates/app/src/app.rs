@@ -7,9 +7,9 @@ use crate::keys::{KeyStore, KeyStoreError};
 use crate::seal::{self, Contact};
 use anju_domain::{
     decide, validate_form, Action, Actor, ActorId, Answer, Applicant, Calendar, Catalogue,
-    Category, Command, Context, Event, FieldViolation, FormAnswers, Problem, RequestId,
-    RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Status, Submission,
-    TimerKind, Timestamp, TrackingCode, ValidatedForm,
+    Category, Command, Context, Event, FieldViolation, FormAnswers, Lookup, Materials, Problem,
+    RequestId, RequestState, Role, Scope, ServiceCode, ServiceDefinition, SiteId, Status,
+    Submission, TimerKind, Timestamp, TrackingCode, ValidatedForm,
 };
 use anju_eventlog::{
     AppendError, Direction, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
@@ -89,6 +89,8 @@ pub struct SubmitInput {
     pub id_number: Option<String>,
     /// The resident kiosk staff submit for (帮办); required for kiosk actors.
     pub on_behalf_of: Option<String>,
+    /// Documents handed over with the submission, by material code.
+    pub materials: Materials,
 }
 
 impl std::fmt::Debug for SubmitInput {
@@ -141,6 +143,17 @@ pub struct Executed {
     pub version: u64,
 }
 
+/// What may come with a command besides its action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOptions {
+    /// A retry with the same key, by the same caller on the same request, answers what
+    /// the first call did instead of deciding again. 8 to 128 printable characters.
+    pub idempotency_key: Option<String>,
+    /// The resident look-up the caller found the request with; it lets the holder of
+    /// the receipt act as the applicant.
+    pub lookup: Option<Lookup>,
+}
+
 /// The caseworker a request is reassigned to, with the scope the caller's directory
 /// gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +184,7 @@ struct ParsedSubmission<'a> {
     resident_id: ActorId,
     on_behalf_of: Option<ActorId>,
     contact: Contact,
+    materials: Materials,
 }
 
 /// The running application; clones share it.
@@ -542,6 +556,7 @@ impl Application {
                 sealed_contact,
             },
             on_behalf_of: parsed.on_behalf_of.clone(),
+            materials: parsed.materials.clone(),
         }
     }
 
@@ -693,6 +708,7 @@ impl Application {
                 resident_id,
                 on_behalf_of,
                 contact: Contact { phone, id_number },
+                materials: input.materials.clone(),
             }),
             _ => Err(AppError::Invalid(violations)),
         }
@@ -732,6 +748,7 @@ impl Application {
             on_behalf_of,
             at,
             intake_deadline,
+            materials,
             ..
         } = event
         else {
@@ -768,6 +785,7 @@ impl Application {
             && applicant.resident_id == parsed.resident_id
             && on_behalf_of == parsed.on_behalf_of
             && contact.as_ref() == Some(&parsed.contact)
+            && materials == parsed.materials
             && same_answers;
         if !same {
             return Err(AppError::IdempotencyMismatch);
@@ -788,9 +806,21 @@ impl Application {
         &self,
         request_id: RequestId,
     ) -> Result<(RequestState, Option<(u64, u64)>), AppError> {
+        let (state, last, _) = self.load_keyed(request_id, None).await?;
+        Ok((state, last))
+    }
+
+    /// [`Application::load`], and what an earlier command with this key wrote (its
+    /// events carry the key as their causation id), as that command answered it.
+    async fn load_keyed(
+        &self,
+        request_id: RequestId,
+        command_key: Option<uuid::Uuid>,
+    ) -> Result<(RequestState, Option<(u64, u64)>, Option<Executed>), AppError> {
         let stream = request_id.stream_name();
         let mut state = RequestState::default();
         let mut last = None;
+        let mut earlier: Option<Executed> = None;
         let mut from = 0;
         loop {
             let batch = self
@@ -814,9 +844,25 @@ impl Application {
                 state = anju_domain::evolve(state, &event);
                 last = Some((recorded.stream_version, recorded.position));
                 from = recorded.stream_version + 1;
+                let keyed = command_key.is_some() && recorded.metadata.causation_id == command_key;
+                if keyed {
+                    // One command's events are appended together, so they are adjacent.
+                    let answer = earlier.get_or_insert_with(|| Executed {
+                        position: recorded.position,
+                        events: Vec::new(),
+                        status: anju_domain::Status::Submitted,
+                        version: recorded.stream_version,
+                    });
+                    answer.position = recorded.position;
+                    answer.version = recorded.stream_version;
+                    answer.events.push(event);
+                    if let Some(status) = state.status() {
+                        answer.status = status;
+                    }
+                }
             }
             if count < 1024 {
-                return Ok((state, last));
+                return Ok((state, last, earlier));
             }
         }
     }
@@ -836,8 +882,47 @@ impl Application {
                 "action",
                 "use reassign, which checks the new assignee",
             )),
-            action => self.run(request_id, actor, action, None).await,
+            action => self.run(request_id, actor, action, None, None).await,
         }
+    }
+
+    /// [`Application::execute`] with an idempotency key and the resident look-up.
+    pub async fn execute_with(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        action: Action,
+        options: CommandOptions,
+    ) -> Result<Executed, AppError> {
+        let command_key = match &options.idempotency_key {
+            None => None,
+            Some(key) => {
+                let key = parse_idempotency_key(key).map_err(|v| AppError::Invalid(vec![v]))?;
+                Some(command_key(&actor.id, request_id, &key))
+            }
+        };
+        match action {
+            Action::Submit(_) | Action::Reassign { .. } => {
+                self.execute(request_id, actor, action).await
+            }
+            action => {
+                let command = Command::new(actor, self.inner.clock.now(), request_id, action)
+                    .with_lookup(options.lookup);
+                self.run_command(command, None, command_key).await
+            }
+        }
+    }
+
+    /// What an earlier command with this idempotency key answered, if one was written.
+    pub async fn earlier_answer(
+        &self,
+        request_id: RequestId,
+        actor: &Actor,
+        idempotency_key: &str,
+    ) -> Result<Option<Executed>, AppError> {
+        let key = parse_idempotency_key(idempotency_key).map_err(|v| AppError::Invalid(vec![v]))?;
+        let command_key = command_key(&actor.id, request_id, &key);
+        Ok(self.load_keyed(request_id, Some(command_key)).await?.2)
     }
 
     /// Reassigns a request to a caseworker, who must serve its site and category.
@@ -850,7 +935,8 @@ impl Application {
         let action = Action::Reassign {
             to: target.id.clone(),
         };
-        self.run(request_id, actor, action, Some(target)).await
+        self.run(request_id, actor, action, Some(target), None)
+            .await
     }
 
     /// Fires one timer as the scheduler; no events when it is not due or already fired.
@@ -866,6 +952,7 @@ impl Application {
                 Actor::system(),
                 Action::FireTimer { kind, due_at },
                 None,
+                None,
             )
             .await?;
         if !executed.events.is_empty() {
@@ -880,12 +967,26 @@ impl Application {
         actor: Actor,
         action: Action,
         target: Option<ReassignTarget>,
+        command_key: Option<uuid::Uuid>,
     ) -> Result<Executed, AppError> {
         let now = self.inner.clock.now();
-        let stream = request_id.stream_name();
         let command = Command::new(actor, now, request_id, action);
+        self.run_command(command, target, command_key).await
+    }
+
+    async fn run_command(
+        &self,
+        command: Command,
+        target: Option<ReassignTarget>,
+        command_key: Option<uuid::Uuid>,
+    ) -> Result<Executed, AppError> {
+        let request_id = command.request_id;
+        let stream = request_id.stream_name();
         for attempt in 0..2 {
-            let (state, last) = self.load(request_id).await?;
+            let (state, last, earlier) = self.load_keyed(request_id, command_key).await?;
+            if let Some(earlier) = earlier {
+                return Ok(earlier);
+            }
             let Some(request) = state.request() else {
                 return Err(AppError::NotFound);
             };
@@ -916,7 +1017,10 @@ impl Application {
                     events,
                 });
             }
-            let new = new_events(request_id, version + 1, &command.actor, &events);
+            let mut new = new_events(request_id, version + 1, &command.actor, &events);
+            for event in &mut new {
+                event.metadata.causation_id = command_key;
+            }
             match self
                 .inner
                 .log
@@ -1058,6 +1162,21 @@ impl Application {
     pub fn sealed_key_id(sealed: &str) -> Option<String> {
         seal::sealed_key_id(sealed).map(|id| id.to_hex())
     }
+}
+
+/// The causation id a keyed command's events carry: the key, scoped to the caller and
+/// the request, so two callers' keys never collide.
+fn command_key(actor: &ActorId, request_id: RequestId, key: &str) -> uuid::Uuid {
+    let mut hash = Sha256::new();
+    hash.update(b"anju command key v1\0");
+    hash.update(request_id.0.as_bytes());
+    hash.update((actor.0.len() as u64).to_be_bytes());
+    hash.update(actor.0.as_bytes());
+    hash.update(key.as_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes)
 }
 
 fn submitted_intake_deadline(events: &[Event]) -> Option<Timestamp> {

@@ -31,8 +31,8 @@ mod scheduler;
 mod seal;
 
 pub use app::{
-    AppBackup, AppConfig, Application, ErasureReport, Executed, ReassignTarget, ResidentSecret,
-    SubmitInput, Submitted,
+    AppBackup, AppConfig, Application, CommandOptions, ErasureReport, Executed, ReassignTarget,
+    ResidentSecret, SubmitInput, Submitted,
 };
 pub use clock::{
     Advanced, Clock, DemoClock, ManualClock, SystemClock, DEMO_CLOCK_FILE, MAX_DEMO_ADVANCE,

@@ -41,8 +41,18 @@ pub struct ResidentStatus {
     /// processing clock runs; `None` while it is stopped or the work is done.
     pub deadline: Option<Timestamp>,
     pub missing_materials: Vec<String>,
+    /// The caseworker's message with the missing materials, while they are awaited.
+    pub info_request_message: Option<String>,
     /// The reason given with a refusal, denial or withdrawal.
     pub outcome_reason: Option<String>,
+    /// The rule a refusal or denial rests on.
+    pub legal_basis: Option<String>,
+    /// Supervision raised on the request (warning, yellow and red cards), as staff see it.
+    pub supervision: anju_domain::Supervision,
+    /// Whether the processing clock runs now.
+    pub clock_running: bool,
+    /// Working days added by granted extensions.
+    pub extension_days: u32,
     pub rating: Option<Grade>,
     pub can_withdraw: bool,
     pub can_rate: bool,
@@ -159,7 +169,7 @@ impl Application {
             .timeline(&request_id)
             .map_err(projection_error)?
             .into_iter()
-            .filter(|entry| entry.event_type != "NoteAdded")
+            .filter(|entry| !entry.internal)
             .collect();
         let deadline = match request.status {
             Status::Submitted => request.intake_deadline,
@@ -181,7 +191,15 @@ impl Application {
                 Status::AwaitingInfo => request.missing_materials.clone().unwrap_or_default(),
                 _ => Vec::new(),
             },
+            info_request_message: match request.status {
+                Status::AwaitingInfo => request.info_request_message.clone(),
+                _ => None,
+            },
             outcome_reason: request.outcome_reason.clone(),
+            legal_basis: request.legal_basis.clone(),
+            supervision: request.supervision.clone(),
+            clock_running: request.deadlines.as_ref().is_some_and(|d| d.running()),
+            extension_days: request.deadlines.as_ref().map_or(0, |d| d.extension_days),
             rating: request
                 .rating
                 .as_ref()
@@ -233,7 +251,7 @@ impl Application {
             .timeline(&request_id)
             .map_err(projection_error)?;
         if actor.role == Role::Resident {
-            timeline.retain(|entry| entry.event_type != "NoteAdded");
+            timeline.retain(|entry| !entry.internal);
         }
         Ok(RequestDetail {
             request: request.clone(),

@@ -6,6 +6,7 @@ use crate::ids::{ActorId, RequestId, ServiceCode, SiteId, TrackingCode};
 use crate::rating::Grade;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Who a request is for. Only what the workflow needs: a display name, the last four
 /// digits of the phone (for the resident status lookup) and the contact details as
@@ -18,6 +19,36 @@ pub struct Applicant {
     pub display_name: String,
     pub phone_last4: String,
     pub sealed_contact: String,
+}
+
+/// A document handed over with a submission or with missing materials, by reference to
+/// where the client uploaded it. The log keeps the reference, never the content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Opaque reference of the upload endpoint.
+    pub reference: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub media_type: String,
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// Lowercase hex SHA-256 of the content; empty when the client gave none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+}
+
+/// Materials (申报材料) by material code.
+pub type Materials = BTreeMap<String, Attachment>;
+
+/// What the resident's look-up proves: the tracking code on the receipt and the last four
+/// digits of the applicant's phone. It lets whoever holds the receipt act as the
+/// applicant (a resident whose kiosk submission gave them no account, or the kiosk that
+/// helps them), as the look-up already lets them read the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub tracking_code: TrackingCode,
+    pub phone_last4: String,
 }
 
 /// A new request.
@@ -33,6 +64,9 @@ pub struct Submission {
     pub applicant: Applicant,
     /// 帮办: the resident a kiosk member of staff submits for (must be the applicant).
     pub on_behalf_of: Option<ActorId>,
+    /// Documents handed over with the submission.
+    #[serde(default)]
+    pub materials: Materials,
 }
 
 /// The timers the scheduler fires.
@@ -66,33 +100,47 @@ impl TimerKind {
 pub enum Action {
     Submit(Submission),
     Claim,
-    Accept,
+    Accept {
+        comment: Option<String>,
+    },
     Refuse {
         reason: String,
+        /// The rule the refusal rests on.
+        legal_basis: Option<String>,
     },
-    /// 一次性告知: the one complete list of missing materials.
+    /// 一次性告知: the one complete list of missing materials, with a message to the
+    /// resident.
     RequestInfo {
         missing: Vec<String>,
+        message: Option<String>,
     },
     ProvideInfo {
         note: Option<String>,
+        materials: Materials,
     },
     Review {
         opinion: String,
     },
     Approve {
         level: u8,
+        comment: Option<String>,
     },
     Deny {
         reason: String,
+        legal_basis: Option<String>,
     },
-    StartFulfilment,
+    StartFulfilment {
+        note: Option<String>,
+    },
     /// Completing the last step also fulfils the request.
     CompleteStep {
         step: String,
+        note: Option<String>,
     },
+    /// `internal: false` notes are shown to the resident.
     AddNote {
         text: String,
+        internal: bool,
     },
     Reassign {
         to: ActorId,
@@ -135,14 +183,14 @@ impl Action {
         match self {
             Action::Submit(_) => "submit",
             Action::Claim => "claim",
-            Action::Accept => "accept",
+            Action::Accept { .. } => "accept",
             Action::Refuse { .. } => "refuse",
             Action::RequestInfo { .. } => "request_info",
             Action::ProvideInfo { .. } => "provide_info",
             Action::Review { .. } => "review",
             Action::Approve { .. } => "approve",
             Action::Deny { .. } => "deny",
-            Action::StartFulfilment => "start_fulfilment",
+            Action::StartFulfilment { .. } => "start_fulfilment",
             Action::CompleteStep { .. } => "complete_step",
             Action::AddNote { .. } => "add_note",
             Action::Reassign { .. } => "reassign",
@@ -166,6 +214,9 @@ pub struct Command {
     pub at: Timestamp,
     pub request_id: RequestId,
     pub action: Action,
+    /// The resident's look-up, when the command comes with one (see [`Lookup`]).
+    #[serde(default)]
+    pub lookup: Option<Lookup>,
 }
 
 impl Command {
@@ -175,6 +226,13 @@ impl Command {
             at,
             request_id,
             action,
+            lookup: None,
         }
+    }
+
+    /// The command with the look-up that found the request.
+    pub fn with_lookup(mut self, lookup: Option<Lookup>) -> Command {
+        self.lookup = lookup;
+        self
     }
 }

@@ -4,7 +4,7 @@
 use crate::actor::{Actor, Role};
 use crate::calendar::Calendar;
 use crate::catalogue::{validate_sealed_form, Catalogue, FieldViolation, Problem};
-use crate::command::{Action, Applicant, Command, Submission, TimerKind};
+use crate::command::{Action, Applicant, Command, Materials, Submission, TimerKind};
 use crate::event::Event;
 use crate::rating::REMEDIATION_WORKING_DAYS;
 use crate::state::{Request, RequestState, Status};
@@ -166,11 +166,27 @@ fn authorize_on(request: &Request, command: &Command) -> Result<(), DomainError>
             )))
         }
     };
+    // The applicant's account, or anyone holding the receipt: the tracking code with
+    // the last four digits of the applicant's phone (the resident status look-up).
+    let holds_receipt = || {
+        command.lookup.as_ref().is_some_and(|lookup| {
+            request.matches_lookup(&lookup.tracking_code, &lookup.phone_last4)
+        })
+    };
     let is_applicant = || {
-        if request.applicant.resident_id == actor.id {
+        if request.applicant.resident_id == actor.id || holds_receipt() {
             Ok(())
         } else {
             Err(forbidden("only the applicant may do this"))
+        }
+    };
+    let with_receipt = || {
+        if holds_receipt() {
+            Ok(())
+        } else {
+            Err(forbidden(
+                "a kiosk acts on a request only with its tracking code and phone digits",
+            ))
         }
     };
     let not_allowed = || Err(forbidden(format!("a {} cannot {name}", actor.role)));
@@ -183,15 +199,18 @@ fn authorize_on(request: &Request, command: &Command) -> Result<(), DomainError>
             Action::ProvideInfo { .. } | Action::Withdraw { .. } | Action::Rate { .. },
         ) => is_applicant(),
         (Role::Kiosk, Action::ProvideInfo { .. } | Action::AddNote { .. }) => in_site(),
+        (Role::Kiosk, Action::Withdraw { .. } | Action::Rate { .. }) => {
+            in_site().and_then(|_| with_receipt())
+        }
         (
             Role::Caseworker,
             Action::Claim
-            | Action::Accept
+            | Action::Accept { .. }
             | Action::Refuse { .. }
             | Action::RequestInfo { .. }
             | Action::Review { .. }
             | Action::Deny { .. }
-            | Action::StartFulfilment
+            | Action::StartFulfilment { .. }
             | Action::CompleteStep { .. }
             | Action::AddNote { .. }
             | Action::Reassign { .. }
@@ -312,6 +331,7 @@ fn submit(
             },
         ));
     }
+    violations.append(&mut material_violations("materials", &submission.materials));
     let answers = match definition.map(|d| validate_sealed_form(d, &submission.answers)) {
         Some(Ok(form)) => Some(form),
         Some(Err(mut form_violations)) => {
@@ -343,7 +363,82 @@ fn submit(
         intake_deadline: context
             .calendar
             .add_working_days(at, DEEMED_ACCEPTANCE_WORKING_DAYS),
+        materials: submission.materials.clone(),
     }])
+}
+
+/// Most materials one submission or one reply may hand over.
+pub const MAX_MATERIALS: usize = 50;
+
+/// Every problem with a set of materials, fields named `{field}[{code}].{part}`.
+fn material_violations(field: &str, materials: &Materials) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    if materials.len() > MAX_MATERIALS {
+        violations.push(FieldViolation::new(
+            field,
+            Problem::Other {
+                message: format!("at most {MAX_MATERIALS} materials, not {}", materials.len()),
+            },
+        ));
+    }
+    let printable = |text: &str| !text.chars().any(char::is_control);
+    for (code, attachment) in materials {
+        let code_ok = !code.is_empty()
+            && code.chars().count() <= 64
+            && code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !code_ok {
+            violations.push(FieldViolation::new(
+                format!("{field}[{code}]"),
+                Problem::Other {
+                    message: "a material code is 1 to 64 letters, digits, '-', '_' or '.'"
+                        .to_string(),
+                },
+            ));
+            continue;
+        }
+        let part = |name: &str| format!("{field}[{code}].{name}");
+        let reference = attachment.reference.trim();
+        if reference.is_empty() {
+            violations.push(FieldViolation::new(part("reference"), Problem::Missing));
+        }
+        for (name, value, max) in [
+            ("reference", attachment.reference.as_str(), 512),
+            ("file_name", attachment.file_name.as_str(), 255),
+            ("media_type", attachment.media_type.as_str(), 100),
+        ] {
+            let length = value.chars().count();
+            if length > max {
+                violations.push(FieldViolation::new(
+                    part(name),
+                    Problem::TooLong {
+                        max_length: max as u32,
+                        length: length as u32,
+                    },
+                ));
+            } else if !printable(value) {
+                violations.push(FieldViolation::new(
+                    part(name),
+                    Problem::Other {
+                        message: "must not contain control characters".to_string(),
+                    },
+                ));
+            }
+        }
+        let sha = &attachment.sha256;
+        if !sha.is_empty()
+            && !(sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        {
+            violations.push(FieldViolation::new(
+                part("sha256"),
+                Problem::Other {
+                    message: "must be 64 lowercase hex digits".to_string(),
+                },
+            ));
+        }
+    }
+    violations
 }
 
 fn require_status(
@@ -457,9 +552,10 @@ fn decide_on(
                 None => Ok(vec![Event::RequestClaimed { by, at }]),
             }
         }
-        Action::Accept => {
+        Action::Accept { comment } => {
             require_status(request, command, &[Status::Submitted])?;
             require_assignee(request, actor)?;
+            let comment = optional_text("comment", comment, MAX_NOTE_CHARS)?;
             let (promised_deadline, statutory_deadline) = deadlines_from(
                 calendar,
                 at,
@@ -473,15 +569,25 @@ fn decide_on(
                 at,
                 promised_deadline,
                 statutory_deadline,
+                comment,
             }])
         }
-        Action::Refuse { reason } => {
+        Action::Refuse {
+            reason,
+            legal_basis,
+        } => {
             require_status(request, command, &[Status::Submitted])?;
             require_assignee(request, actor)?;
             let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
-            Ok(vec![Event::RequestRefused { by, reason, at }])
+            let legal_basis = optional_text("legal_basis", legal_basis, MAX_REASON_CHARS)?;
+            Ok(vec![Event::RequestRefused {
+                by,
+                reason,
+                at,
+                legal_basis,
+            }])
         }
-        Action::RequestInfo { missing } => {
+        Action::RequestInfo { missing, message } => {
             require_status(request, command, &[Status::Submitted, Status::Accepted])?;
             require_assignee(request, actor)?;
             if request.missing_materials.is_some() {
@@ -499,6 +605,14 @@ fn decide_on(
             if missing.is_empty() {
                 violations.push(FieldViolation::new("missing", Problem::Missing));
             }
+            let message = match optional_text("message", message, MAX_NOTE_CHARS) {
+                Ok(message) => message,
+                Err(DomainError::Invalid(mut v)) => {
+                    violations.append(&mut v);
+                    None
+                }
+                Err(other) => return Err(other),
+            };
             if !violations.is_empty() {
                 return Err(DomainError::Invalid(violations));
             }
@@ -515,11 +629,16 @@ fn decide_on(
                 missing: items,
                 at,
                 working_days_used,
+                message,
             }])
         }
-        Action::ProvideInfo { note } => {
+        Action::ProvideInfo { note, materials } => {
             require_status(request, command, &[Status::AwaitingInfo])?;
             let note = optional_text("note", note, MAX_NOTE_CHARS)?;
+            let violations = material_violations("materials", materials);
+            if !violations.is_empty() {
+                return Err(DomainError::Invalid(violations));
+            }
             let (intake_deadline, promised_deadline, statutory_deadline) = match &request.deadlines
             {
                 Some(d) => {
@@ -545,6 +664,7 @@ fn decide_on(
                 intake_deadline,
                 promised_deadline,
                 statutory_deadline,
+                materials: materials.clone(),
             }])
         }
         Action::Review { opinion } => {
@@ -553,7 +673,7 @@ fn decide_on(
             let opinion = required_text("opinion", opinion, MAX_REASON_CHARS)?;
             Ok(vec![Event::RequestReviewed { by, opinion, at }])
         }
-        Action::Approve { level } => {
+        Action::Approve { level, comment } => {
             require_status(request, command, &[Status::Reviewed])?;
             let required = request.terms.approval_levels;
             let next = request.approvals.len() as u8 + 1;
@@ -577,13 +697,18 @@ fn decide_on(
                     "each approval level needs a different supervisor",
                 ));
             }
+            let comment = optional_text("comment", comment, MAX_NOTE_CHARS)?;
             Ok(vec![Event::RequestApproved {
                 by,
                 level: *level,
                 at,
+                comment,
             }])
         }
-        Action::Deny { reason } => {
+        Action::Deny {
+            reason,
+            legal_basis,
+        } => {
             match actor.role {
                 Role::Caseworker => {
                     require_status(request, command, &[Status::Accepted])?;
@@ -592,14 +717,21 @@ fn decide_on(
                 _ => require_status(request, command, &[Status::Accepted, Status::Reviewed])?,
             }
             let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
-            Ok(vec![Event::RequestDenied { by, reason, at }])
+            let legal_basis = optional_text("legal_basis", legal_basis, MAX_REASON_CHARS)?;
+            Ok(vec![Event::RequestDenied {
+                by,
+                reason,
+                at,
+                legal_basis,
+            }])
         }
-        Action::StartFulfilment => {
+        Action::StartFulfilment { note } => {
             require_status(request, command, &[Status::Approved])?;
             require_assignee(request, actor)?;
-            Ok(vec![Event::FulfilmentStarted { by, at }])
+            let note = optional_text("note", note, MAX_NOTE_CHARS)?;
+            Ok(vec![Event::FulfilmentStarted { by, at, note }])
         }
-        Action::CompleteStep { step } => {
+        Action::CompleteStep { step, note } => {
             require_status(request, command, &[Status::InFulfilment])?;
             require_assignee(request, actor)?;
             let step = step.trim();
@@ -615,19 +747,26 @@ fn decide_on(
             if request.steps_done.iter().any(|s| s == step) {
                 return Err(conflict(format!("step {step} is already completed")));
             }
+            let note = optional_text("note", note, MAX_NOTE_CHARS)?;
             let mut events = vec![Event::StepCompleted {
                 by,
                 step: step.to_string(),
                 at,
+                note,
             }];
             if request.steps_remaining() == [step] {
                 events.push(Event::RequestFulfilled { at });
             }
             Ok(events)
         }
-        Action::AddNote { text } => {
+        Action::AddNote { text, internal } => {
             let text = required_text("text", text, MAX_NOTE_CHARS)?;
-            Ok(vec![Event::NoteAdded { by, text, at }])
+            Ok(vec![Event::NoteAdded {
+                by,
+                text,
+                at,
+                internal: *internal,
+            }])
         }
         Action::Reassign { to } => {
             require_status(request, command, ACTIVE)?;
@@ -838,6 +977,7 @@ fn fire_timer(
                 at,
                 promised_deadline,
                 statutory_deadline,
+                comment: None,
             }
         }
         TimerKind::Warning => Event::WarningRaised { due_at, at },

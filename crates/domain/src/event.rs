@@ -2,7 +2,7 @@
 //! a schema version, serialized to the JSON form documented in `docs/domain.md`.
 
 use crate::catalogue::{FormAnswers, ServiceTerms};
-use crate::command::{Applicant, TimerKind};
+use crate::command::{Applicant, Materials, TimerKind};
 use crate::ids::{ActorId, Category, RequestId, ServiceCode, SiteId, TrackingCode};
 use crate::rating::Grade;
 use crate::time::Timestamp;
@@ -33,6 +33,9 @@ pub enum Event {
         at: Timestamp,
         /// When the request counts as accepted if nobody acts (5 working days).
         intake_deadline: Timestamp,
+        /// Documents handed over with the submission, by material code.
+        #[serde(default, skip_serializing_if = "Materials::is_empty")]
+        materials: Materials,
     },
     RequestClaimed {
         by: ActorId,
@@ -51,11 +54,17 @@ pub enum Event {
         at: Timestamp,
         promised_deadline: Timestamp,
         statutory_deadline: Timestamp,
+        /// The caseworker's intake opinion.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     RequestRefused {
         by: ActorId,
         reason: String,
         at: Timestamp,
+        /// The rule the refusal rests on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        legal_basis: Option<String>,
     },
     /// The clock stops until the materials arrive.
     InfoRequested {
@@ -64,6 +73,9 @@ pub enum Event {
         at: Timestamp,
         /// Working days of the processing clock used when it stopped (0 before acceptance).
         working_days_used: u32,
+        /// The caseworker's message to the resident with the list (一次性告知).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// The clock restarts; the new deadlines are computed from what is left.
     InfoProvided {
@@ -74,6 +86,9 @@ pub enum Event {
         intake_deadline: Option<Timestamp>,
         promised_deadline: Option<Timestamp>,
         statutory_deadline: Option<Timestamp>,
+        /// Documents supplied, by material code.
+        #[serde(default, skip_serializing_if = "Materials::is_empty")]
+        materials: Materials,
     },
     RequestReviewed {
         by: ActorId,
@@ -84,20 +99,29 @@ pub enum Event {
         by: ActorId,
         level: u8,
         at: Timestamp,
+        /// The supervisor's opinion at this level.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     RequestDenied {
         by: ActorId,
         reason: String,
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        legal_basis: Option<String>,
     },
     FulfilmentStarted {
         by: ActorId,
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     StepCompleted {
         by: ActorId,
         step: String,
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     RequestFulfilled {
         at: Timestamp,
@@ -106,6 +130,10 @@ pub enum Event {
         by: ActorId,
         text: String,
         at: Timestamp,
+        /// Internal notes are never shown to the resident. Events written before the
+        /// field existed were all internal.
+        #[serde(default = "internal_by_default")]
+        internal: bool,
     },
     ExtensionRequested {
         by: ActorId,
@@ -175,6 +203,10 @@ pub enum Event {
         due_at: Timestamp,
         at: Timestamp,
     },
+}
+
+fn internal_by_default() -> bool {
+    true
 }
 
 /// Why stored event bytes could not be read.

@@ -31,7 +31,9 @@ pub use catalogue::{
     FieldKind, FieldViolation, FormAnswers, FulfilmentStep, MaterialDefinition, Problem,
     ServiceDefinition, ServiceTerms, ValidatedForm,
 };
-pub use command::{Action, Applicant, Command, Submission, TimerKind};
+pub use command::{
+    Action, Applicant, Attachment, Command, Lookup, Materials, Submission, TimerKind,
+};
 pub use decide::{authorize, decide, Context, DomainError};
 pub use event::{Event, EventDecodeError, EVENT_TYPES};
 pub use ids::{ActorId, Category, CodeError, RequestId, ServiceCode, SiteId, TrackingCode};

@@ -2,7 +2,7 @@
 //! accessors projections read.
 
 use crate::catalogue::{FormAnswers, ServiceTerms};
-use crate::command::Applicant;
+use crate::command::{Applicant, Materials};
 use crate::event::Event;
 use crate::ids::{ActorId, Category, RequestId, ServiceCode, SiteId, TrackingCode};
 use crate::rating::{Appeal, Rating, Remediation, RemediationState};
@@ -146,14 +146,27 @@ pub struct Approval {
     pub level: u8,
     pub by: ActorId,
     pub at: Timestamp,
+    /// The supervisor's opinion.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
-/// An internal note.
+/// The caseworker's review (审核, approval level 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub by: ActorId,
+    pub opinion: String,
+    pub at: Timestamp,
+}
+
+/// A note on the request; internal ones are never shown to the resident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
     pub by: ActorId,
     pub text: String,
     pub at: Timestamp,
+    #[serde(default)]
+    pub internal: bool,
 }
 
 /// Everything known about one request.
@@ -195,6 +208,19 @@ pub struct Request {
     pub closed_at: Option<Timestamp>,
     /// The reason given with a refusal, denial or withdrawal.
     pub outcome_reason: Option<String>,
+    /// The rule a refusal or denial rests on.
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    /// The message that came with the list of missing materials.
+    #[serde(default)]
+    pub info_request_message: Option<String>,
+    /// Documents handed over, by material code (with the submission, then with the
+    /// missing materials; a later one replaces an earlier one of the same code).
+    #[serde(default)]
+    pub materials: Materials,
+    /// The caseworker's review opinion, once reviewed.
+    #[serde(default)]
+    pub review: Option<Review>,
 }
 
 impl Request {
@@ -324,6 +350,7 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 on_behalf_of,
                 at,
                 intake_deadline,
+                materials,
             } => Ok(RequestState {
                 request: Some(Request {
                     id: *request_id,
@@ -356,6 +383,10 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                     fulfilled_at: None,
                     closed_at: None,
                     outcome_reason: None,
+                    legal_basis: None,
+                    info_request_message: None,
+                    materials: materials.clone(),
+                    review: None,
                 }),
             }),
             _ => Err(reject()),
@@ -397,16 +428,23 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 statutory: Some(*statutory_deadline),
             });
         }
-        Event::RequestRefused { reason, at, .. } => {
+        Event::RequestRefused {
+            reason,
+            at,
+            legal_basis,
+            ..
+        } => {
             ensure(status == Status::Submitted)?;
             r.status = Status::Refused;
             r.decided_at = Some(*at);
             r.intake_deadline = None;
             r.outcome_reason = Some(reason.clone());
+            r.legal_basis = legal_basis.clone();
         }
         Event::InfoRequested {
             missing,
             working_days_used,
+            message,
             ..
         } => {
             ensure(
@@ -414,6 +452,7 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                     && r.missing_materials.is_none(),
             )?;
             r.missing_materials = Some(missing.clone());
+            r.info_request_message = message.clone();
             r.resume_status = Some(status);
             r.status = Status::AwaitingInfo;
             r.intake_deadline = None;
@@ -429,9 +468,12 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             intake_deadline,
             promised_deadline,
             statutory_deadline,
+            materials,
             ..
         } => {
             ensure(status == Status::AwaitingInfo)?;
+            r.materials
+                .extend(materials.iter().map(|(k, v)| (k.clone(), v.clone())));
             r.status = r.resume_status.take().unwrap_or(Status::Submitted);
             r.intake_deadline = *intake_deadline;
             if let Some(d) = r.deadlines.as_mut() {
@@ -440,8 +482,13 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 d.statutory = *statutory_deadline;
             }
         }
-        Event::RequestReviewed { at, .. } => {
+        Event::RequestReviewed { by, opinion, at } => {
             ensure(status == Status::Accepted)?;
+            r.review = Some(Review {
+                by: by.clone(),
+                opinion: opinion.clone(),
+                at: *at,
+            });
             if r.terms.approval_levels == 0 {
                 r.status = Status::Approved;
                 r.decided_at = Some(*at);
@@ -449,7 +496,12 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 r.status = Status::Reviewed;
             }
         }
-        Event::RequestApproved { by, level, at } => {
+        Event::RequestApproved {
+            by,
+            level,
+            at,
+            comment,
+        } => {
             let next_level = r.approvals.len() as u8 + 1;
             ensure(
                 status == Status::Reviewed
@@ -460,17 +512,24 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
                 level: *level,
                 by: by.clone(),
                 at: *at,
+                comment: comment.clone(),
             });
             if *level == r.terms.approval_levels {
                 r.status = Status::Approved;
                 r.decided_at = Some(*at);
             }
         }
-        Event::RequestDenied { reason, at, .. } => {
+        Event::RequestDenied {
+            reason,
+            at,
+            legal_basis,
+            ..
+        } => {
             ensure(matches!(status, Status::Accepted | Status::Reviewed))?;
             r.status = Status::Denied;
             r.decided_at = Some(*at);
             r.outcome_reason = Some(reason.clone());
+            r.legal_basis = legal_basis.clone();
             r.pending_extension = None;
             stop_clock(&mut r, *at);
         }
@@ -493,11 +552,17 @@ pub fn try_evolve(state: &RequestState, event: &Event) -> Result<RequestState, E
             r.pending_extension = None;
             stop_clock(&mut r, *at);
         }
-        Event::NoteAdded { by, text, at } => {
+        Event::NoteAdded {
+            by,
+            text,
+            at,
+            internal,
+        } => {
             r.notes.push(Note {
                 by: by.clone(),
                 text: text.clone(),
                 at: *at,
+                internal: *internal,
             });
         }
         Event::ExtensionRequested {

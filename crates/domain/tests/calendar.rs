@@ -107,18 +107,22 @@ fn a_pause_across_a_weekend_does_not_count() {
         Action::Submit(submission("SQ-SHESHI")),
     );
     commands[1] = cmd(caseworker(), march(9, 10), Action::Claim);
-    commands[2] = cmd(caseworker(), march(9, 11), Action::Accept);
+    commands[2] = cmd(caseworker(), march(9, 11), Action::Accept { comment: None });
     commands.push(cmd(
         caseworker(),
         march(12, 16),
         Action::RequestInfo {
             missing: vec!["照片 photo".into()],
+            message: None,
         },
     ));
     commands.push(cmd(
         resident(),
         march(16, 9),
-        Action::ProvideInfo { note: None },
+        Action::ProvideInfo {
+            note: None,
+            materials: Default::default(),
+        },
     ));
     let state = given_commands(commands).state().clone();
     let deadlines = state.deadlines().unwrap();

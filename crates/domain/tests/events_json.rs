@@ -16,6 +16,7 @@ fn one_of_each() -> Vec<Event> {
                 march(3, 9),
                 Action::RequestInfo {
                     missing: vec!["收入证明 proof of income".into()],
+                    message: None,
                 },
             ),
             cmd(
@@ -23,6 +24,7 @@ fn one_of_each() -> Vec<Event> {
                 march(4, 9),
                 Action::ProvideInfo {
                     note: Some("已补交".into()),
+                    materials: Default::default(),
                 },
             ),
             cmd(
@@ -43,6 +45,7 @@ fn one_of_each() -> Vec<Event> {
                 march(4, 12),
                 Action::AddNote {
                     text: "已电话联系申请人".into(),
+                    internal: true,
                 },
             ),
             cmd(
@@ -94,11 +97,13 @@ fn one_of_each() -> Vec<Event> {
         by: id("cw-1"),
         reason: "不属于本社区".into(),
         at: march(2, 11),
+        legal_basis: None,
     });
     events.push(Event::RequestDenied {
         by: id("sup-1"),
         reason: "收入超标".into(),
         at: march(3, 11),
+        legal_basis: None,
     });
     events.push(Event::RequestWithdrawn {
         by: id("res-1"),
@@ -214,4 +219,41 @@ fn unreadable_events_give_clear_errors() {
         "event json must be an object"
     );
     assert!(err("RequestClaimed", 1, b"{").starts_with("event json is malformed"));
+}
+
+/// Issue 16: events written before they carried the words (materials, messages,
+/// opinions, notes, legal bases) still read, with nothing in the new fields, and an old
+/// note is internal, as every note was then.
+#[test]
+fn events_from_before_issue_16_read_with_empty_words() {
+    let note = br#"{"by":"cw-1","text":"t","at":1}"#;
+    let Event::NoteAdded { internal, .. } = Event::from_json("NoteAdded", 1, note).unwrap() else {
+        panic!("not a note");
+    };
+    assert!(
+        internal,
+        "a note written before the flag existed is internal"
+    );
+    let asked = br#"{"by":"cw-1","missing":["x"],"at":1,"working_days_used":0}"#;
+    let Event::InfoRequested { message, .. } = Event::from_json("InfoRequested", 1, asked).unwrap()
+    else {
+        panic!("not an info request");
+    };
+    assert_eq!(message, None);
+    let approved = br#"{"by":"sup-1","level":1,"at":1}"#;
+    let Event::RequestApproved { comment, .. } =
+        Event::from_json("RequestApproved", 1, approved).unwrap()
+    else {
+        panic!("not an approval");
+    };
+    assert_eq!(comment, None);
+    // And a new event with words round-trips them.
+    let public = Event::NoteAdded {
+        by: id("cw-1"),
+        text: "请带户口本".into(),
+        at: march(2, 9),
+        internal: false,
+    };
+    let back = Event::from_json("NoteAdded", 1, &public.to_json()).unwrap();
+    assert_eq!(back, public);
 }

@@ -45,6 +45,7 @@ fn a_resident_submits_and_the_intake_clock_starts() {
             at: march(2, 9),
             // Five working days after Monday 2 March: 3, 4, 5, 6 and 9 March.
             intake_deadline: end_of(2026, 3, 9),
+            materials: Default::default(),
         }]);
     assert_eq!(state.status(), Some(Status::Submitted));
     assert_eq!(state.request().unwrap().submitted_at, march(2, 9));
@@ -345,7 +346,11 @@ fn only_the_assignee_caseworker_reassigns_and_the_target_is_required() {
 #[test]
 fn accepting_starts_the_processing_clock_with_both_deadlines() {
     let state = given_commands(claimed("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(2, 11), Action::Accept))
+        .when(cmd(
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then(vec![Event::RequestAccepted {
             by: Some(id("cw-1")),
             deemed: false,
@@ -354,6 +359,7 @@ fn accepting_starts_the_processing_clock_with_both_deadlines() {
             promised_deadline: end_of(2026, 3, 23),
             // 30 working days, across the Qingming holiday of 4-6 April.
             statutory_deadline: end_of(2026, 4, 14),
+            comment: None,
         }]);
     let deadlines = state.deadlines().unwrap();
     assert!(!deadlines.paused());
@@ -363,20 +369,36 @@ fn accepting_starts_the_processing_clock_with_both_deadlines() {
 #[test]
 fn intake_needs_a_claim_by_this_caseworker() {
     given_commands(submitted("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(2, 11), Action::Accept))
+        .when(cmd(
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then_error_like(is_precondition, "must be claimed first");
     given_commands(claimed("MZ-DIBAO"))
-        .when(cmd(caseworker2(), march(2, 11), Action::Accept))
+        .when(cmd(
+            caseworker2(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then_error_like(is_conflict, "assigned to cw-1");
     given_commands(claimed("MZ-DIBAO"))
-        .when(cmd(supervisor(), march(2, 11), Action::Accept))
+        .when(cmd(
+            supervisor(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        ))
         .then_error_like(is_forbidden, "a supervisor cannot accept");
 }
 
 #[test]
 fn accepting_twice_is_the_wrong_state() {
     given_commands(accepted("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(2, 12), Action::Accept))
+        .when(cmd(
+            caseworker(),
+            march(2, 12),
+            Action::Accept { comment: None },
+        ))
         .then_error(wrong_state(Status::Accepted, "accept"));
     assert_eq!(
         wrong_state(Status::Accepted, "accept").to_string(),
@@ -392,12 +414,14 @@ fn refusing_at_intake_needs_a_reason_and_is_terminal() {
             march(2, 11),
             Action::Refuse {
                 reason: "不属于本社区 not this community".into(),
+                legal_basis: None,
             },
         ))
         .then(vec![Event::RequestRefused {
             by: id("cw-1"),
             reason: "不属于本社区 not this community".into(),
             at: march(2, 11),
+            legal_basis: None,
         }]);
     assert_eq!(state.status(), Some(Status::Refused));
     assert_eq!(state.request().unwrap().decided_at, Some(march(2, 11)));
@@ -407,6 +431,7 @@ fn refusing_at_intake_needs_a_reason_and_is_terminal() {
             march(2, 11),
             Action::Refuse {
                 reason: "  ".into(),
+                legal_basis: None,
             },
         ))
         .then_error_like(is_invalid, "reason is required");
@@ -416,6 +441,7 @@ fn refusing_at_intake_needs_a_reason_and_is_terminal() {
             march(2, 12),
             Action::Refuse {
                 reason: "late".into(),
+                legal_basis: None,
             },
         ))
         .then_error(wrong_state(Status::Accepted, "refuse"));
@@ -432,6 +458,7 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
                     "户口簿 household register".into(),
                     "收入证明 proof of income".into(),
                 ],
+                message: None,
             },
         ))
         .then(vec![Event::InfoRequested {
@@ -442,6 +469,7 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
             ],
             at: march(2, 11),
             working_days_used: 0,
+            message: None,
         }]);
     assert_eq!(state.status(), Some(Status::AwaitingInfo));
     let again = with(
@@ -452,9 +480,17 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
                 march(2, 11),
                 Action::RequestInfo {
                     missing: vec!["户口簿".into()],
+                    message: None,
                 },
             ),
-            cmd(resident(), march(3, 9), Action::ProvideInfo { note: None }),
+            cmd(
+                resident(),
+                march(3, 9),
+                Action::ProvideInfo {
+                    note: None,
+                    materials: Default::default(),
+                },
+            ),
         ],
     );
     given_commands(again)
@@ -463,6 +499,7 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
             march(3, 10),
             Action::RequestInfo {
                 missing: vec!["照片 photo".into()],
+                message: None,
             },
         ))
         .then_error_like(is_conflict, "already asked for once");
@@ -470,7 +507,10 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
         .when(cmd(
             caseworker(),
             march(2, 11),
-            Action::RequestInfo { missing: vec![] },
+            Action::RequestInfo {
+                missing: vec![],
+                message: None,
+            },
         ))
         .then_error_like(is_invalid, "missing is required");
     given_commands(claimed("MZ-DIBAO"))
@@ -479,6 +519,7 @@ fn missing_materials_are_asked_for_once_with_a_complete_list() {
             march(2, 11),
             Action::RequestInfo {
                 missing: vec!["ok".into(), "".into()],
+                message: None,
             },
         ))
         .then_error_like(is_invalid, "missing[1] is required");
@@ -493,6 +534,7 @@ fn materials_supplied_at_intake_restart_the_five_day_intake_clock() {
             march(2, 11),
             Action::RequestInfo {
                 missing: vec!["户口簿".into()],
+                message: None,
             },
         )],
     );
@@ -502,6 +544,7 @@ fn materials_supplied_at_intake_restart_the_five_day_intake_clock() {
             march(5, 15),
             Action::ProvideInfo {
                 note: Some("已补交 supplied".into()),
+                materials: Default::default(),
             },
         ))
         .then(vec![Event::InfoProvided {
@@ -511,27 +554,37 @@ fn materials_supplied_at_intake_restart_the_five_day_intake_clock() {
             intake_deadline: Some(end_of(2026, 3, 12)),
             promised_deadline: None,
             statutory_deadline: None,
+            materials: Default::default(),
         }]);
     assert_eq!(state.status(), Some(Status::Submitted));
     given_commands(asked.clone())
         .when(cmd(
             kiosk(),
             march(5, 15),
-            Action::ProvideInfo { note: None },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then_types(&["InfoProvided"]);
     given_commands(asked.clone())
         .when(cmd(
             other_resident(),
             march(5, 15),
-            Action::ProvideInfo { note: None },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then_error_like(is_forbidden, "only the applicant");
     given_commands(claimed("MZ-DIBAO"))
         .when(cmd(
             resident(),
             march(5, 15),
-            Action::ProvideInfo { note: None },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then_error(wrong_state(Status::Submitted, "provide_info"));
 }
@@ -546,6 +599,7 @@ fn materials_asked_after_acceptance_stop_the_clock_and_restart_it() {
             march(4, 16),
             Action::RequestInfo {
                 missing: vec!["收入证明".into()],
+                message: None,
             },
         )],
     );
@@ -565,7 +619,10 @@ fn materials_asked_after_acceptance_stop_the_clock_and_restart_it() {
         .when(cmd(
             resident(),
             march(9, 10),
-            Action::ProvideInfo { note: None },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         ))
         .then(vec![Event::InfoProvided {
             by: id("res-1"),
@@ -574,6 +631,7 @@ fn materials_asked_after_acceptance_stop_the_clock_and_restart_it() {
             intake_deadline: None,
             promised_deadline: Some(end_of(2026, 3, 26)),
             statutory_deadline: Some(end_of(2026, 4, 17)),
+            materials: Default::default(),
         }]);
     assert_eq!(state.status(), Some(Status::Accepted));
     assert!(!state.deadlines().unwrap().paused());
@@ -632,12 +690,16 @@ fn approvals_go_level_by_level_by_different_supervisors() {
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1 },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then(vec![Event::RequestApproved {
             by: id("sup-1"),
             level: 1,
             at: march(3, 11),
+            comment: None,
         }]);
     assert_eq!(state.status(), Some(Status::Reviewed));
     let one = with(
@@ -645,19 +707,26 @@ fn approvals_go_level_by_level_by_different_supervisors() {
         [cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1 },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         )],
     );
     let state = given_commands(one.clone())
         .when(cmd(
             supervisor2(),
             march(3, 12),
-            Action::Approve { level: 2 },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then(vec![Event::RequestApproved {
             by: id("sup-2"),
             level: 2,
             at: march(3, 12),
+            comment: None,
         }]);
     assert_eq!(state.status(), Some(Status::Approved));
     assert_eq!(state.request().unwrap().decided_at, Some(march(3, 12)));
@@ -665,7 +734,10 @@ fn approvals_go_level_by_level_by_different_supervisors() {
         .when(cmd(
             supervisor(),
             march(3, 12),
-            Action::Approve { level: 2 },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then_error_like(is_forbidden, "different supervisor");
 }
@@ -676,7 +748,10 @@ fn approval_levels_out_of_order_are_refused() {
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 2 },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then_error(DomainError::Precondition {
             reason: "approval level 2 is out of order: level 1 comes next".into(),
@@ -685,14 +760,20 @@ fn approval_levels_out_of_order_are_refused() {
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 3 },
+            Action::Approve {
+                level: 3,
+                comment: None,
+            },
         ))
         .then_error_like(is_invalid, "approval levels 1 to 2, not 3");
     given_commands(approved("MZ-LINSHI"))
         .when(cmd(
             supervisor2(),
             march(3, 15),
-            Action::Approve { level: 2 },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         ))
         .then_error(wrong_state(Status::Approved, "approve"));
 }
@@ -703,28 +784,40 @@ fn approval_needs_a_supervisor_of_the_site_and_comes_after_review() {
         .when(cmd(
             caseworker(),
             march(3, 11),
-            Action::Approve { level: 1 },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error_like(is_forbidden, "a caseworker cannot approve");
     given_commands(reviewed("MZ-DIBAO"))
         .when(cmd(
             site_b_supervisor(),
             march(3, 11),
-            Action::Approve { level: 1 },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error_like(is_forbidden, "does not serve site scsite-a");
     given_commands(accepted("MZ-DIBAO"))
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1 },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error(wrong_state(Status::Accepted, "approve"));
     given_commands(submitted("MZ-DIBAO"))
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Approve { level: 1 },
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
         ))
         .then_error(wrong_state(Status::Submitted, "approve"));
 }
@@ -737,12 +830,14 @@ fn denial_needs_a_reason_and_ends_the_request() {
             march(3, 11),
             Action::Deny {
                 reason: "收入超标 income too high".into(),
+                legal_basis: None,
             },
         ))
         .then(vec![Event::RequestDenied {
             by: id("sup-1"),
             reason: "收入超标 income too high".into(),
             at: march(3, 11),
+            legal_basis: None,
         }]);
     assert_eq!(state.status(), Some(Status::Denied));
     given_commands(accepted("MZ-DIBAO"))
@@ -751,6 +846,7 @@ fn denial_needs_a_reason_and_ends_the_request() {
             march(3, 11),
             Action::Deny {
                 reason: "不符合 not eligible".into(),
+                legal_basis: None,
             },
         ))
         .then_types(&["RequestDenied"]);
@@ -758,14 +854,20 @@ fn denial_needs_a_reason_and_ends_the_request() {
         .when(cmd(
             caseworker(),
             march(3, 11),
-            Action::Deny { reason: "x".into() },
+            Action::Deny {
+                reason: "x".into(),
+                legal_basis: None,
+            },
         ))
         .then_error(wrong_state(Status::Reviewed, "deny"));
     given_commands(reviewed("MZ-DIBAO"))
         .when(cmd(
             supervisor(),
             march(3, 11),
-            Action::Deny { reason: "".into() },
+            Action::Deny {
+                reason: "".into(),
+                legal_basis: None,
+            },
         ))
         .then_error_like(is_invalid, "reason is required");
     given_commands(approved("MZ-DIBAO"))
@@ -774,6 +876,7 @@ fn denial_needs_a_reason_and_ends_the_request() {
             march(3, 15),
             Action::Deny {
                 reason: "late".into(),
+                legal_basis: None,
             },
         ))
         .then_error(wrong_state(Status::Approved, "deny"));
@@ -784,10 +887,15 @@ fn denial_needs_a_reason_and_ends_the_request() {
 #[test]
 fn fulfilment_runs_its_steps_and_the_last_step_fulfils() {
     let state = given_commands(approved("SQ-WEIXIU"))
-        .when(cmd(caseworker(), march(4, 9), Action::StartFulfilment))
+        .when(cmd(
+            caseworker(),
+            march(4, 9),
+            Action::StartFulfilment { note: None },
+        ))
         .then(vec![Event::FulfilmentStarted {
             by: id("cw-1"),
             at: march(4, 9),
+            note: None,
         }]);
     assert_eq!(state.status(), Some(Status::InFulfilment));
     let two_done = with(
@@ -798,6 +906,7 @@ fn fulfilment_runs_its_steps_and_the_last_step_fulfils() {
                 march(4, 10),
                 Action::CompleteStep {
                     step: "repair".into(),
+                    note: None,
                 },
             ),
             cmd(
@@ -805,6 +914,7 @@ fn fulfilment_runs_its_steps_and_the_last_step_fulfils() {
                 march(4, 11),
                 Action::CompleteStep {
                     step: "inspect".into(),
+                    note: None,
                 },
             ),
         ],
@@ -815,6 +925,7 @@ fn fulfilment_runs_its_steps_and_the_last_step_fulfils() {
             march(4, 12),
             Action::CompleteStep {
                 step: "check".into(),
+                note: None,
             },
         ))
         .then(vec![
@@ -822,6 +933,7 @@ fn fulfilment_runs_its_steps_and_the_last_step_fulfils() {
                 by: id("cw-1"),
                 step: "check".into(),
                 at: march(4, 12),
+                note: None,
             },
             Event::RequestFulfilled { at: march(4, 12) },
         ]);
@@ -837,6 +949,7 @@ fn steps_must_exist_and_be_done_once_during_fulfilment() {
             march(4, 10),
             Action::CompleteStep {
                 step: "paint".into(),
+                note: None,
             },
         ))
         .then_error_like(is_invalid, "\"paint\" is not allowed");
@@ -847,6 +960,7 @@ fn steps_must_exist_and_be_done_once_during_fulfilment() {
             march(4, 10),
             Action::CompleteStep {
                 step: "inspect".into(),
+                note: None,
             },
         )],
     );
@@ -856,6 +970,7 @@ fn steps_must_exist_and_be_done_once_during_fulfilment() {
             march(4, 11),
             Action::CompleteStep {
                 step: "inspect".into(),
+                note: None,
             },
         ))
         .then_error_like(is_conflict, "already completed");
@@ -865,14 +980,23 @@ fn steps_must_exist_and_be_done_once_during_fulfilment() {
             march(4, 10),
             Action::CompleteStep {
                 step: "inspect".into(),
+                note: None,
             },
         ))
         .then_error(wrong_state(Status::Approved, "complete_step"));
     given_commands(reviewed("MZ-DIBAO"))
-        .when(cmd(caseworker(), march(4, 9), Action::StartFulfilment))
+        .when(cmd(
+            caseworker(),
+            march(4, 9),
+            Action::StartFulfilment { note: None },
+        ))
         .then_error(wrong_state(Status::Reviewed, "start_fulfilment"));
     given_commands(approved("SQ-WEIXIU"))
-        .when(cmd(caseworker2(), march(4, 9), Action::StartFulfilment))
+        .when(cmd(
+            caseworker2(),
+            march(4, 9),
+            Action::StartFulfilment { note: None },
+        ))
         .then_error_like(is_conflict, "assigned to cw-1");
 }
 
@@ -886,12 +1010,14 @@ fn staff_add_notes_even_to_closed_requests_but_residents_do_not() {
             march(6, 9),
             Action::AddNote {
                 text: "回访满意 follow-up ok".into(),
+                internal: true,
             },
         ))
         .then(vec![Event::NoteAdded {
             by: id("sup-1"),
             text: "回访满意 follow-up ok".into(),
             at: march(6, 9),
+            internal: true,
         }]);
     given_commands(submitted("SQ-WEIXIU"))
         .when(cmd(
@@ -899,6 +1025,7 @@ fn staff_add_notes_even_to_closed_requests_but_residents_do_not() {
             march(2, 9),
             Action::AddNote {
                 text: "老人行动不便".into(),
+                internal: true,
             },
         ))
         .then_types(&["NoteAdded"]);
@@ -908,6 +1035,7 @@ fn staff_add_notes_even_to_closed_requests_but_residents_do_not() {
             march(2, 9),
             Action::AddNote {
                 text: "hello".into(),
+                internal: true,
             },
         ))
         .then_error_like(is_forbidden, "a resident cannot add_note");
@@ -917,6 +1045,7 @@ fn staff_add_notes_even_to_closed_requests_but_residents_do_not() {
             march(2, 9),
             Action::AddNote {
                 text: "x".repeat(2001),
+                internal: true,
             },
         ))
         .then_error_like(is_invalid, "too long");
@@ -1155,6 +1284,7 @@ fn rating_refusals() {
         ))
         .then_error_like(is_forbidden, "a caseworker cannot rate");
     given_commands(fulfilled("SQ-WEIXIU"))
+        // Without the receipt (issue 16, item 9: with it, the kiosk may).
         .when(cmd(
             kiosk(),
             march(5, 9),
@@ -1163,7 +1293,7 @@ fn rating_refusals() {
                 comment: None,
             },
         ))
-        .then_error_like(is_forbidden, "a kiosk cannot rate");
+        .then_error_like(is_forbidden, "only with its tracking code and phone digits");
 }
 
 fn badly_rated() -> Vec<Command> {
@@ -1411,10 +1541,16 @@ fn appeal_refusals() {
 fn managers_are_read_only_apart_from_appeals() {
     for action in [
         Action::Claim,
-        Action::Accept,
-        Action::AddNote { text: "x".into() },
+        Action::Accept { comment: None },
+        Action::AddNote {
+            text: "x".into(),
+            internal: true,
+        },
         Action::Close,
-        Action::Approve { level: 1 },
+        Action::Approve {
+            level: 1,
+            comment: None,
+        },
     ] {
         given_commands(submitted("MZ-DIBAO"))
             .when(cmd(manager(), march(2, 10), action))
@@ -1483,9 +1619,9 @@ fn a_fulfilled_request_is_closed_and_stays_closed() {
         .then_error(wrong_state(Status::InFulfilment, "close"));
     for (actor, action) in [
         (caseworker(), Action::Close),
-        (caseworker(), Action::Accept),
+        (caseworker(), Action::Accept { comment: None }),
         (resident(), Action::Withdraw { reason: None }),
-        (caseworker(), Action::StartFulfilment),
+        (caseworker(), Action::StartFulfilment { note: None }),
     ] {
         let name = action.name();
         given_commands(closed("SQ-WEIXIU"))
@@ -1522,6 +1658,7 @@ fn an_untouched_request_is_deemed_accepted_after_five_working_days() {
             at: due,
             promised_deadline: end_of(2026, 3, 31),
             statutory_deadline: end_of(2026, 4, 22),
+            comment: None,
         }]);
     assert_eq!(state.status(), Some(Status::Accepted));
     assert!(state.request().unwrap().deemed_accepted);
@@ -1535,6 +1672,7 @@ fn an_untouched_request_is_deemed_accepted_after_five_working_days() {
                 at: due,
                 promised_deadline: end_of(2026, 3, 31),
                 statutory_deadline: end_of(2026, 4, 22),
+                comment: None,
             }]),
     )
     .when(cmd(
@@ -1694,6 +1832,7 @@ fn a_paused_clock_has_no_supervision_timers() {
             march(3, 9),
             Action::RequestInfo {
                 missing: vec!["照片 photo".into()],
+                message: None,
             },
         )],
     );
@@ -1761,6 +1900,7 @@ fn the_clock_is_paused_only_while_materials_are_awaited_and_finished_at_the_end(
             march(3, 9),
             Action::RequestInfo {
                 missing: vec!["照片".into()],
+                message: None,
             },
         )],
     );

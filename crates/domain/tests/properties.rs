@@ -64,16 +64,24 @@ fn progress(state: &RequestState, p: u8) -> (Actor, Action) {
             assignee,
             Action::Refuse {
                 reason: "not here".into(),
+                legal_basis: None,
             },
         ),
         Status::Submitted if p % 5 == 0 => (
             assignee,
             Action::RequestInfo {
                 missing: vec!["photo".into()],
+                message: None,
             },
         ),
-        Status::Submitted => (assignee, Action::Accept),
-        Status::AwaitingInfo => (resident(), Action::ProvideInfo { note: None }),
+        Status::Submitted => (assignee, Action::Accept { comment: None }),
+        Status::AwaitingInfo => (
+            resident(),
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
+        ),
         Status::Accepted if p % 9 == 0 => (
             assignee,
             Action::RequestExtension {
@@ -85,12 +93,14 @@ fn progress(state: &RequestState, p: u8) -> (Actor, Action) {
             assignee,
             Action::Deny {
                 reason: "no".into(),
+                legal_basis: None,
             },
         ),
         Status::Accepted if p % 7 == 2 => (
             assignee,
             Action::RequestInfo {
                 missing: vec!["photo".into()],
+                message: None,
             },
         ),
         Status::Accepted => (
@@ -107,14 +117,18 @@ fn progress(state: &RequestState, p: u8) -> (Actor, Action) {
                 } else {
                     supervisor2()
                 },
-                Action::Approve { level },
+                Action::Approve {
+                    level,
+                    comment: None,
+                },
             )
         }
-        Status::Approved => (assignee, Action::StartFulfilment),
+        Status::Approved => (assignee, Action::StartFulfilment { note: None }),
         Status::InFulfilment => (
             assignee,
             Action::CompleteStep {
                 step: r.steps_remaining()[0].to_string(),
+                note: None,
             },
         ),
         Status::Fulfilled if r.rating.is_none() => (
@@ -170,15 +184,28 @@ fn command(state: &RequestState, step: &Step, at: Timestamp, steps: &[String]) -
     };
     let (natural, action) = match step.action % 22 {
         0 => (caseworker(), Action::Claim),
-        1 => (caseworker(), Action::Accept),
-        2 => (caseworker(), Action::Refuse { reason: text }),
+        1 => (caseworker(), Action::Accept { comment: None }),
+        2 => (
+            caseworker(),
+            Action::Refuse {
+                reason: text,
+                legal_basis: None,
+            },
+        ),
         3 => (
             caseworker(),
             Action::RequestInfo {
                 missing: vec![text],
+                message: None,
             },
         ),
-        4 => (resident(), Action::ProvideInfo { note: None }),
+        4 => (
+            resident(),
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
+        ),
         5 => (caseworker(), Action::Review { opinion: text }),
         6 => (
             if p % 2 == 0 {
@@ -186,12 +213,33 @@ fn command(state: &RequestState, step: &Step, at: Timestamp, steps: &[String]) -
             } else {
                 supervisor2()
             },
-            Action::Approve { level: p % 4 },
+            Action::Approve {
+                level: p % 4,
+                comment: None,
+            },
         ),
-        7 => (supervisor(), Action::Deny { reason: text }),
-        8 => (caseworker(), Action::StartFulfilment),
-        9 => (caseworker(), Action::CompleteStep { step: step_name }),
-        10 => (caseworker(), Action::AddNote { text }),
+        7 => (
+            supervisor(),
+            Action::Deny {
+                reason: text,
+                legal_basis: None,
+            },
+        ),
+        8 => (caseworker(), Action::StartFulfilment { note: None }),
+        9 => (
+            caseworker(),
+            Action::CompleteStep {
+                step: step_name,
+                note: None,
+            },
+        ),
+        10 => (
+            caseworker(),
+            Action::AddNote {
+                text,
+                internal: true,
+            },
+        ),
         11 => (
             supervisor(),
             Action::Reassign {

@@ -38,6 +38,7 @@ async fn drive(app: &Application, site: &str, from: usize, count: usize) {
                 phone: format!("1380000{n:04}"),
                 id_number: None,
                 on_behalf_of: None,
+                materials: Default::default(),
             })
             .await
             .expect("submit");
@@ -45,9 +46,13 @@ async fn drive(app: &Application, site: &str, from: usize, count: usize) {
             app.execute(submitted.request_id, caseworker.clone(), Action::Claim)
                 .await
                 .expect("claim");
-            app.execute(submitted.request_id, caseworker.clone(), Action::Accept)
-                .await
-                .expect("accept");
+            app.execute(
+                submitted.request_id,
+                caseworker.clone(),
+                Action::Accept { comment: None },
+            )
+            .await
+            .expect("accept");
         }
     }
 }

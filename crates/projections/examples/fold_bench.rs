@@ -75,6 +75,7 @@ fn submitted(n: u64) -> (RequestId, Event) {
         on_behalf_of: None,
         at,
         intake_deadline: CALENDAR.add_working_days(at, 5),
+        materials: Default::default(),
     };
     (id, event)
 }

@@ -5,6 +5,7 @@ use anju_domain::{
     Status, Timestamp, TrackingCode,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One request as the read model keeps it: the folded domain state, how far its stream
 /// has been applied, and the timers it holds in the `proj_timers` index.
@@ -23,8 +24,9 @@ pub struct RequestView {
     pub timeline: Vec<TimelineEntry>,
 }
 
-/// One line of a request's history. Carries no answers, contact data, reasons or note
-/// texts: only who did what when.
+/// One line of a request's history: who did what when, the status it left the request
+/// in, and the words people wrote with it (reasons, messages, opinions, notes). Carries
+/// no form answers and no contact data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub position: u64,
@@ -35,6 +37,16 @@ pub struct TimelineEntry {
     /// (timers, deemed acceptance, fulfilment after the last step).
     pub actor: Option<ActorId>,
     pub summary: String,
+    /// The request's status after the event.
+    #[serde(default)]
+    pub status: Option<Status>,
+    /// Staff only: internal notes and rating appeals are never shown to residents.
+    #[serde(default)]
+    pub internal: bool,
+    /// The words of the event by name: `reason`, `legal_basis`, `message`, `comment`,
+    /// `opinion`, `note`, `text`, `level`, `step`, `materials` (codes, comma-separated).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 /// A caseworker queue query.
@@ -188,6 +200,8 @@ pub struct LeadTimes {
     pub accept_to_decision: SpanStats,
     /// Final approval to fulfilment.
     pub decision_to_fulfilled: SpanStats,
+    /// Submission to fulfilment, the whole wait.
+    pub submit_to_fulfilled: SpanStats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -208,6 +222,8 @@ pub struct Satisfaction {
     /// appeal no longer counts.
     pub grades: Vec<(Grade, u64)>,
     pub rated: u64,
+    /// Requests fulfilled in the range and not rated (by fulfilment time).
+    pub unrated: u64,
     /// 不满意 + 非常不满意.
     pub bad: u64,
     pub remediations_opened: u64,
@@ -226,48 +242,45 @@ pub struct Satisfaction {
 }
 
 /// Age of an open request in working days since submission
-/// (`Calendar::working_days_between(submitted_at, now)`).
+/// (`Calendar::working_days_between(submitted_at, now)`), in the bands of
+/// `anju.v1.BacklogCell.age_bucket`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgeBand {
-    /// 0 working days (submitted today, or only non-working days since).
-    UnderOneDay,
-    /// 1 or 2.
-    OneToThreeDays,
-    /// 3 or 4.
-    ThreeToFiveDays,
-    /// 5 to 9.
-    FiveToTenDays,
-    /// 10 or more.
-    TenDaysOrMore,
+    /// 0 or 1 working days.
+    ZeroToOneDays,
+    /// 2 to 5.
+    TwoToFiveDays,
+    /// 6 to 10.
+    SixToTenDays,
+    /// 11 or more.
+    ElevenDaysOrMore,
 }
 
 impl AgeBand {
-    pub const ALL: [AgeBand; 5] = [
-        AgeBand::UnderOneDay,
-        AgeBand::OneToThreeDays,
-        AgeBand::ThreeToFiveDays,
-        AgeBand::FiveToTenDays,
-        AgeBand::TenDaysOrMore,
+    pub const ALL: [AgeBand; 4] = [
+        AgeBand::ZeroToOneDays,
+        AgeBand::TwoToFiveDays,
+        AgeBand::SixToTenDays,
+        AgeBand::ElevenDaysOrMore,
     ];
 
     pub fn of_working_days(days: u32) -> AgeBand {
         match days {
-            0 => AgeBand::UnderOneDay,
-            1..=2 => AgeBand::OneToThreeDays,
-            3..=4 => AgeBand::ThreeToFiveDays,
-            5..=9 => AgeBand::FiveToTenDays,
-            _ => AgeBand::TenDaysOrMore,
+            0..=1 => AgeBand::ZeroToOneDays,
+            2..=5 => AgeBand::TwoToFiveDays,
+            6..=10 => AgeBand::SixToTenDays,
+            _ => AgeBand::ElevenDaysOrMore,
         }
     }
 
+    /// The label `anju.v1.BacklogCell.age_bucket` documents.
     pub fn as_str(self) -> &'static str {
         match self {
-            AgeBand::UnderOneDay => "lt_1d",
-            AgeBand::OneToThreeDays => "1d_3d",
-            AgeBand::ThreeToFiveDays => "3d_5d",
-            AgeBand::FiveToTenDays => "5d_10d",
-            AgeBand::TenDaysOrMore => "ge_10d",
+            AgeBand::ZeroToOneDays => "0-1",
+            AgeBand::TwoToFiveDays => "2-5",
+            AgeBand::SixToTenDays => "6-10",
+            AgeBand::ElevenDaysOrMore => "11+",
         }
     }
 }
@@ -292,6 +305,9 @@ pub struct BacklogCell {
     pub status: Status,
     pub age: AgeBand,
     pub count: u64,
+    /// The start of the submission hour of the oldest request in the cell (counts are
+    /// kept per submission hour).
+    pub oldest_submitted_hour: Timestamp,
 }
 
 /// The size of one in-memory read-model part (`ReadModels::memory_footprint`).

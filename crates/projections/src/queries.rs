@@ -354,6 +354,7 @@ impl ReadModels {
             submit_to_accept: self.span_stats(S_SUBMIT_TO_ACCEPT, filter)?,
             accept_to_decision: self.span_stats(S_ACCEPT_TO_DECISION, filter)?,
             decision_to_fulfilled: self.span_stats(S_DECISION_TO_FULFILLED, filter)?,
+            submit_to_fulfilled: self.span_stats(S_SUBMIT_TO_FULFILLED, filter)?,
         })
     }
 
@@ -404,6 +405,7 @@ impl ReadModels {
         Ok(Satisfaction {
             grades,
             rated,
+            unrated: self.sum_counts(K_UNRATED, filter)?,
             bad,
             remediations_opened: self.sum_counts(K_REM_OPENED, filter)?,
             remediations_resolved: self.sum_counts(K_REM_RESOLVED, filter)?,
@@ -423,7 +425,8 @@ impl ReadModels {
         filter: &MetricsFilter,
         now: Timestamp,
     ) -> Result<Backlog, ProjectionError> {
-        let mut cells: BTreeMap<(usize, AgeBand), u64> = BTreeMap::new();
+        // Per cell: the count and the oldest submission hour still holding requests.
+        let mut cells: BTreeMap<(usize, AgeBand), (u64, Option<i64>)> = BTreeMap::new();
         for (si, status) in OPEN_STATUSES.into_iter().enumerate() {
             self.scan_counts(K_OPEN + keys::status_byte(status), filter, |hour, n| {
                 let age = self
@@ -431,8 +434,11 @@ impl ReadModels {
                     .working_days_between(Timestamp(hour * MS_PER_HOUR), now);
                 let cell = cells
                     .entry((si, AgeBand::of_working_days(age)))
-                    .or_insert(0);
-                *cell = cell.saturating_add_signed(n);
+                    .or_insert((0, None));
+                cell.0 = cell.0.saturating_add_signed(n);
+                if n > 0 {
+                    cell.1 = Some(cell.1.map_or(hour, |oldest| oldest.min(hour)));
+                }
             })?;
         }
         let mut backlog = Backlog {
@@ -441,7 +447,7 @@ impl ReadModels {
             overdue: self.overdue_now(filter, now)?,
             ..Default::default()
         };
-        for ((si, age), count) in cells {
+        for ((si, age), (count, oldest_hour)) in cells {
             if count == 0 {
                 continue;
             }
@@ -454,6 +460,7 @@ impl ReadModels {
                 status: OPEN_STATUSES[si],
                 age,
                 count,
+                oldest_submitted_hour: Timestamp(oldest_hour.unwrap_or(0) * MS_PER_HOUR),
             });
         }
         Ok(backlog)

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 6;
+pub const PROJECTION_VERSION: u64 = 7;
 
 /// A snapshot of the in-memory models is written when this long has passed since the
 /// last one and something changed (the default; see [`ReadModels::with_snapshot_interval`])...
@@ -93,6 +93,8 @@ pub(crate) const K_YELLOW: u8 = 11;
 pub(crate) const K_RED: u8 = 12;
 pub(crate) const K_ON_TIME: u8 = 13;
 pub(crate) const K_LATE: u8 = 14;
+/// Fulfilled and not rated, by fulfilment hour: +1 at fulfilment, -1 when rated.
+pub(crate) const K_UNRATED: u8 = 15;
 /// Plus the grade's index in `Grade::ALL`.
 pub(crate) const K_GRADE: u8 = 20;
 pub(crate) const K_REM_OPENED: u8 = 30;
@@ -108,6 +110,7 @@ pub(crate) const K_OPEN: u8 = 50;
 pub(crate) const S_SUBMIT_TO_ACCEPT: u8 = 1;
 pub(crate) const S_ACCEPT_TO_DECISION: u8 = 2;
 pub(crate) const S_DECISION_TO_FULFILLED: u8 = 3;
+pub(crate) const S_SUBMIT_TO_FULFILLED: u8 = 4;
 
 // Kind in `proj_remediations`: open remediations keyed by due instant.
 pub(crate) const R_OPEN: u8 = 1;
@@ -688,6 +691,9 @@ impl ReadModels {
             at: event.at(),
             actor: actor_of(event),
             summary: summary_of(event, applied == Applied::NotApplicable),
+            status: after.status(),
+            internal: is_internal(event),
+            details: details_of(event),
         };
         if applied == Applied::Applied && !work.scratch {
             self.transitions(work, &id, before.request(), after.request(), event);
@@ -763,6 +769,10 @@ impl ReadModels {
                 if old.fulfilled_at.is_none() {
                     if let Some(fulfilled) = new.fulfilled_at {
                         deltas.push((K_FULFILLED, fulfilled, 1));
+                        spans.push((S_SUBMIT_TO_FULFILLED, new.submitted_at, fulfilled));
+                        if new.rating.is_none() {
+                            deltas.push((K_UNRATED, fulfilled, 1));
+                        }
                         if let Some(decided) = new.decided_at {
                             spans.push((S_DECISION_TO_FULFILLED, decided, fulfilled));
                         }
@@ -794,7 +804,12 @@ impl ReadModels {
                 let grade_kind =
                     |g: Grade| K_GRADE + Grade::ALL.iter().position(|x| *x == g).unwrap_or(0) as u8;
                 match (&old.rating, &new.rating) {
-                    (None, Some(rating)) => deltas.push((grade_kind(rating.grade), rating.at, 1)),
+                    (None, Some(rating)) => {
+                        deltas.push((grade_kind(rating.grade), rating.at, 1));
+                        if let Some(fulfilled) = old.fulfilled_at {
+                            deltas.push((K_UNRATED, fulfilled, -1));
+                        }
+                    }
                     (Some(before), Some(rating)) => {
                         if !before.removed && rating.removed {
                             deltas.push((grade_kind(rating.grade), rating.at, -1));
@@ -1107,6 +1122,69 @@ fn actor_of(event: &Event) -> Option<ActorId> {
         | Event::YellowCardIssued { .. }
         | Event::RedCardIssued { .. } => None,
     }
+}
+
+/// Internal notes and rating appeals are for staff only.
+fn is_internal(event: &Event) -> bool {
+    match event {
+        Event::NoteAdded { internal, .. } => *internal,
+        Event::RatingAppealed { .. } | Event::AppealDecided { .. } => true,
+        _ => false,
+    }
+}
+
+/// The words an event carries, by name, for timelines.
+fn details_of(event: &Event) -> BTreeMap<String, String> {
+    let mut details = BTreeMap::new();
+    let mut put = |name: &str, value: Option<&String>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            details.insert(name.to_string(), value.clone());
+        }
+    };
+    match event {
+        Event::RequestSubmitted { materials, .. } | Event::InfoProvided { materials, .. }
+            if !materials.is_empty() =>
+        {
+            let codes = materials.keys().cloned().collect::<Vec<_>>().join(",");
+            put("materials", Some(&codes));
+            if let Event::InfoProvided { note, .. } = event {
+                put("note", note.as_ref());
+            }
+        }
+        Event::InfoProvided { note, .. } => put("note", note.as_ref()),
+        Event::RequestAccepted { comment, .. } => put("comment", comment.as_ref()),
+        Event::RequestRefused {
+            reason,
+            legal_basis,
+            ..
+        }
+        | Event::RequestDenied {
+            reason,
+            legal_basis,
+            ..
+        } => {
+            put("reason", Some(reason));
+            put("legal_basis", legal_basis.as_ref());
+        }
+        Event::InfoRequested { message, .. } => put("message", message.as_ref()),
+        Event::RequestReviewed { opinion, .. } => put("opinion", Some(opinion)),
+        Event::RequestApproved { level, comment, .. } => {
+            put("level", Some(&level.to_string()));
+            put("comment", comment.as_ref());
+        }
+        Event::FulfilmentStarted { note, .. } => put("note", note.as_ref()),
+        Event::StepCompleted { step, note, .. } => {
+            put("step", Some(step));
+            put("note", note.as_ref());
+        }
+        Event::NoteAdded { text, .. } => put("text", Some(text)),
+        Event::ExtensionRequested { reason, .. } | Event::RatingAppealed { reason, .. } => {
+            put("reason", Some(reason))
+        }
+        Event::RequestWithdrawn { reason, .. } => put("reason", reason.as_ref()),
+        _ => {}
+    }
+    details
 }
 
 /// A short English summary with no free text, answers or contact data in it.

@@ -91,7 +91,12 @@ async fn a_request_is_followed_through_its_whole_life() {
         .run(id, caseworker(), march(2, 10), Action::Claim)
         .await;
     let p = world
-        .run(id, caseworker(), march(2, 11), Action::Accept)
+        .run(
+            id,
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        )
         .await;
     projections
         .wait_for(p, Duration::from_secs(10))
@@ -134,6 +139,7 @@ async fn a_request_is_followed_through_its_whole_life() {
             march(3, 10),
             Action::RequestInfo {
                 missing: vec!["户口本 household register".into()],
+                message: None,
             },
         )
         .await;
@@ -156,7 +162,10 @@ async fn a_request_is_followed_through_its_whole_life() {
             id,
             resident(),
             march(5, 9),
-            Action::ProvideInfo { note: None },
+            Action::ProvideInfo {
+                note: None,
+                materials: Default::default(),
+            },
         )
         .await;
     world
@@ -170,18 +179,34 @@ async fn a_request_is_followed_through_its_whole_life() {
         )
         .await;
     world
-        .run(id, supervisor(), march(9, 10), Action::Approve { level: 1 })
+        .run(
+            id,
+            supervisor(),
+            march(9, 10),
+            Action::Approve {
+                level: 1,
+                comment: None,
+            },
+        )
         .await;
     world
         .run(
             id,
             supervisor2(),
             march(9, 15),
-            Action::Approve { level: 2 },
+            Action::Approve {
+                level: 2,
+                comment: None,
+            },
         )
         .await;
     world
-        .run(id, caseworker(), march(10, 9), Action::StartFulfilment)
+        .run(
+            id,
+            caseworker(),
+            march(10, 9),
+            Action::StartFulfilment { note: None },
+        )
         .await;
     for step in ["household-survey", "public-notice", "first-payment"] {
         world
@@ -189,7 +214,10 @@ async fn a_request_is_followed_through_its_whole_life() {
                 id,
                 caseworker(),
                 march(11, 9),
-                Action::CompleteStep { step: step.into() },
+                Action::CompleteStep {
+                    step: step.into(),
+                    note: None,
+                },
             )
             .await;
     }
@@ -275,17 +303,17 @@ async fn a_request_is_followed_through_its_whole_life() {
         timeline[12].actor, None,
         "fulfilment after the last step is the system's"
     );
+    // The words people wrote are in `details` (issue 16), never in the summaries.
+    let summaries: Vec<&str> = timeline.iter().map(|e| e.summary.as_str()).collect();
+    for word in ["户口本", "符合条件", "快"] {
+        assert!(summaries.iter().all(|s| !s.contains(word)), "{word}");
+    }
+    assert_eq!(
+        timeline[5].details.get("opinion").map(String::as_str),
+        Some("符合条件")
+    );
     let text = serde_json::to_string(&timeline).unwrap();
-    for secret in [
-        "sealed",
-        "contact-secret",
-        "id-secret",
-        "0427",
-        "王秀英",
-        "户口本",
-        "符合条件",
-        "快",
-    ] {
+    for secret in ["sealed", "contact-secret", "id-secret", "0427", "王秀英"] {
         assert!(
             !text.contains(secret),
             "the timeline must not carry {secret:?}: {text}"
@@ -402,7 +430,7 @@ async fn apply_without_a_log_is_idempotent_per_stream() {
             submission("SQ-WEIXIU", site_a(), 3),
         ),
         (caseworker(), march(2, 10), Action::Claim),
-        (caseworker(), march(2, 11), Action::Accept),
+        (caseworker(), march(2, 11), Action::Accept { comment: None }),
     ] {
         for event in decide(&state, &Command::new(actor, at, id, action), &ctx).unwrap() {
             state = evolve(state, &event);

@@ -49,13 +49,23 @@ async fn scenario(world: &World) {
         .run(r1, caseworker(), march(2, 10), Action::Claim)
         .await;
     world
-        .run(r1, caseworker(), march(2, 11), Action::Accept)
+        .run(
+            r1,
+            caseworker(),
+            march(2, 11),
+            Action::Accept { comment: None },
+        )
         .await;
     world
         .run(r2, caseworker(), march(3, 9), Action::Claim)
         .await;
     world
-        .run(r2, caseworker(), march(3, 9), Action::Accept)
+        .run(
+            r2,
+            caseworker(),
+            march(3, 9),
+            Action::Accept { comment: None },
+        )
         .await;
     world
         .run(
@@ -68,7 +78,12 @@ async fn scenario(world: &World) {
         )
         .await;
     world
-        .run(r1, caseworker(), march(3, 11), Action::StartFulfilment)
+        .run(
+            r1,
+            caseworker(),
+            march(3, 11),
+            Action::StartFulfilment { note: None },
+        )
         .await;
     world
         .run(
@@ -92,7 +107,10 @@ async fn scenario(world: &World) {
                 r1,
                 caseworker(),
                 march(4, 15),
-                Action::CompleteStep { step: step.into() },
+                Action::CompleteStep {
+                    step: step.into(),
+                    note: None,
+                },
             )
             .await;
     }
@@ -128,6 +146,7 @@ async fn scenario(world: &World) {
             march(5, 10),
             Action::Refuse {
                 reason: "重复 duplicate".into(),
+                legal_basis: None,
             },
         )
         .await;
@@ -144,7 +163,12 @@ async fn scenario(world: &World) {
         )
         .await;
     world
-        .run(r2, caseworker(), march(9, 11), Action::StartFulfilment)
+        .run(
+            r2,
+            caseworker(),
+            march(9, 11),
+            Action::StartFulfilment { note: None },
+        )
         .await;
     for step in ["inspect", "repair", "check"] {
         world
@@ -152,7 +176,10 @@ async fn scenario(world: &World) {
                 r2,
                 caseworker(),
                 march(10, 12),
-                Action::CompleteStep { step: step.into() },
+                Action::CompleteStep {
+                    step: step.into(),
+                    note: None,
+                },
             )
             .await;
     }
@@ -436,30 +463,30 @@ async fn manager_figures_match_the_hand_computed_ones() {
     let now = march(11, 12);
     let backlog = projections.backlog(&all(), now).unwrap();
     assert_eq!(backlog.total, 3);
+    let cells: Vec<(Status, AgeBand, u64)> = backlog
+        .cells
+        .iter()
+        .map(|c| (c.status, c.age, c.count))
+        .collect();
     assert_eq!(
-        backlog.cells,
+        cells,
         vec![
-            BacklogCell {
-                status: Status::Submitted,
-                age: AgeBand::UnderOneDay,
-                count: 1
-            },
-            BacklogCell {
-                status: Status::Accepted,
-                age: AgeBand::FiveToTenDays,
-                count: 1
-            },
-            BacklogCell {
-                status: Status::Fulfilled,
-                age: AgeBand::FiveToTenDays,
-                count: 1
-            },
+            (Status::Submitted, AgeBand::ZeroToOneDays, 1),
+            (Status::Accepted, AgeBand::SixToTenDays, 1),
+            (Status::Fulfilled, AgeBand::SixToTenDays, 1),
         ]
     );
+    // Each cell names its oldest submission hour: R6 came in this morning.
+    let submitted_hour = backlog.cells[0].oldest_submitted_hour;
+    assert!(
+        submitted_hour <= now && now.0 - submitted_hour.0 < 24 * 3_600_000,
+        "{submitted_hour:?}"
+    );
+    assert!(backlog.cells[1].oldest_submitted_hour < submitted_hour);
     assert_eq!(backlog.by_status.iter().filter(|(_, n)| *n > 0).count(), 3);
     assert_eq!(
-        backlog.by_age[AgeBand::FiveToTenDays as usize],
-        (AgeBand::FiveToTenDays, 2)
+        backlog.by_age[AgeBand::SixToTenDays as usize],
+        (AgeBand::SixToTenDays, 2)
     );
     assert_eq!(projections.backlog(&site(site_a()), now).unwrap().total, 2);
     let community = MetricsFilter {
@@ -480,8 +507,8 @@ async fn manager_figures_match_the_hand_computed_ones() {
         .backlog(&all(), Timestamp::cst(2026, 4, 13, 9, 0))
         .unwrap();
     assert_eq!(
-        backlog.by_age[AgeBand::TenDaysOrMore as usize],
-        (AgeBand::TenDaysOrMore, 3)
+        backlog.by_age[AgeBand::ElevenDaysOrMore as usize],
+        (AgeBand::ElevenDaysOrMore, 3)
     );
     // A month later R3's five promised working days and R6's intake deadline have passed;
     // R2 has no deadline. Site A holds only R6.

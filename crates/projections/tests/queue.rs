@@ -59,7 +59,12 @@ async fn scenario(world: &World) {
         .run(rid(5), caseworker(), march(2, 12), Action::Claim)
         .await;
     world
-        .run(rid(5), caseworker(), march(2, 12), Action::Accept)
+        .run(
+            rid(5),
+            caseworker(),
+            march(2, 12),
+            Action::Accept { comment: None },
+        )
         .await;
     world
         .run(
@@ -73,7 +78,12 @@ async fn scenario(world: &World) {
         .run(rid(6), caseworker(), march(2, 12), Action::Claim)
         .await;
     world
-        .run(rid(6), caseworker(), march(2, 12), Action::Accept)
+        .run(
+            rid(6),
+            caseworker(),
+            march(2, 12),
+            Action::Accept { comment: None },
+        )
         .await;
     world
         .run(
@@ -82,6 +92,7 @@ async fn scenario(world: &World) {
             march(2, 13),
             Action::RequestInfo {
                 missing: vec!["照片 photo".into()],
+                message: None,
             },
         )
         .await;
@@ -242,7 +253,12 @@ async fn queues_are_ordered_filtered_and_paginated() {
         .run(rid(3), caseworker(), march(4, 10), Action::Claim)
         .await;
     let p = world
-        .run(rid(3), caseworker(), march(4, 10), Action::Accept)
+        .run(
+            rid(3),
+            caseworker(),
+            march(4, 10),
+            Action::Accept { comment: None },
+        )
         .await;
     projections
         .wait_for(p, std::time::Duration::from_secs(10))

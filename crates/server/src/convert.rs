@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use anju_app::{ResidentStatus, TimelineEntry};
 use anju_auth::Claims;
 use anju_domain::{
-    Actor, ActorId, Answer, Calendar, Category, FieldKind, Grade, RemediationState, Request, Role,
-    Scope, ServiceDefinition, SiteId, Status, Timestamp,
+    Actor, ActorId, Answer, Attachment, Calendar, Category, FieldKind, Grade, Materials,
+    RemediationState, Request, Role, Scope, ServiceDefinition, SiteId, Status, Supervision,
+    Timestamp,
 };
 use anju_eventlog::RecordedEvent;
 use anju_proto::v1 as pb;
@@ -69,6 +70,14 @@ pub fn actor(claims: &Claims) -> Actor {
 /// `138****0427`: the first three and last four digits of a phone number.
 pub fn mask_phone(phone: &str) -> String {
     mask_middle(phone, 3, 4)
+}
+
+/// A name with all but its first character masked: `王**`.
+pub fn mask_name(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| if i == 0 { c } else { '*' })
+        .collect()
 }
 
 /// An identity number with only its first and last characters shown.
@@ -463,14 +472,19 @@ pub fn deadline(
 
 fn sla_of(request: &Request) -> pb::SlaStatus {
     let running = request.deadlines.as_ref().is_some_and(|d| d.running());
-    if !running {
-        return if request.status == Status::Submitted {
+    sla(request.status, running, &request.supervision)
+}
+
+/// How a request stands against its deadline, for staff and residents alike: the
+/// supervision raised on it while its clock runs.
+fn sla(status: Status, clock_running: bool, supervision: &Supervision) -> pb::SlaStatus {
+    if !clock_running {
+        return if status == Status::Submitted {
             pb::SlaStatus::OnTime
         } else {
             pb::SlaStatus::NotRunning
         };
     }
-    let supervision = &request.supervision;
     if supervision.red_card_at.is_some() {
         pb::SlaStatus::RedCard
     } else if supervision.yellow_card_at.is_some() {
@@ -495,16 +509,64 @@ pub fn request_deadline(
             .map(|due| deadline("acceptance", due, now, calendar, 0, sla)),
         status if status.is_in_processing() => request.deadlines.as_ref().and_then(|d| {
             d.promised.map(|due| {
-                let kind = if matches!(status, Status::InFulfilment | Status::Approved) {
-                    "fulfilment"
-                } else {
-                    "decision"
-                };
-                deadline(kind, due, now, calendar, d.extension_days, sla)
+                deadline(
+                    deadline_kind(status),
+                    due,
+                    now,
+                    calendar,
+                    d.extension_days,
+                    sla,
+                )
             })
         }),
         _ => None,
     }
+}
+
+/// What the running deadline is for, by status.
+fn deadline_kind(status: Status) -> &'static str {
+    match status {
+        Status::Submitted => "acceptance",
+        Status::InFulfilment | Status::Approved => "fulfilment",
+        _ => "decision",
+    }
+}
+
+/// Materials a caller handed over, as the domain keeps them (it checks them).
+pub fn materials(given: &HashMap<String, pb::AttachmentRef>) -> Materials {
+    given
+        .iter()
+        .map(|(code, attachment)| {
+            (
+                code.clone(),
+                Attachment {
+                    reference: attachment.reference.clone(),
+                    file_name: attachment.file_name.clone(),
+                    media_type: attachment.media_type.clone(),
+                    size_bytes: attachment.size_bytes,
+                    sha256: attachment.sha256.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn attachment_refs(materials: &Materials) -> HashMap<String, pb::AttachmentRef> {
+    materials
+        .iter()
+        .map(|(code, attachment)| {
+            (
+                code.clone(),
+                pb::AttachmentRef {
+                    reference: attachment.reference.clone(),
+                    file_name: attachment.file_name.clone(),
+                    media_type: attachment.media_type.clone(),
+                    size_bytes: attachment.size_bytes,
+                    sha256: attachment.sha256.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn remediation_status(request: &Request) -> pb::RemediationStatus {
@@ -544,7 +606,17 @@ pub fn rating(request: &Request) -> Option<pb::Rating> {
     })
 }
 
-const INTERNAL_EVENTS: [&str; 3] = ["NoteAdded", "RatingAppealed", "AppealDecided"];
+/// The timeline details a resident sees: their own words and what was said to them,
+/// not staff opinions.
+const PUBLIC_DETAILS: [&str; 7] = [
+    "reason",
+    "legal_basis",
+    "message",
+    "text",
+    "level",
+    "step",
+    "materials",
+];
 
 pub fn timeline_entry(entry: &TimelineEntry) -> pb::TimelineEntry {
     pb::TimelineEntry {
@@ -558,10 +630,23 @@ pub fn timeline_entry(entry: &TimelineEntry) -> pb::TimelineEntry {
             display_name: String::new(),
         }),
         summary: entry.summary.clone(),
-        state: pb::RequestState::Unspecified as i32,
-        details: HashMap::new(),
-        internal: INTERNAL_EVENTS.contains(&entry.event_type.as_str()),
+        state: entry.status.map_or(pb::RequestState::Unspecified, state) as i32,
+        details: entry
+            .details
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+        internal: entry.internal,
     }
+}
+
+/// A timeline entry as the resident sees it (the caller leaves internal entries out).
+fn public_timeline_entry(entry: &TimelineEntry) -> pb::TimelineEntry {
+    let mut shown = timeline_entry(entry);
+    shown
+        .details
+        .retain(|name, _| PUBLIC_DETAILS.contains(&name.as_str()));
+    shown
 }
 
 fn material(text: &str) -> pb::Material {
@@ -583,20 +668,11 @@ pub fn resident_status(
     let timeline: Vec<pb::TimelineEntry> = status
         .timeline
         .iter()
-        .filter(|entry| !INTERNAL_EVENTS.contains(&entry.event_type.as_str()))
-        .map(timeline_entry)
+        .filter(|entry| !entry.internal)
+        .map(public_timeline_entry)
         .collect();
     let updated_at = status.timeline.last().map(|entry| timestamp(entry.at));
-    let sla = if status.deadline.is_some() {
-        pb::SlaStatus::OnTime
-    } else {
-        pb::SlaStatus::NotRunning
-    };
-    let deadline_kind = if status.status == Status::Submitted {
-        "acceptance"
-    } else {
-        "decision"
-    };
+    let sla = sla(status.status, status.clock_running, &status.supervision);
     pb::RequestStatus {
         tracking_code: status.tracking_code.to_string(),
         service_code: status.service_code.to_string(),
@@ -605,16 +681,24 @@ pub fn resident_status(
         state: state_i32(status.status),
         submitted_at: Some(timestamp(status.submitted_at)),
         updated_at,
-        deadline: status
-            .deadline
-            .map(|due| deadline(deadline_kind, due, now, calendar, 0, sla)),
+        deadline: status.deadline.map(|due| {
+            deadline(
+                deadline_kind(status.status),
+                due,
+                now,
+                calendar,
+                status.extension_days,
+                sla,
+            )
+        }),
         missing_materials: status
             .missing_materials
             .iter()
             .map(|m| material(m))
             .collect(),
-        info_request_message: String::new(),
+        info_request_message: status.info_request_message.clone().unwrap_or_default(),
         decision_reason: status.outcome_reason.clone().unwrap_or_default(),
+        legal_basis: status.legal_basis.clone().unwrap_or_default(),
         can_withdraw: status.can_withdraw,
         can_rate: status.can_rate,
         rating: status.rating.map(|g| pb::Rating {
@@ -705,7 +789,7 @@ pub fn request_detail(
             .iter()
             .map(|(name, answer)| (name.clone(), answer_value(answer)))
             .collect(),
-        materials: HashMap::new(),
+        materials: attachment_refs(&request.materials),
         missing_materials: request
             .missing_materials
             .iter()
@@ -725,15 +809,22 @@ pub fn request_detail(
         deadline: request_deadline(request, now, calendar),
         approval_levels_required: u32::from(request.terms.approval_levels),
         approvals: request
-            .approvals
+            .review
             .iter()
-            .map(|approval| pb::ApprovalRecord {
+            .map(|review| pb::ApprovalRecord {
+                level: 0,
+                approved: true,
+                by: by(&review.by),
+                at: Some(timestamp(review.at)),
+                comment: review.opinion.clone(),
+            })
+            .chain(request.approvals.iter().map(|approval| pb::ApprovalRecord {
                 level: u32::from(approval.level),
                 approved: true,
                 by: by(&approval.by),
                 at: Some(timestamp(approval.at)),
-                comment: String::new(),
-            })
+                comment: approval.comment.clone().unwrap_or_default(),
+            }))
             .collect(),
         fulfilment_steps: request
             .terms
@@ -748,7 +839,9 @@ pub fn request_detail(
                     done,
                     done_at: entry.map(|e| timestamp(e.at)),
                     done_by: entry.and_then(|e| e.actor.as_ref()).and_then(by),
-                    note: String::new(),
+                    note: entry
+                        .and_then(|e| e.details.get("note").cloned())
+                        .unwrap_or_default(),
                 }
             })
             .collect(),
@@ -758,14 +851,14 @@ pub fn request_detail(
             .iter()
             .map(|note| pb::Note {
                 text: note.text.clone(),
-                internal: true,
+                internal: note.internal,
                 by: by(&note.by),
                 at: Some(timestamp(note.at)),
             })
             .collect(),
         rating: rating(request),
         decision_reason: request.outcome_reason.clone().unwrap_or_default(),
-        legal_basis: String::new(),
+        legal_basis: request.legal_basis.clone().unwrap_or_default(),
         timeline: detail.timeline.iter().map(timeline_entry).collect(),
     }
 }

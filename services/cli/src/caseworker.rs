@@ -946,7 +946,11 @@ pub fn render_detail(lang: Lang, detail: &RequestDetail) -> String {
             lang.pick("approvals", "审批").into(),
             format!(
                 "{}/{}",
-                detail.approvals.iter().filter(|a| a.approved).count(),
+                detail
+                    .approvals
+                    .iter()
+                    .filter(|a| a.approved && a.level > 0)
+                    .count(),
                 detail.approval_levels_required
             ),
         ),
@@ -958,6 +962,45 @@ pub fn render_detail(lang: Lang, detail: &RequestDetail) -> String {
             .map(|s| format!("{}{}", if s.done { "✓" } else { "·" }, s.code))
             .collect();
         pairs.push((lang.pick("steps", "办理步骤").into(), steps.join(" ")));
+    }
+    for approval in detail.approvals.iter().filter(|a| !a.comment.is_empty()) {
+        pairs.push((
+            format!(
+                "{} {}",
+                lang.pick("opinion, level", "意见 级别"),
+                approval.level
+            ),
+            approval.comment.clone(),
+        ));
+    }
+    if !detail.decision_reason.is_empty() {
+        pairs.push((
+            lang.pick("reason", "理由").into(),
+            detail.decision_reason.clone(),
+        ));
+    }
+    if !detail.legal_basis.is_empty() {
+        pairs.push((
+            lang.pick("legal basis", "法律依据").into(),
+            detail.legal_basis.clone(),
+        ));
+    }
+    if !detail.materials.is_empty() {
+        let mut materials: Vec<String> = detail
+            .materials
+            .iter()
+            .map(|(code, a)| format!("{code} {}", a.file_name).trim().to_string())
+            .collect();
+        materials.sort();
+        pairs.push((lang.pick("materials", "材料").into(), materials.join("; ")));
+    }
+    for note in &detail.notes {
+        let label = if note.internal {
+            lang.pick("note (internal)", "备注（内部）")
+        } else {
+            lang.pick("note (to resident)", "备注（告知申请人）")
+        };
+        pairs.push((label.into(), note.text.clone()));
     }
     if let Some(rating) = &detail.rating {
         pairs.push((

@@ -657,6 +657,12 @@ pub fn render_status(lang: Lang, status: &RequestStatus) -> String {
             status.decision_reason.clone(),
         ));
     }
+    if !status.legal_basis.is_empty() {
+        pairs.push((
+            lang.pick("legal basis", "法律依据").into(),
+            status.legal_basis.clone(),
+        ));
+    }
     if let Some(rating) = &status.rating {
         pairs.push((
             lang.pick("rating", "评价").into(),

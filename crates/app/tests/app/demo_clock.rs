@@ -103,7 +103,7 @@ async fn open_remediations_are_overdue_by_the_application_clock() {
     let id = submitted.request_id;
     let worker = caseworker("cw-1");
     t.run(id, &worker, Action::Claim).await;
-    t.run(id, &worker, Action::Accept).await;
+    t.run(id, &worker, Action::Accept { comment: None }).await;
     t.run(
         id,
         &worker,
@@ -112,7 +112,8 @@ async fn open_remediations_are_overdue_by_the_application_clock() {
         },
     )
     .await;
-    t.run(id, &worker, Action::StartFulfilment).await;
+    t.run(id, &worker, Action::StartFulfilment { note: None })
+        .await;
     let code = anju_domain::ServiceCode::parse("JY-QIANYUE").unwrap();
     let steps: Vec<String> = t
         .app
@@ -124,7 +125,8 @@ async fn open_remediations_are_overdue_by_the_application_clock() {
         .map(|s| s.code.clone())
         .collect();
     for step in steps {
-        t.run(id, &worker, Action::CompleteStep { step }).await;
+        t.run(id, &worker, Action::CompleteStep { step, note: None })
+            .await;
     }
     let rated = t
         .run(

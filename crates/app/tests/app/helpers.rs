@@ -186,6 +186,7 @@ pub fn submission(app: &Application, service_code: &str, key: &str) -> SubmitInp
         phone: PHONE.to_string(),
         id_number: Some(ID_NUMBER.to_string()),
         on_behalf_of: None,
+        materials: Default::default(),
     }
 }
 

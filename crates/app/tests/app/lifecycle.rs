@@ -44,6 +44,7 @@ async fn every_category_runs_its_whole_lifecycle() {
             &worker,
             Action::RequestInfo {
                 missing: vec!["户口簿 household register".into()],
+                message: None,
             },
         )
         .await;
@@ -53,6 +54,7 @@ async fn every_category_runs_its_whole_lifecycle() {
                 &resident(),
                 Action::ProvideInfo {
                     note: Some("已补交".into()),
+                    materials: Default::default(),
                 },
             )
             .await;
@@ -77,6 +79,7 @@ async fn every_category_runs_its_whole_lifecycle() {
                 worker.clone(),
                 Action::RequestInfo {
                     missing: vec!["more".into()],
+                    message: None,
                 },
             )
             .await;
@@ -85,7 +88,7 @@ async fn every_category_runs_its_whole_lifecycle() {
             "{code}: materials are asked for only once"
         );
 
-        t.run(id, &worker, Action::Accept).await;
+        t.run(id, &worker, Action::Accept { comment: None }).await;
         t.run(
             id,
             &worker,
@@ -109,19 +112,35 @@ async fn every_category_runs_its_whole_lifecycle() {
         .await;
         for level in 1..=definition.approval_levels {
             let approver = if level == 1 { &sup1 } else { &sup2 };
-            t.run(id, approver, Action::Approve { level }).await;
+            t.run(
+                id,
+                approver,
+                Action::Approve {
+                    level,
+                    comment: None,
+                },
+            )
+            .await;
         }
         if definition.approval_levels == 2 {
             let again = t
                 .app
-                .execute(id, sup1.clone(), Action::Approve { level: 2 })
+                .execute(
+                    id,
+                    sup1.clone(),
+                    Action::Approve {
+                        level: 2,
+                        comment: None,
+                    },
+                )
                 .await;
             assert!(
                 matches!(again, Err(AppError::WrongState { .. })),
                 "{code}: approvals are complete"
             );
         }
-        t.run(id, &worker, Action::StartFulfilment).await;
+        t.run(id, &worker, Action::StartFulfilment { note: None })
+            .await;
         let mut last = None;
         for step in &definition.steps {
             last = Some(
@@ -130,6 +149,7 @@ async fn every_category_runs_its_whole_lifecycle() {
                     &worker,
                     Action::CompleteStep {
                         step: step.code.clone(),
+                        note: None,
                     },
                 )
                 .await,
@@ -340,6 +360,7 @@ async fn refused_denied_and_withdrawn_requests_stay_ended() {
             &worker,
             Action::Refuse {
                 reason: "不属于本社区".into(),
+                legal_basis: None,
             },
         )
         .await;
@@ -350,7 +371,8 @@ async fn refused_denied_and_withdrawn_requests_stay_ended() {
         .await
         .request_id;
     t.run(denied, &worker, Action::Claim).await;
-    t.run(denied, &worker, Action::Accept).await;
+    t.run(denied, &worker, Action::Accept { comment: None })
+        .await;
     t.run(
         denied,
         &worker,
@@ -365,6 +387,7 @@ async fn refused_denied_and_withdrawn_requests_stay_ended() {
             &supervisor("sup-1"),
             Action::Deny {
                 reason: "收入超过标准".into(),
+                legal_basis: None,
             },
         )
         .await;
@@ -393,7 +416,10 @@ async fn refused_denied_and_withdrawn_requests_stay_ended() {
     assert_eq!(done.status, Status::Withdrawn);
 
     for id in [refused, denied, withdrawn] {
-        let again = t.app.execute(id, worker.clone(), Action::Accept).await;
+        let again = t
+            .app
+            .execute(id, worker.clone(), Action::Accept { comment: None })
+            .await;
         assert!(
             matches!(again, Err(AppError::WrongState { .. })),
             "{again:?}"

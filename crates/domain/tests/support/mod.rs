@@ -170,6 +170,7 @@ pub fn submission(service: &str) -> Submission {
         answers: answers_for(service),
         applicant: applicant(),
         on_behalf_of: None,
+        materials: Default::default(),
     }
 }
 
@@ -207,7 +208,11 @@ pub fn claimed(service: &str) -> Vec<Command> {
 
 pub fn accepted(service: &str) -> Vec<Command> {
     let mut c = claimed(service);
-    c.push(cmd(caseworker(), march(2, 11), Action::Accept));
+    c.push(cmd(
+        caseworker(),
+        march(2, 11),
+        Action::Accept { comment: None },
+    ));
     c
 }
 
@@ -235,7 +240,10 @@ pub fn approved(service: &str) -> Vec<Command> {
         c.push(cmd(
             approvers[usize::from(level - 1)].clone(),
             march(3, 10 + u32::from(level)),
-            Action::Approve { level },
+            Action::Approve {
+                level,
+                comment: None,
+            },
         ));
     }
     c
@@ -243,7 +251,11 @@ pub fn approved(service: &str) -> Vec<Command> {
 
 pub fn in_fulfilment(service: &str) -> Vec<Command> {
     let mut c = approved(service);
-    c.push(cmd(caseworker(), march(4, 9), Action::StartFulfilment));
+    c.push(cmd(
+        caseworker(),
+        march(4, 9),
+        Action::StartFulfilment { note: None },
+    ));
     c
 }
 
@@ -260,6 +272,7 @@ pub fn fulfilled(service: &str) -> Vec<Command> {
             march(4, 10 + i as u32),
             Action::CompleteStep {
                 step: step.code.clone(),
+                note: None,
             },
         ));
     }

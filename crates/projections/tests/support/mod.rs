@@ -125,6 +125,7 @@ pub fn submission(service: &str, site: SiteId, n: u8) -> Action {
             sealed_contact: "sealed:v1:contact-secret".to_string(),
         },
         on_behalf_of: None,
+        materials: Default::default(),
     })
 }
 
@@ -310,6 +311,7 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                         h(2),
                         Action::Refuse {
                             reason: "不符合 not eligible".into(),
+                            legal_basis: None,
                         },
                     )
                     .await;
@@ -321,7 +323,9 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
             }
             _ => {
                 world.run(id, cw.clone(), h(1), Action::Claim).await;
-                world.run(id, cw.clone(), h(2), Action::Accept).await;
+                world
+                    .run(id, cw.clone(), h(2), Action::Accept { comment: None })
+                    .await;
                 if path == 1 {
                     continue;
                 }
@@ -333,11 +337,20 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                             h(3),
                             Action::RequestInfo {
                                 missing: vec!["照片 photo".into()],
+                                message: None,
                             },
                         )
                         .await;
                     world
-                        .run(id, resident(), h(30), Action::ProvideInfo { note: None })
+                        .run(
+                            id,
+                            resident(),
+                            h(30),
+                            Action::ProvideInfo {
+                                note: None,
+                                materials: Default::default(),
+                            },
+                        )
                         .await;
                     continue;
                 }
@@ -359,6 +372,7 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                             h(40),
                             Action::Deny {
                                 reason: "no".into(),
+                                legal_basis: None,
                             },
                         )
                         .await;
@@ -366,12 +380,25 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                 }
                 if path == 8 {
                     world
-                        .run(id, sup.clone(), h(40), Action::Approve { level: 1 })
+                        .run(
+                            id,
+                            sup.clone(),
+                            h(40),
+                            Action::Approve {
+                                level: 1,
+                                comment: None,
+                            },
+                        )
                         .await;
                 }
                 world.fire_due(id, h(24 * 4)).await;
                 world
-                    .run(id, cw.clone(), h(50), Action::StartFulfilment)
+                    .run(
+                        id,
+                        cw.clone(),
+                        h(50),
+                        Action::StartFulfilment { note: None },
+                    )
                     .await;
                 let steps: &[&str] = match service {
                     "MZ-LINSHI" => &["verify", "pay"],
@@ -386,6 +413,7 @@ pub async fn mixed_workload(world: &World, from: usize, to: usize) {
                             h(60 + (i as i64 % 90)),
                             Action::CompleteStep {
                                 step: step.to_string(),
+                                note: None,
                             },
                         )
                         .await;

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use anju_app::{
-    Executed, QueueFilter as AppQueueFilter, ReassignTarget, RequestDetail as AppDetail,
+    CommandOptions, Executed, QueueFilter as AppQueueFilter, ReassignTarget,
+    RequestDetail as AppDetail,
 };
 use anju_domain::{
     Action, Actor, ActorId, Category, Event, RequestId, Role, Scope, SiteId, Status,
@@ -80,17 +81,32 @@ impl CaseworkerHandler {
     }
 
     /// Checks scope and `expected_version`, then runs the command. A refused command
-    /// writes nothing (the application decides before it appends).
+    /// writes nothing (the application decides before it appends). With an
+    /// idempotency key, a retry answers what the first call wrote.
     async fn write<T>(
         &self,
         request: &Request<T>,
         actor: Actor,
         request_id: &str,
         expected_version: Option<u64>,
+        idempotency_key: &str,
         action: Action,
     ) -> Result<Written, ApiError> {
         let request_id = convert::request_id(request_id)?;
         let before = self.visible(request, &actor, request_id).await?;
+        let idempotency_key = (!idempotency_key.is_empty()).then(|| idempotency_key.to_string());
+        if let Some(key) = &idempotency_key {
+            // A retry whose first call was written: its answer, whatever happened since
+            // (the expected version has moved on by the first call's own events).
+            if let Some(executed) = self
+                .state
+                .application
+                .earlier_answer(request_id, &actor, key)
+                .await?
+            {
+                return Ok(Written { executed, before });
+            }
+        }
         if let Some(expected) = expected_version {
             let actual = self
                 .state
@@ -117,9 +133,13 @@ impl CaseworkerHandler {
                     .await?
             }
             action => {
+                let options = CommandOptions {
+                    idempotency_key,
+                    lookup: None,
+                };
                 self.state
                     .application
-                    .execute(request_id, actor.clone(), action)
+                    .execute_with(request_id, actor.clone(), action, options)
                     .await?
             }
         };
@@ -266,16 +286,58 @@ impl CaseworkerHandler {
             .items
             .iter()
             .map(|item| {
-                convert::queue_item(
+                let mut shown = convert::queue_item(
                     item,
                     self.service_name(&item.service_code),
                     now,
                     application.calendar(),
-                )
+                );
+                self.complete_queue_item(&mut shown, item.request_id);
+                shown
             })
             .filter(|item| Self::keep(selection, item))
             .collect();
         Ok((items, page.next_page_token))
+    }
+
+    /// What the queue index does not keep: the request's version, the masked applicant
+    /// name and whether a supervisor's decision is waiting, from the request's view.
+    fn complete_queue_item(&self, item: &mut QueueItem, request_id: RequestId) {
+        let Ok(Some(view)) = self.state.application.projections().request(&request_id) else {
+            return;
+        };
+        if let Some(request) = view.state.request() {
+            item.version = api_version(view.version);
+            item.applicant_name_masked = convert::mask_name(&request.applicant.display_name);
+            item.awaiting_supervisor = awaiting_supervisor(request);
+        }
+    }
+
+    /// Every item matching the selection, over all pages.
+    async fn queue_total(
+        &self,
+        actor: &Actor,
+        selection: &QueueSelection,
+    ) -> Result<u32, ApiError> {
+        let application = &self.state.application;
+        let mut query = selection.query.clone();
+        query.page_size = anju_projections::MAX_PAGE_SIZE;
+        query.page_token = None;
+        let now = application.now();
+        let mut total = 0u32;
+        loop {
+            let page = application.queue(actor, query.clone(), None).await?;
+            total += page
+                .items
+                .iter()
+                .map(|item| convert::queue_item(item, String::new(), now, application.calendar()))
+                .filter(|item| Self::keep(selection, item))
+                .count() as u32;
+            match page.next_page_token {
+                Some(token) => query.page_token = Some(token),
+                None => return Ok(total),
+            }
+        }
     }
 }
 
@@ -283,12 +345,14 @@ fn required(violations: Violations) -> Result<(), ApiError> {
     violations.into_result()
 }
 
-/// Appends the legal basis to a reason, so both reach the resident.
-fn with_legal_basis(reason: String, legal_basis: Option<String>) -> String {
-    match legal_basis {
-        Some(basis) => format!("{reason} (legal basis: {basis})"),
-        None => reason,
-    }
+/// A supervisor's decision is waiting: an extension asked for, or a rating appealed.
+fn awaiting_supervisor(request: &anju_domain::Request) -> bool {
+    request.pending_extension.is_some()
+        || request
+            .rating
+            .as_ref()
+            .and_then(|r| r.appeal.as_ref())
+            .is_some_and(|a| a.upheld.is_none())
 }
 
 #[tonic::async_trait]
@@ -310,8 +374,9 @@ impl CaseworkerService for CaseworkerHandler {
         )?;
         let token = (!message.page_token.is_empty()).then_some(message.page_token);
         let (items, next) = self.queue_page(&actor, &selection, token).await?;
+        let total_size = self.queue_total(&actor, &selection).await?;
         Ok(Response::new(ListQueueResponse {
-            total_size: items.len() as u32,
+            total_size,
             items,
             next_page_token: next.unwrap_or_default(),
         }))
@@ -374,6 +439,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::Claim,
             )
             .await?;
@@ -392,7 +458,7 @@ impl CaseworkerService for CaseworkerHandler {
         let actor = caller(&request, CASEWORKER_ROLES)?;
         let message = request.get_ref();
         let mut violations = Violations::new();
-        convert::text(&mut violations, "comment", &message.comment);
+        let comment = convert::text(&mut violations, "comment", &message.comment);
         required(violations)?;
         let written = self
             .write(
@@ -400,7 +466,8 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
-                Action::Accept,
+                &message.idempotency_key,
+                Action::Accept { comment },
             )
             .await?;
         let application = &self.state.application;
@@ -437,10 +504,11 @@ impl CaseworkerService for CaseworkerHandler {
         let message = request.get_ref();
         let mut violations = Violations::new();
         let reason = convert::required_text(&mut violations, "reason", &message.reason);
-        let basis = convert::text(&mut violations, "legal_basis", &message.legal_basis);
+        let legal_basis = convert::text(&mut violations, "legal_basis", &message.legal_basis);
         required(violations)?;
         let action = Action::Refuse {
-            reason: with_legal_basis(reason, basis),
+            reason,
+            legal_basis,
         };
         let written = self
             .write(
@@ -448,6 +516,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 action,
             )
             .await?;
@@ -495,7 +564,7 @@ impl CaseworkerService for CaseworkerHandler {
                 (false, Some(d)) => missing.push(format!("{code}: {d}")),
             }
         }
-        convert::text(&mut violations, "message", &message.message);
+        let info_message = convert::text(&mut violations, "message", &message.message);
         required(violations)?;
         let written = self
             .write(
@@ -503,7 +572,11 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
-                Action::RequestInfo { missing },
+                &message.idempotency_key,
+                Action::RequestInfo {
+                    missing,
+                    message: info_message,
+                },
             )
             .await?;
         Ok(Response::new(RequestInfoResponse {
@@ -534,6 +607,7 @@ impl CaseworkerService for CaseworkerHandler {
         } else {
             Action::Approve {
                 level: message.level as u8,
+                comment,
             }
         };
         let written = self
@@ -542,6 +616,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 action,
             )
             .await?;
@@ -569,10 +644,11 @@ impl CaseworkerService for CaseworkerHandler {
         let message = request.get_ref();
         let mut violations = Violations::new();
         let reason = convert::required_text(&mut violations, "reason", &message.reason);
-        let basis = convert::text(&mut violations, "legal_basis", &message.legal_basis);
+        let legal_basis = convert::text(&mut violations, "legal_basis", &message.legal_basis);
         required(violations)?;
         let action = Action::Deny {
-            reason: with_legal_basis(reason, basis),
+            reason,
+            legal_basis,
         };
         let written = self
             .write(
@@ -580,6 +656,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 action,
             )
             .await?;
@@ -597,7 +674,7 @@ impl CaseworkerService for CaseworkerHandler {
         let actor = caller(&request, CASEWORKER_ROLES)?;
         let message = request.get_ref();
         let mut violations = Violations::new();
-        convert::text(&mut violations, "note", &message.note);
+        let note = convert::text(&mut violations, "note", &message.note);
         required(violations)?;
         let written = self
             .write(
@@ -605,7 +682,8 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
-                Action::StartFulfilment,
+                &message.idempotency_key,
+                Action::StartFulfilment { note },
             )
             .await?;
         let application = &self.state.application;
@@ -634,7 +712,7 @@ impl CaseworkerService for CaseworkerHandler {
         let message = request.get_ref();
         let mut violations = Violations::new();
         let step = convert::required_text(&mut violations, "step_code", &message.step_code);
-        convert::text(&mut violations, "note", &message.note);
+        let note = convert::text(&mut violations, "note", &message.note);
         required(violations)?;
         let written = self
             .write(
@@ -642,7 +720,11 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
-                Action::CompleteStep { step: step.clone() },
+                &message.idempotency_key,
+                Action::CompleteStep {
+                    step: step.clone(),
+                    note,
+                },
             )
             .await?;
         let steps_remaining = written
@@ -676,7 +758,11 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
-                Action::AddNote { text },
+                &message.idempotency_key,
+                Action::AddNote {
+                    text,
+                    internal: message.internal,
+                },
             )
             .await?;
         Ok(Response::new(AddNoteResponse {
@@ -702,6 +788,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::Reassign {
                     to: ActorId::new(to.clone()),
                 },
@@ -733,6 +820,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::RequestExtension {
                     days: message.working_days,
                     reason,
@@ -791,6 +879,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::DecideExtension {
                     approve: message.grant,
                 },
@@ -843,6 +932,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::ResolveRemediation { summary },
             )
             .await?;
@@ -869,6 +959,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::AppealRating { reason },
             )
             .await?;
@@ -897,6 +988,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::DecideAppeal {
                     uphold: !message.uphold,
                 },
@@ -927,6 +1019,7 @@ impl CaseworkerService for CaseworkerHandler {
                 actor,
                 &message.request_id,
                 message.expected_version,
+                &message.idempotency_key,
                 Action::Close,
             )
             .await?;
@@ -1056,7 +1149,9 @@ impl CaseworkerService for CaseworkerHandler {
                                 .as_ref()
                                 .map(ToString::to_string)
                                 .unwrap_or_default(),
-                            applicant_name_masked: String::new(),
+                            applicant_name_masked: convert::mask_name(
+                                &request.applicant.display_name,
+                            ),
                             submitted_at: Some(convert::timestamp(request.submitted_at)),
                             deadline: convert::request_deadline(
                                 request,
@@ -1064,7 +1159,7 @@ impl CaseworkerService for CaseworkerHandler {
                                 application.calendar(),
                             ),
                             version: api_version(detail.version),
-                            awaiting_supervisor: request.pending_extension.is_some(),
+                            awaiting_supervisor: awaiting_supervisor(request),
                         };
                         (selected && Self::keep(&selection, &item)).then_some(item)
                     }

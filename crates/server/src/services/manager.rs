@@ -350,7 +350,7 @@ fn satisfaction_row(row: &Row) -> SatisfactionRow {
             })
             .collect(),
         rated: s.rated,
-        unrated: 0,
+        unrated: s.unrated,
         satisfaction_rate: if s.rated == 0 {
             0.0
         } else {
@@ -380,7 +380,7 @@ fn backlog_row(row: &Row) -> BacklogRow {
                 state: convert::state_i32(cell.status),
                 age_bucket: cell.age.as_str().to_string(),
                 count: cell.count,
-                oldest_submitted_at: None,
+                oldest_submitted_at: Some(convert::timestamp(cell.oldest_submitted_hour)),
             })
             .collect(),
         open: backlog.total,
@@ -474,6 +474,10 @@ impl ManagerService for ManagerHandler {
                         span(
                             LeadTimeSegment::DecisionToFulfilled,
                             &lead.decision_to_fulfilled,
+                        ),
+                        span(
+                            LeadTimeSegment::SubmitToFulfilled,
+                            &lead.submit_to_fulfilled,
                         ),
                     ],
                 }

@@ -3,8 +3,8 @@
 //! the last four phone digits; every miss is NOT_FOUND, and every call that takes them
 //! counts against the per-client look-up limit, so the digits cannot be guessed.
 
-use anju_app::{ResidentStatus, SubmitInput};
-use anju_domain::{Action, Actor, Category, Role, ServiceCode, SiteId};
+use anju_app::{CommandOptions, ResidentStatus, SubmitInput};
+use anju_domain::{Action, Actor, Category, Lookup, Role, ServiceCode, SiteId};
 use anju_eventlog::Filter;
 use anju_proto::v1::resident_service_server::ResidentService;
 use anju_proto::v1::*;
@@ -87,6 +87,32 @@ impl ResidentHandler {
             }
             other => ApiError::from(other),
         }
+    }
+
+    /// A resident write on the request a look-up found: the look-up goes with the
+    /// command, so whoever holds the receipt may act as the applicant (a request made
+    /// at a kiosk names a pseudonym no token carries).
+    async fn execute_found(
+        &self,
+        status: &ResidentStatus,
+        phone_last4: &str,
+        actor: Actor,
+        action: Action,
+        idempotency_key: &str,
+    ) -> Result<anju_app::Executed, ApiError> {
+        let options = CommandOptions {
+            idempotency_key: (!idempotency_key.is_empty()).then(|| idempotency_key.to_string()),
+            lookup: Some(Lookup {
+                tracking_code: status.tracking_code.clone(),
+                phone_last4: phone_last4.to_string(),
+            }),
+        };
+        let caller = actor.clone();
+        self.state
+            .application
+            .execute_with(status.request_id, actor, action, options)
+            .await
+            .map_err(Self::hide_refusal(&caller))
     }
 
     fn status_message(&self, status: &ResidentStatus) -> RequestStatus {
@@ -205,6 +231,7 @@ impl ResidentService for ResidentHandler {
             phone: applicant.phone,
             id_number: applicant.id_number,
             on_behalf_of,
+            materials: convert::materials(&message.materials),
         };
         let submitted = self
             .state
@@ -361,16 +388,19 @@ impl ResidentService for ResidentHandler {
                 0,
             )
             .await?;
+        let action = Action::ProvideInfo {
+            note,
+            materials: convert::materials(&message.materials),
+        };
         let executed = self
-            .state
-            .application
-            .execute(
-                status.request_id,
-                actor.clone(),
-                Action::ProvideInfo { note },
+            .execute_found(
+                &status,
+                &message.phone_last4,
+                actor,
+                action,
+                &message.idempotency_key,
             )
-            .await
-            .map_err(Self::hide_refusal(&actor))?;
+            .await?;
         Ok(Response::new(ProvideInfoResponse {
             position: api_position(executed.position),
             state: convert::state_i32(executed.status),
@@ -397,15 +427,14 @@ impl ResidentService for ResidentHandler {
             )
             .await?;
         let executed = self
-            .state
-            .application
-            .execute(
-                status.request_id,
-                actor.clone(),
+            .execute_found(
+                &status,
+                &message.phone_last4,
+                actor,
                 Action::Withdraw { reason },
+                &message.idempotency_key,
             )
-            .await
-            .map_err(Self::hide_refusal(&actor))?;
+            .await?;
         Ok(Response::new(WithdrawRequestResponse {
             position: api_position(executed.position),
             state: convert::state_i32(executed.status),
@@ -433,15 +462,14 @@ impl ResidentService for ResidentHandler {
             )
             .await?;
         let executed = self
-            .state
-            .application
-            .execute(
-                status.request_id,
-                actor.clone(),
+            .execute_found(
+                &status,
+                &message.phone_last4,
+                actor,
                 Action::Rate { grade, comment },
+                &message.idempotency_key,
             )
-            .await
-            .map_err(Self::hide_refusal(&actor))?;
+            .await?;
         let remediation = if grade.is_bad() {
             RemediationStatus::Open
         } else {

@@ -663,10 +663,10 @@ const TABLE: &[(&str, [Outcome; 9])] = &[
     ("WatchRequest", [U, O, O, D, D, D, D, D, O]),
     // Kiosk staff may hand in materials for residents of their site.
     ("ProvideInfo", [U, O, O, D, D, D, D, D, D]),
-    // A resident's or kiosk's refusal after a look-up reads like wrong digits (issue 16),
-    // so a kiosk that may not withdraw or rate is told NOT_FOUND.
-    ("WithdrawRequest", [U, O, H, D, D, D, D, D, D]),
-    ("RateRequest", [U, O, H, D, D, D, D, D, D]),
+    // With the receipt (code and digits) a kiosk of the site acts for the resident at
+    // it (issue 16, item 9).
+    ("WithdrawRequest", [U, O, O, D, D, D, D, D, D]),
+    ("RateRequest", [U, O, O, D, D, D, D, D, D]),
     // CaseworkerService: a caseworker of another site never sees the request.
     ("ListQueue", [U, D, D, O, O, O, D, D, O]),
     ("GetRequest", [U, D, D, O, H, O, D, D, O]),

@@ -21,8 +21,8 @@ fn state_of(status: &RequestStatus) -> RequestState {
 #[tokio::test]
 async fn every_category_goes_through_its_whole_life() {
     // One resident follows eight requests step by step: about a hundred look-ups by
-    // tracking code in a few seconds, past the default per-client limit of 60 a minute
-    // (every call taking a code and digits counts, issue 16).
+    // tracking code (status, materials, rating) in a few seconds, past the default
+    // per-client limit of 60 a minute (every call taking a code and digits counts).
     let world = World::on(
         crate::helpers::TestApp::spawn_with(|config| config.status_lookups_per_minute = 1000).await,
     )
