@@ -427,9 +427,9 @@ fn material_violations(field: &str, materials: &Materials) -> Vec<FieldViolation
             }
         }
         let sha = &attachment.sha256;
-        if !sha.is_empty()
-            && !(sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        {
+        let well_formed = sha.is_empty()
+            || (sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        if !well_formed {
             violations.push(FieldViolation::new(
                 part("sha256"),
                 Problem::Other {

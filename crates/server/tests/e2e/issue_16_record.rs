@@ -726,7 +726,6 @@ async fn issue_16_item_8_reports_give_age_buckets_oldest_unrated_and_the_whole_w
                 filter: filter(),
                 grouping: ReportGrouping::None as i32,
                 min_position: position,
-                ..Default::default()
             },
             &t.manager_a,
         ))
