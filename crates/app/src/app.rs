@@ -38,7 +38,8 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// A catalogue file to load instead of the shipped one.
     pub catalogue_file: Option<PathBuf>,
-    /// A calendar file to load instead of the shipped 2026 one.
+    /// A calendar file to load instead of the shipped years (the years installed in
+    /// `data_dir/calendar/` are added to it).
     pub calendar_file: Option<PathBuf>,
     pub log_options: LogOptions,
     /// How often the timer scheduler looks for due timers.
@@ -207,6 +208,8 @@ pub(crate) struct Inner {
     pub(crate) log: EventLog,
     pub(crate) catalogue: Arc<Catalogue>,
     pub(crate) calendar: Arc<Calendar>,
+    /// Held while a calendar year is installed: one at a time.
+    pub(crate) calendar_install: std::sync::Mutex<()>,
     pub(crate) keys: KeyStore,
     pub(crate) projections: Projections,
     pub(crate) clock: Arc<dyn Clock>,
@@ -246,15 +249,7 @@ impl Application {
                 Catalogue::from_toml_str(&text).map_err(|e| AppError::Unavailable(e.to_string()))?
             }
         };
-        let calendar = match &config.calendar_file {
-            None => Calendar::china_2026(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    AppError::Unavailable(format!("cannot read calendar {}: {e}", path.display()))
-                })?;
-                Calendar::from_toml_str(&text).map_err(|e| AppError::Unavailable(e.to_string()))?
-            }
-        };
+        let calendar = crate::calendar::load(&config)?;
         let keys_dir = config.data_dir.join("keys");
         let secret = config.resident_secret.map(|s| s.0);
         let (keys, stats) = tokio::task::spawn_blocking(move || KeyStore::open(&keys_dir, secret))
@@ -296,6 +291,7 @@ impl Application {
                 log,
                 catalogue: Arc::new(catalogue),
                 calendar,
+                calendar_install: std::sync::Mutex::new(()),
                 keys,
                 projections,
                 clock,
@@ -373,6 +369,7 @@ impl Application {
                 .map_err(|e| AppError::unavailable(format!("copying {}: {e}", demo.display())))?;
             files.push(crate::DEMO_CLOCK_FILE.to_string());
         }
+        files.extend(crate::calendar::backup(&self.inner.config.data_dir, to)?);
         Ok(AppBackup {
             position: log.position,
             key_records: keys.records,

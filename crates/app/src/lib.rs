@@ -15,12 +15,15 @@
 //!   of scope: Forbidden). Each takes `min_position` (a log position, 0-based) and waits
 //!   until the read models have applied it, up to `AppConfig::query_timeout`; call
 //!   [`Application::wait_for`] first to wait with a call's own budget.
+//! - [`Application::install_calendar`]: a newly published year of the working-day
+//!   calendar, kept in `data_dir/calendar/<year>.toml` and read at every start.
 //! - [`Application::fire_due_timers`]: one scheduler round (the scheduler runs them
 //!   every `AppConfig::timer_interval` and once at start).
 //!
 //! See `docs/adr/003-application-layer.md` for the decisions behind it.
 
 mod app;
+mod calendar;
 mod clock;
 mod error;
 mod input;
@@ -34,6 +37,7 @@ pub use app::{
     AppBackup, AppConfig, Application, CommandOptions, ErasureReport, Executed, ReassignTarget,
     ResidentSecret, SubmitInput, Submitted,
 };
+pub use calendar::{CalendarInstalled, CALENDAR_DIR, MAX_CALENDAR_BYTES};
 pub use clock::{
     Advanced, Clock, DemoClock, ManualClock, SystemClock, DEMO_CLOCK_FILE, MAX_DEMO_ADVANCE,
 };

@@ -25,7 +25,9 @@ pub mod text;
 pub mod time;
 
 pub use actor::{Actor, Role, Scope};
-pub use calendar::{Calendar, CalendarError};
+pub use calendar::{
+    Calendar, CalendarError, Schedule, FIXED_STATUTORY_HOLIDAYS, WARN_DAYS_BEFORE_YEAR_END,
+};
 pub use catalogue::{
     validate_form, validate_sealed_form, Answer, Catalogue, CatalogueError, FieldDefinition,
     FieldKind, FieldViolation, FormAnswers, FulfilmentStep, MaterialDefinition, Problem,

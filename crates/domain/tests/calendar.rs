@@ -167,18 +167,129 @@ fn the_start_day_does_not_count_and_days_are_read_in_beijing_time() {
 }
 
 #[test]
-fn outside_2026_the_calendar_falls_back_to_monday_to_friday() {
+fn outside_the_installed_years_only_weekends_and_the_fixed_statutory_holidays_are_off() {
     let cal = Calendar::china_2026();
     assert!(!cal.covers(date("2027-01-01")));
     assert!(cal.covers(date("2026-12-31")));
-    // 1 January 2027 is a Friday and (really) a holiday, but the calendar does not know 2027.
-    assert!(cal.is_working_day(date("2027-01-01")));
+    // 1 January 2027 is a Friday and, by law, always a holiday: the fallback knows it
+    // even without the 2027 file (it used to count it as a working day).
+    assert!(!cal.is_working_day(date("2027-01-01")));
     assert!(!cal.is_working_day(date("2027-01-02")));
+    for fixed in [
+        "2027-05-03",
+        "2028-05-01",
+        "2028-05-02",
+        "2027-10-01",
+        "2027-10-04",
+    ] {
+        let d = date(fixed);
+        let fixed_holiday = (d.month == 5 && d.day <= 2) || (d.month == 10 && d.day <= 3);
+        assert_eq!(
+            cal.is_working_day(d),
+            !d.is_weekend() && !fixed_holiday,
+            "{fixed}"
+        );
+    }
+    // The lunar holidays are unknown without the year's file: the Spring Festival of
+    // 2027 (6 February is 初一) counts Monday 8 February as a working day.
+    assert!(cal.is_working_day(date("2027-02-08")));
     // A deadline crossing the year end uses the 2026 data, then the fallback.
     assert_eq!(
         cal.add_working_days(at("2026-12-30", 9), 3),
-        end_of("2027-01-04")
+        end_of("2027-01-05")
     );
+}
+
+const TEST_2027: &str = r#"name = "test 2027"
+covers_from = "2027-01-01"
+covers_to = "2027-12-31"
+holidays = ["2027-01-01", "2027-02-08", "2027-02-09"]
+workdays = ["2027-02-20"]"#;
+
+#[test]
+fn an_installed_year_is_seen_by_every_holder_and_replaces_only_the_same_range() {
+    let shared = std::sync::Arc::new(Calendar::china_2026());
+    let holder = shared.clone();
+    let independent = (*shared).clone();
+    assert!(holder.is_working_day(date("2027-02-08")));
+    let replaced = shared
+        .install(Schedule::from_toml_str(TEST_2027).unwrap())
+        .unwrap();
+    assert!(replaced.is_none());
+    assert!(holder.covers(date("2027-06-30")));
+    assert!(!holder.is_working_day(date("2027-02-08")));
+    assert!(
+        holder.is_working_day(date("2027-02-20")),
+        "a make-up working day"
+    );
+    // A clone taken before is a value of its own.
+    assert!(!independent.covers(date("2027-06-30")));
+    // The same range again replaces the schedule (a corrected file).
+    let corrected = TEST_2027.replace("\"2027-02-09\"", "\"2027-02-10\"");
+    let replaced = shared
+        .install(Schedule::from_toml_str(&corrected).unwrap())
+        .unwrap()
+        .expect("replaced");
+    assert_eq!(replaced.name(), "test 2027");
+    assert!(holder.is_working_day(date("2027-02-09")));
+    assert!(!holder.is_working_day(date("2027-02-10")));
+    // A partly overlapping range is refused and changes nothing.
+    let overlapping = Schedule::from_toml_str(
+        r#"name = "half"
+covers_from = "2027-07-01"
+covers_to = "2028-06-30""#,
+    )
+    .unwrap();
+    let error = shared.install(overlapping).unwrap_err().to_string();
+    assert!(error.contains("overlaps \"test 2027\""), "{error}");
+    assert_eq!(shared.schedules().len(), 2);
+    assert_eq!(
+        shared
+            .coverage()
+            .map(|(a, b)| (a.to_string(), b.to_string())),
+        Some(("2026-01-01".into(), "2027-12-31".into()))
+    );
+}
+
+#[test]
+fn a_missing_year_is_reported_within_sixty_days_of_the_year_end() {
+    let cal = Calendar::china_2026();
+    // 1 November 2026 is 60 days before 31 December: not yet.
+    assert_eq!(cal.missing_year(date("2026-11-01")), None);
+    assert_eq!(cal.missing_year(date("2026-11-02")), Some(2027));
+    assert_eq!(cal.missing_year(date("2026-12-31")), Some(2027));
+    // On a day no schedule covers, this year is the missing one.
+    assert_eq!(cal.missing_year(date("2027-01-01")), Some(2027));
+    assert_eq!(cal.missing_year(date("2025-06-01")), Some(2025));
+    cal.install(Schedule::from_toml_str(TEST_2027).unwrap())
+        .unwrap();
+    assert_eq!(cal.missing_year(date("2026-12-31")), None);
+    assert_eq!(cal.missing_year(date("2027-11-01")), None);
+    assert_eq!(cal.missing_year(date("2027-12-01")), Some(2028));
+}
+
+#[test]
+fn a_year_file_covers_exactly_one_year() {
+    let schedule = Schedule::from_toml_str(TEST_2027).unwrap();
+    assert_eq!(schedule.whole_year(), Ok(2027));
+    let half = Schedule::from_toml_str(
+        r#"name = "half"
+covers_from = "2027-01-01"
+covers_to = "2027-06-30""#,
+    )
+    .unwrap();
+    assert_eq!(
+        half.whole_year().unwrap_err().to_string(),
+        "a calendar year file covers one whole year (covers_from = \"YYYY-01-01\", covers_to = \"YYYY-12-31\"), not 2027-01-01..=2027-06-30"
+    );
+    assert!(Schedule::from_toml_str(
+        r#"name = " "
+covers_from = "2027-01-01"
+covers_to = "2027-12-31""#
+    )
+    .unwrap_err()
+    .to_string()
+    .contains("name is empty"));
 }
 
 #[test]

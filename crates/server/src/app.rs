@@ -177,6 +177,35 @@ async fn follow_write_health(health: HealthReporter, application: Application) {
     }
 }
 
+/// How often the server looks whether the working-day calendar lacks a year.
+const CALENDAR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Logs a WARN at start and then once a day (by the server's clock) while the calendar
+/// lacks a year it should have by now (`Calendar::missing_year`).
+async fn watch_calendar(application: Application) {
+    let mut warned_on = None;
+    loop {
+        let today = application.now().cst_date();
+        match application.calendar().missing_year(today) {
+            Some(year) if warned_on != Some(today) => {
+                warned_on = Some(today);
+                let last = application
+                    .calendar()
+                    .coverage()
+                    .map_or_else(|| "nothing".to_string(), |(_, to)| to.to_string());
+                tracing::warn!(
+                    missing_year = year,
+                    covered_until = %last,
+                    "the working-day calendar has no holiday arrangement for {year}: outside the known years only weekends and 1 Jan, 1-2 May, 1-3 Oct are days off, so deadlines will count the Spring Festival and the other lunar holidays as working days; install the year's file with `anju calendar install` (AdminService.InstallCalendar)"
+                );
+            }
+            Some(_) => {}
+            None => warned_on = None,
+        }
+        tokio::time::sleep(CALENDAR_CHECK_INTERVAL).await;
+    }
+}
+
 impl App {
     /// Loads (or on first start creates) the token secret, binds both ports and
     /// assembles the service stack.
@@ -385,6 +414,7 @@ impl App {
             health.clone(),
             state.application.clone(),
         ));
+        let calendar_task = tokio::spawn(watch_calendar(state.application.clone()));
 
         tokio::pin!(stop);
         let ended_early = tokio::select! {
@@ -392,6 +422,7 @@ impl App {
             result = &mut grpc_task => Some(result),
         };
         health_task.abort();
+        calendar_task.abort();
         if let Some(result) = ended_early {
             let _ = stop_sender.send(true);
             let _ = http_task.await;

@@ -2,7 +2,7 @@
 //! such a backup into a new data directory after checking every byte of it (ADR 009).
 //!
 //! A backup is laid out as a data directory (`log/segments/`, `keys/`, `token-secret`,
-//! `demo-clock`) plus `manifest.json`, written last: a directory without a manifest is an
+//! `demo-clock`, `calendar/`) plus `manifest.json`, written last: a directory without a manifest is an
 //! unfinished backup and restore refuses it.
 
 use std::fs::{File, OpenOptions};
@@ -210,7 +210,7 @@ fn hash_and_sync(dir: &Path, paths: &[String]) -> Result<Vec<ManifestFile>, Stri
             sha256,
         });
     }
-    for sub in ["log/segments", "log", "keys", ""] {
+    for sub in ["log/segments", "log", "keys", "calendar", ""] {
         let _ = File::open(dir.join(sub)).and_then(|d| d.sync_all());
     }
     Ok(files)

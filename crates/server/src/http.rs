@@ -43,6 +43,12 @@ pub async fn serve(listener: TcpListener, state: AppState) {
                 .memory_footprint();
             crate::metrics::render_read_models(&mut out, &parts);
             crate::metrics::render_write_health(&mut out, &render_state.application.write_health());
+            let application = &render_state.application;
+            crate::metrics::render_calendar(
+                &mut out,
+                application.calendar(),
+                application.now().cst_date(),
+            );
             out
         }),
         stopping: state.stopping.clone(),

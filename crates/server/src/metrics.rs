@@ -174,6 +174,36 @@ pub fn render_write_health(
     }
 }
 
+/// Whether the working-day calendar lacks a year it should have by now
+/// (`Calendar::missing_year`), and the last date it covers.
+pub fn render_calendar(
+    out: &mut String,
+    calendar: &anju_domain::Calendar,
+    today: anju_domain::CivilDate,
+) {
+    let missing = calendar.missing_year(today);
+    let _ = writeln!(
+        out,
+        "# HELP anju_calendar_year_missing 1 while the working-day calendar lacks this year, or next year from 60 days before 31 December: install it with AdminService.InstallCalendar (anju calendar install)."
+    );
+    let _ = writeln!(out, "# TYPE anju_calendar_year_missing gauge");
+    let _ = writeln!(
+        out,
+        "anju_calendar_year_missing {}",
+        u8::from(missing.is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP anju_calendar_covered_until_year The last year the working-day calendar holds a published arrangement for (0 for none)."
+    );
+    let _ = writeln!(out, "# TYPE anju_calendar_covered_until_year gauge");
+    let _ = writeln!(
+        out,
+        "anju_calendar_covered_until_year {}",
+        calendar.coverage().map_or(0, |(_, to)| to.year)
+    );
+}
+
 impl Metrics {
     /// The call counters alone (gRPC calls by method, refused tokens, HTTP requests),
     /// for a process that renders its own gauges around them (anju-insight).

@@ -2,10 +2,12 @@
 //! (`--demo-clock`) forward and answers once the timer scheduler has fired what fell
 //! due; without the flag the server is on the system clock and refuses. `Backup` takes
 //! an online backup into a new directory on the server's host (`crate::backup`).
+//! `GetCalendar` / `InstallCalendar`: the working-day calendar's known years, and a
+//! newly published year installed while the server runs.
 
 use std::time::Duration;
 
-use anju_domain::{Calendar, Timestamp};
+use anju_domain::{Calendar, CivilDate, Schedule, Timestamp};
 use anju_proto::v1::admin_service_server::AdminService;
 use anju_proto::v1::*;
 use tonic::{Request, Response, Status as GrpcStatus};
@@ -56,8 +58,86 @@ pub fn working_days_ahead(calendar: &Calendar, now: Timestamp, n: u32) -> Timest
     Timestamp(Timestamp::cst_start_of(day).0 + time_of_day)
 }
 
+fn date(day: CivilDate) -> Date {
+    Date {
+        year: day.year,
+        month: day.month as i32,
+        day: day.day as i32,
+    }
+}
+
+fn calendar_year(schedule: &Schedule) -> CalendarYear {
+    CalendarYear {
+        year: schedule.covers_from().year,
+        name: schedule.name().to_string(),
+        holidays: schedule.holidays().iter().copied().map(date).collect(),
+        workdays: schedule.workdays().iter().copied().map(date).collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminHandler {
+    async fn get_calendar(
+        &self,
+        request: Request<GetCalendarRequest>,
+    ) -> Result<Response<GetCalendarResponse>, GrpcStatus> {
+        caller(&request, ADMIN_ROLES)?;
+        let application = &self.state.application;
+        let today = application.now().cst_date();
+        let calendar = application.calendar();
+        Ok(Response::new(GetCalendarResponse {
+            years: calendar
+                .schedules()
+                .iter()
+                .map(|schedule| calendar_year(schedule))
+                .collect(),
+            missing_year: calendar.missing_year(today).unwrap_or(0),
+            today: Some(date(today)),
+        }))
+    }
+
+    async fn install_calendar(
+        &self,
+        request: Request<InstallCalendarRequest>,
+    ) -> Result<Response<InstallCalendarResponse>, GrpcStatus> {
+        let actor = caller(&request, ADMIN_ROLES)?;
+        let text = request.into_inner().calendar_toml;
+        if text.trim().is_empty() {
+            let mut violations = Violations::new();
+            violations.add(
+                "calendar_toml",
+                "is required: the year file's text (name, covers_from, covers_to, holidays, workdays)",
+            );
+            violations.into_result()?;
+        }
+        let application = &self.state.application;
+        let installed = application
+            .install_calendar(text)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(
+            admin = %actor.id,
+            year = installed.year,
+            replaced = installed.replaced,
+            "calendar installed"
+        );
+        let calendar = application.calendar();
+        let schedule = calendar
+            .schedules()
+            .into_iter()
+            .find(|schedule| schedule.covers_from().year == installed.year)
+            .ok_or_else(|| {
+                ApiError::Unavailable("the installed year is not in the calendar".into())
+            })?;
+        Ok(Response::new(InstallCalendarResponse {
+            installed: Some(calendar_year(&schedule)),
+            replaced: installed.replaced,
+            missing_year: calendar
+                .missing_year(application.now().cst_date())
+                .unwrap_or(0),
+        }))
+    }
+
     async fn get_clock(
         &self,
         request: Request<GetClockRequest>,
