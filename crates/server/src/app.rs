@@ -196,7 +196,7 @@ async fn watch_calendar(application: Application) {
                 tracing::warn!(
                     missing_year = year,
                     covered_until = %last,
-                    "the working-day calendar has no holiday arrangement for {year}: outside the known years only weekends and 1 Jan, 1-2 May, 1-3 Oct are days off, so deadlines will count the Spring Festival and the other lunar holidays as working days; install the year's file with `anju calendar install` (AdminService.InstallCalendar)"
+                    "the working-day calendar has no holiday arrangement for {year}: outside the known years only weekends and 1 Jan, 1-2 May, 1-3 Oct are days off, so deadlines will count the Spring Festival and the other lunar holidays as working days; install the year's file with AdminService.InstallCalendar (docs/operations.md)"
                 );
             }
             Some(_) => {}

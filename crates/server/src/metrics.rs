@@ -184,7 +184,7 @@ pub fn render_calendar(
     let missing = calendar.missing_year(today);
     let _ = writeln!(
         out,
-        "# HELP anju_calendar_year_missing 1 while the working-day calendar lacks this year, or next year from 60 days before 31 December: install it with AdminService.InstallCalendar (anju calendar install)."
+        "# HELP anju_calendar_year_missing 1 while the working-day calendar lacks this year, or next year from 60 days before 31 December: install it with AdminService.InstallCalendar."
     );
     let _ = writeln!(out, "# TYPE anju_calendar_year_missing gauge");
     let _ = writeln!(
