@@ -150,6 +150,14 @@ impl Projections {
         self.shared.models.request_id_by_tracking(code)
     }
 
+    /// See [`ReadModels::request_ids_by_identity`].
+    pub fn request_ids_by_identity(
+        &self,
+        digest: &str,
+    ) -> Result<Vec<RequestId>, ProjectionError> {
+        self.shared.models.request_ids_by_identity(digest)
+    }
+
     pub fn timeline(&self, id: &RequestId) -> Result<Vec<TimelineEntry>, ProjectionError> {
         self.shared.models.timeline(id)
     }

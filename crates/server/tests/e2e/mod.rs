@@ -5,6 +5,7 @@ mod access;
 mod clock;
 mod close;
 mod inputs;
+mod issue_16_identity;
 mod issue_16_inputs;
 mod issue_16_record;
 mod lifecycle;
