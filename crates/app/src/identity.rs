@@ -20,7 +20,8 @@ use anju_eventlog::{ExpectedVersion, Metadata, NewEvent};
 use serde::{Deserialize, Serialize};
 
 /// The log stream the look-ups' audit records go to. Read it with
-/// `EventLogService.ReadStream` (admin) or `anju log read-stream`.
+/// `EventLogService.ReadStream` (admin) or
+/// `anju tail --prefix audit-identity-lookups --from 0 --no-follow`.
 pub const IDENTITY_AUDIT_STREAM: &str = "audit-identity-lookups";
 
 /// The audit record's event type.
