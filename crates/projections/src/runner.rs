@@ -471,11 +471,23 @@ impl Runner {
     }
 }
 
-/// Decodes each event once; `None` for an event that cannot be read (logged).
+/// Decodes each event of a request stream once; `None` for an event that cannot be
+/// read (logged) and, silently, for events of other streams (the audit records of
+/// identity look-ups, `$lost`), which the read models pass over.
 fn decode(events: &[RecordedEvent]) -> Vec<Option<Event>> {
     events
         .iter()
-        .map(|e| match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
+        .map(|e| {
+            if crate::request_id_of_stream(&e.stream_id).is_none() {
+                return None;
+            }
+            decode_one(e)
+        })
+        .collect()
+}
+
+fn decode_one(e: &RecordedEvent) -> Option<Event> {
+    match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
             Ok(event) => Some(event),
             Err(error) => {
                 // Never the payload, nor a JSON error, which can quote payload values.
@@ -488,8 +500,7 @@ fn decode(events: &[RecordedEvent]) -> Vec<Option<Event>> {
                 tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
                 None
             }
-        })
-        .collect()
+    }
 }
 
 /// Applies a decoded chunk with its checkpoint in one transaction.
