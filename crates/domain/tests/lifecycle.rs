@@ -141,10 +141,7 @@ fn every_form_violation_is_named_at_submission() {
         .insert("favourite_colour".into(), Answer::Text("red".into()));
     s.applicant.phone_last4 = "42".into();
     // Only keyed digests may stand for identity numbers; a clear one is refused.
-    s.applicant.id_number_digests = vec![
-        "7f".repeat(32),
-        "510101199001011234".into(),
-    ];
+    s.applicant.id_number_digests = vec!["7f".repeat(32), "510101199001011234".into()];
     let violations = match decide(
         &RequestState::default(),
         &cmd(resident(), march(2, 9), Action::Submit(s)),

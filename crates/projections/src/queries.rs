@@ -62,10 +62,7 @@ impl ReadModels {
 
     /// The requests whose applicant names an identity number with this digest (64
     /// lowercase hex characters; anything else finds nothing), in request-id order.
-    pub fn request_ids_by_identity(
-        &self,
-        digest: &str,
-    ) -> Result<Vec<RequestId>, ProjectionError> {
+    pub fn request_ids_by_identity(&self, digest: &str) -> Result<Vec<RequestId>, ProjectionError> {
         let Some(prefix) = keys::identity_prefix(digest) else {
             return Ok(Vec::new());
         };

@@ -151,10 +151,7 @@ impl Projections {
     }
 
     /// See [`ReadModels::request_ids_by_identity`].
-    pub fn request_ids_by_identity(
-        &self,
-        digest: &str,
-    ) -> Result<Vec<RequestId>, ProjectionError> {
+    pub fn request_ids_by_identity(&self, digest: &str) -> Result<Vec<RequestId>, ProjectionError> {
         self.shared.models.request_ids_by_identity(digest)
     }
 
@@ -488,18 +485,18 @@ fn decode(events: &[RecordedEvent]) -> Vec<Option<Event>> {
 
 fn decode_one(e: &RecordedEvent) -> Option<Event> {
     match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
-            Ok(event) => Some(event),
-            Err(error) => {
-                // Never the payload, nor a JSON error, which can quote payload values.
-                let reason = match &error {
-                    anju_domain::EventDecodeError::Json(_) => {
-                        "the json does not match the event type".to_string()
-                    }
-                    other => other.to_string(),
-                };
-                tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
-                None
-            }
+        Ok(event) => Some(event),
+        Err(error) => {
+            // Never the payload, nor a JSON error, which can quote payload values.
+            let reason = match &error {
+                anju_domain::EventDecodeError::Json(_) => {
+                    "the json does not match the event type".to_string()
+                }
+                other => other.to_string(),
+            };
+            tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
+            None
+        }
     }
 }
 

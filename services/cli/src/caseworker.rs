@@ -5,9 +5,9 @@ use anju_proto::v1::{
     AcceptRequestRequest, AddNoteRequest, AppealRatingRequest, ApproveRequestRequest,
     ClaimRequestRequest, CloseRequestRequest, CompleteFulfilmentStepRequest, DecideAppealRequest,
     DecideExtensionRequest, DenyRequestRequest, FindRequestsByIdentityRequest, FoundRequest,
-    GetRequestRequest, ListQueueRequest, MissingMaterial, QueueFilter, QueueItem, ReassignRequestRequest, RefuseRequestRequest,
-    RequestDetail, RequestExtensionRequest, RequestInfoRequest, RequestState,
-    ResolveRemediationRequest, StartFulfilmentRequest,
+    GetRequestRequest, ListQueueRequest, MissingMaterial, QueueFilter, QueueItem,
+    ReassignRequestRequest, RefuseRequestRequest, RequestDetail, RequestExtensionRequest,
+    RequestInfoRequest, RequestState, ResolveRemediationRequest, StartFulfilmentRequest,
 };
 use clap::{Args, Subcommand};
 

@@ -1051,7 +1051,10 @@ impl CaseworkerService for CaseworkerHandler {
         let head = application.log().head_position();
         if head > 0 {
             let budget = call_timeout(&request, self.state.config.request_timeout);
-            application.wait_for(Some(head - 1), Some(budget)).await?;
+            application
+                .wait_for(Some(head - 1), Some(budget))
+                .await
+                .map_err(ApiError::from)?;
         }
         let found = application
             .find_by_identity(&actor, &message.identity_number, &message.reason)

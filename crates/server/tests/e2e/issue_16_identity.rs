@@ -318,9 +318,14 @@ async fn every_look_up_is_audited_and_the_number_is_in_no_event() {
     let found = find(&world, &t.caseworker_a, SAMPLE_ID_NUMBER, reason)
         .await
         .unwrap();
-    let nothing = find(&world, &t.caseworker_b, SAMPLE_ID_NUMBER, "lost receipt, site B")
-        .await
-        .unwrap();
+    let nothing = find(
+        &world,
+        &t.caseworker_b,
+        SAMPLE_ID_NUMBER,
+        "lost receipt, site B",
+    )
+    .await
+    .unwrap();
     assert!(nothing.requests.is_empty());
 
     // The submission keeps a keyed digest of the number, never the number.
@@ -357,7 +362,10 @@ async fn every_look_up_is_audited_and_the_number_is_in_no_event() {
     );
     assert!(record["at"].as_i64().unwrap() > 0);
     let second: serde_json::Value = serde_json::from_slice(&audit[1].payload).unwrap();
-    assert_eq!((second["by"].as_str(), second["found"].as_u64()), (Some("cw-liu"), Some(0)));
+    assert_eq!(
+        (second["by"].as_str(), second["found"].as_u64()),
+        (Some("cw-liu"), Some(0))
+    );
     for event in &audit {
         let text = String::from_utf8_lossy(&event.payload);
         assert!(
