@@ -111,6 +111,10 @@ impl TimerKind {
 }
 
 /// What is asked.
+// Submit is much larger than the rest; as with `Event::RequestSubmitted`, boxing it
+// would make every match clumsier for a saving that does not matter (one command per
+// call, never kept).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {

@@ -475,9 +475,7 @@ fn decode(events: &[RecordedEvent]) -> Vec<Option<Event>> {
     events
         .iter()
         .map(|e| {
-            if crate::request_id_of_stream(&e.stream_id).is_none() {
-                return None;
-            }
+            crate::request_id_of_stream(&e.stream_id)?;
             decode_one(e)
         })
         .collect()
