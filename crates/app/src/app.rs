@@ -540,6 +540,21 @@ impl Application {
         answers: FormAnswers,
     ) -> Submission {
         let phone = &parsed.contact.phone;
+        // The applicant's number and the form's `id_number` answer (the person the
+        // request is for, who may be someone else), as keyed digests.
+        let form_id_number = match parsed.form.answers().get("id_number") {
+            Some(Answer::Text(text)) => parse_id_number("id_number", text).ok(),
+            _ => None,
+        };
+        let mut id_number_digests: Vec<String> = parsed
+            .contact
+            .id_number
+            .iter()
+            .chain(form_id_number.iter())
+            .map(|id| crate::identity::id_number_digest(&self.inner.keys, id))
+            .collect();
+        id_number_digests.sort();
+        id_number_digests.dedup();
         Submission {
             tracking_code,
             site: parsed.site.clone(),
@@ -551,6 +566,7 @@ impl Application {
                 display_name: parsed.display_name.clone(),
                 phone_last4: phone[phone.len() - 4..].to_string(),
                 sealed_contact,
+                id_number_digests,
             },
             on_behalf_of: parsed.on_behalf_of.clone(),
             materials: parsed.materials.clone(),

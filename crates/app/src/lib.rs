@@ -6,6 +6,8 @@
 //! - [`Application::submit`]: parse, validate, seal personal data, idempotent append.
 //! - [`Application::execute`] / [`Application::reassign`]: every other command, with
 //!   one re-decide on a version conflict.
+//! - [`Application::find_by_identity`]: staff find a resident's requests by identity
+//!   number (a keyed digest, never the number), each look-up audited in the log.
 //! - [`Application::erase_resident`] / [`Application::unseal_contact`]: crypto-shredding
 //!   and the authorised view of contact details.
 //! - queries with the access rules: [`Application::resident_status`] (tracking code +
@@ -26,6 +28,7 @@ mod app;
 mod calendar;
 mod clock;
 mod error;
+mod identity;
 mod input;
 mod keymap;
 pub mod keys;
@@ -42,6 +45,10 @@ pub use clock::{
     Advanced, Clock, DemoClock, ManualClock, SystemClock, DEMO_CLOCK_FILE, MAX_DEMO_ADVANCE,
 };
 pub use error::AppError;
+pub use identity::{
+    FoundByIdentity, IdentityLookupAudit, IdentityMatch, IDENTITY_AUDIT_EVENT,
+    IDENTITY_AUDIT_STREAM, MAX_REASON_CHARS,
+};
 pub use input::{parse_id_number, parse_idempotency_key, parse_phone};
 pub use queries::*;
 pub use seal::{mask, Contact};

@@ -321,6 +321,19 @@ fn submit(
             Problem::Missing,
         ));
     }
+    // Only digests reach an event: a clear identity number put here by mistake is refused.
+    if let Some(i) = applicant
+        .id_number_digests
+        .iter()
+        .position(|d| !Applicant::is_digest(d))
+    {
+        violations.push(FieldViolation::new(
+            format!("applicant.id_number_digests[{i}]"),
+            Problem::Other {
+                message: "must be 64 lowercase hex characters (a keyed digest)".to_string(),
+            },
+        ));
+    }
     if command.actor.role == Role::Kiosk
         && submission.on_behalf_of.as_ref() != Some(&applicant.resident_id)
     {

@@ -140,6 +140,8 @@ fn every_form_violation_is_named_at_submission() {
     s.answers
         .insert("favourite_colour".into(), Answer::Text("red".into()));
     s.applicant.phone_last4 = "42".into();
+    // Only keyed digests may stand for identity numbers; a clear one is refused.
+    s.applicant.id_number_digests = vec!["7f".repeat(32), "510101199001011234".into()];
     let violations = match decide(
         &RequestState::default(),
         &cmd(resident(), march(2, 9), Action::Submit(s)),
@@ -173,7 +175,8 @@ fn every_form_violation_is_named_at_submission() {
     expect("income_sources", "not_allowed");
     expect("id_number", "not_sealed");
     expect("situation", "too_long");
-    assert_eq!(violations.len(), 7);
+    expect("applicant.id_number_digests[1]", "other");
+    assert_eq!(violations.len(), 8);
     // The clear identity number never appears in the error message.
     let message = DomainError::Invalid(violations).to_string();
     assert!(!message.contains("510101199001011234"));

@@ -233,6 +233,13 @@ impl Insight {
                 continue;
             }
             next_positions.insert(body.node.clone(), next + 1);
+            // Only request streams fold into the figures; the others (the audit records
+            // of identity look-ups) are passed over without being set aside.
+            if anju_projections::request_id_of_stream(&body.stream_id).is_none() {
+                decoded.push((index, body, None));
+                fates.push(AckKind::Ack);
+                continue;
+            }
             let data = serde_json::to_vec(&body.data).unwrap_or_default();
             let event = match Event::from_json(&body.event_type, body.schema_version, &data) {
                 Ok(event) => Some(event),

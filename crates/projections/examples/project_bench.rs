@@ -70,6 +70,7 @@ fn submitted(n: u64) -> (RequestId, Event) {
             display_name: "王秀英".into(),
             phone_last4: "0427".into(),
             sealed_contact: "sealed:v1:0123456789abcdef0123456789abcdef".into(),
+            id_number_digests: Vec::new(),
         },
         submitted_by: ActorId::new(format!("res-{n}")),
         on_behalf_of: None,

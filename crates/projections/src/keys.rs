@@ -48,6 +48,24 @@ pub(crate) fn tracking(code: &TrackingCode) -> [u8; 8] {
     code.value().to_be_bytes()
 }
 
+/// `proj_identities`: the identity-number digest (64 hex characters as 32 bytes) and
+/// the request; `None` when the digest is not 64 lowercase hex characters.
+pub(crate) fn identity(digest: &str, id: &RequestId) -> Option<Vec<u8>> {
+    let mut key = identity_prefix(digest)?;
+    key.extend_from_slice(&request(id));
+    Some(key)
+}
+
+/// The 32 bytes of a digest written as 64 lowercase hex characters.
+pub(crate) fn identity_prefix(digest: &str) -> Option<Vec<u8>> {
+    if !anju_domain::Applicant::is_digest(digest) {
+        return None;
+    }
+    (0..32)
+        .map(|i| u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
 pub(crate) fn request(id: &RequestId) -> [u8; 16] {
     *id.0.as_bytes()
 }

@@ -60,6 +60,22 @@ impl ReadModels {
             .and_then(|v| keys::read_request(&v)))
     }
 
+    /// The requests whose applicant names an identity number with this digest (64
+    /// lowercase hex characters; anything else finds nothing), in request-id order.
+    pub fn request_ids_by_identity(&self, digest: &str) -> Result<Vec<RequestId>, ProjectionError> {
+        let Some(prefix) = keys::identity_prefix(digest) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for item in self.trees().identities.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let id = keys::read_request(&key[prefix.len()..])
+                .ok_or_else(|| corrupt("identity entry", keys::hex(&key)))?;
+            found.push(id);
+        }
+        Ok(found)
+    }
+
     /// The request's events in stream order (empty for an unknown request).
     pub fn timeline(&self, id: &RequestId) -> Result<Vec<TimelineEntry>, ProjectionError> {
         Ok(self.request(id)?.map(|v| v.timeline).unwrap_or_default())

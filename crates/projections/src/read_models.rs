@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Bump when the layout or the meaning of any `proj_` tree changes: the trees are then
 /// cleared and rebuilt from position 0 on start.
-pub const PROJECTION_VERSION: u64 = 7;
+pub const PROJECTION_VERSION: u64 = 8;
 
 /// A snapshot of the in-memory models is written when this long has passed since the
 /// last one and something changed (the default; see [`ReadModels::with_snapshot_interval`])...
@@ -60,9 +60,10 @@ pub(crate) const TREE_SITES: &str = "proj_sites";
 pub(crate) const TREE_COUNTS: &str = "proj_counts";
 pub(crate) const TREE_SPANS: &str = "proj_spans";
 pub(crate) const TREE_REMEDIATIONS: &str = "proj_remediations";
+pub(crate) const TREE_IDENTITIES: &str = "proj_identities";
 
 /// Every tree, in the order of `Trees::all`.
-pub const TREE_NAMES: [&str; 9] = [
+pub const TREE_NAMES: [&str; 10] = [
     TREE_META,
     TREE_REQUESTS,
     TREE_TRACKING,
@@ -72,6 +73,7 @@ pub const TREE_NAMES: [&str; 9] = [
     TREE_COUNTS,
     TREE_SPANS,
     TREE_REMEDIATIONS,
+    TREE_IDENTITIES,
 ];
 
 const META_VERSION: &[u8] = b"version";
@@ -140,10 +142,12 @@ pub(crate) struct Trees {
     pub counts: Part,
     pub spans: Part,
     pub remediations: Part,
+    /// Requests by identity-number digest: digest (32 bytes) and request id, no value.
+    pub identities: Part,
 }
 
 impl Trees {
-    /// Every part from `part(prefix)`, prefixes 1 to 9 in `TREE_NAMES` order.
+    /// Every part from `part(prefix)`, prefixes 1 to 10 in `TREE_NAMES` order.
     fn new(part: impl Fn(u8) -> Part, models: Option<Tree>) -> Trees {
         Trees {
             meta: part(1),
@@ -155,11 +159,12 @@ impl Trees {
             counts: part(7),
             spans: part(8),
             remediations: part(9),
+            identities: part(10),
             models,
         }
     }
 
-    fn all(&self) -> [&Part; 9] {
+    fn all(&self) -> [&Part; 10] {
         [
             &self.meta,
             &self.requests,
@@ -170,6 +175,7 @@ impl Trees {
             &self.counts,
             &self.spans,
             &self.remediations,
+            &self.identities,
         ]
     }
 }
@@ -231,6 +237,7 @@ struct Work {
     sites: std::collections::BTreeSet<Vec<u8>>,
     spans: PartBatch,
     remediations: PartBatch,
+    identities: PartBatch,
     decode_errors: u64,
     not_applicable: u64,
     /// Folding one request's stream to rebuild its view: nothing is counted or written.
@@ -736,6 +743,11 @@ impl ReadModels {
                 deltas.push((K_OPEN + keys::status_byte(new.status), new.submitted_at, 1));
                 work.tracking
                     .insert(keys::tracking(&new.tracking_code), &keys::request(id)[..]);
+                for digest in &new.applicant.id_number_digests {
+                    if let Some(key) = keys::identity(digest, id) {
+                        work.identities.insert(key, &[][..]);
+                    }
+                }
                 work.sites.insert(site.clone());
             }
             Some(old) => {
@@ -985,6 +997,7 @@ impl ReadModels {
         work.tracking.apply_to(&trees.tracking, &mut batch);
         work.spans.apply_to(&trees.spans, &mut batch);
         work.remediations.apply_to(&trees.remediations, &mut batch);
+        work.identities.apply_to(&trees.identities, &mut batch);
         match &trees.models {
             Some(models) => models.apply_batch(batch.sled)?,
             None => self.apply_memory(batch.memory),

@@ -150,6 +150,11 @@ impl Projections {
         self.shared.models.request_id_by_tracking(code)
     }
 
+    /// See [`ReadModels::request_ids_by_identity`].
+    pub fn request_ids_by_identity(&self, digest: &str) -> Result<Vec<RequestId>, ProjectionError> {
+        self.shared.models.request_ids_by_identity(digest)
+    }
+
     pub fn timeline(&self, id: &RequestId) -> Result<Vec<TimelineEntry>, ProjectionError> {
         self.shared.models.timeline(id)
     }
@@ -463,25 +468,34 @@ impl Runner {
     }
 }
 
-/// Decodes each event once; `None` for an event that cannot be read (logged).
+/// Decodes each event of a request stream once; `None` for an event that cannot be
+/// read (logged) and, silently, for events of other streams (the audit records of
+/// identity look-ups, `$lost`), which the read models pass over.
 fn decode(events: &[RecordedEvent]) -> Vec<Option<Event>> {
     events
         .iter()
-        .map(|e| match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
-            Ok(event) => Some(event),
-            Err(error) => {
-                // Never the payload, nor a JSON error, which can quote payload values.
-                let reason = match &error {
-                    anju_domain::EventDecodeError::Json(_) => {
-                        "the json does not match the event type".to_string()
-                    }
-                    other => other.to_string(),
-                };
-                tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
-                None
-            }
+        .map(|e| {
+            crate::request_id_of_stream(&e.stream_id)?;
+            decode_one(e)
         })
         .collect()
+}
+
+fn decode_one(e: &RecordedEvent) -> Option<Event> {
+    match Event::from_json(&e.event_type, e.schema_version, &e.payload) {
+        Ok(event) => Some(event),
+        Err(error) => {
+            // Never the payload, nor a JSON error, which can quote payload values.
+            let reason = match &error {
+                anju_domain::EventDecodeError::Json(_) => {
+                    "the json does not match the event type".to_string()
+                }
+                other => other.to_string(),
+            };
+            tracing::error!(position = e.position, event_type = %e.event_type, schema_version = e.schema_version, %reason, "event could not be decoded; skipped");
+            None
+        }
+    }
 }
 
 /// Applies a decoded chunk with its checkpoint in one transaction.

@@ -275,6 +275,10 @@ impl App {
             metrics: metrics.clone(),
             application,
             status_limiter: Arc::new(RateLimiter::new(config.status_lookups_per_minute)),
+            identity_limiter: Arc::new(RateLimiter::limiting(
+                "look-ups by identity number",
+                config.identity_lookups_per_minute,
+            )),
             resident_salt,
             stopping: stopping.clone(),
             demo_clock,

@@ -47,6 +47,9 @@ pub struct Config {
     /// `GetRequestStatus` calls one client (token subject, else peer address) may make
     /// per minute; a burst of the same size is allowed. More get RESOURCE_EXHAUSTED.
     pub status_lookups_per_minute: u32,
+    /// `FindRequestsByIdentity` calls one staff member (token subject) may make per
+    /// minute; a burst of the same size is allowed. More get RESOURCE_EXHAUSTED.
+    pub identity_lookups_per_minute: u32,
     /// Run on the demo clock: real time plus an offset an admin moves forward with
     /// `AdminService.AdvanceClock`, kept in `<data_dir>/demo-clock`. For demonstrations
     /// and training only; off, the server runs on the system clock.
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Config {
             cors_allowed_origins,
             shutdown_grace,
             status_lookups_per_minute,
+            identity_lookups_per_minute,
             demo_clock,
             segment_size,
             snapshot_interval,
@@ -100,6 +104,7 @@ impl std::fmt::Debug for Config {
             .field("cors_allowed_origins", cors_allowed_origins)
             .field("shutdown_grace", shutdown_grace)
             .field("status_lookups_per_minute", status_lookups_per_minute)
+            .field("identity_lookups_per_minute", identity_lookups_per_minute)
             .field("demo_clock", demo_clock)
             .field("segment_size", segment_size)
             .field("snapshot_interval", snapshot_interval)
@@ -135,6 +140,7 @@ impl Default for Config {
             cors_allowed_origins: vec!["*".to_string()],
             shutdown_grace: Duration::from_secs(30),
             status_lookups_per_minute: 60,
+            identity_lookups_per_minute: 20,
             demo_clock: false,
             segment_size: 64 << 20,
             snapshot_interval: Duration::from_secs(60),
@@ -217,6 +223,9 @@ impl Config {
         }
         if self.status_lookups_per_minute == 0 {
             return invalid("status_lookups_per_minute", "must be at least 1");
+        }
+        if self.identity_lookups_per_minute == 0 {
+            return invalid("identity_lookups_per_minute", "must be at least 1");
         }
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
             return invalid(
@@ -315,6 +324,7 @@ struct FileConfig {
     cors_allowed_origins: Option<Vec<String>>,
     shutdown_grace: Option<String>,
     status_lookups_per_minute: Option<u32>,
+    identity_lookups_per_minute: Option<u32>,
     demo_clock: Option<bool>,
     segment_size: Option<u64>,
     snapshot_interval: Option<String>,
@@ -358,6 +368,10 @@ impl FileConfig {
         set(
             &mut config.status_lookups_per_minute,
             self.status_lookups_per_minute,
+        );
+        set(
+            &mut config.identity_lookups_per_minute,
+            self.identity_lookups_per_minute,
         );
         set(&mut config.demo_clock, self.demo_clock);
         set(&mut config.segment_size, self.segment_size);
@@ -431,6 +445,9 @@ pub struct ServerArgs {
     /// Status look-ups per client per minute [default: 60].
     #[arg(long, env = "ANJU_STATUS_LOOKUPS_PER_MINUTE", value_name = "N")]
     pub status_lookups_per_minute: Option<u32>,
+    /// Identity-number look-ups per staff member per minute [default: 20].
+    #[arg(long, env = "ANJU_IDENTITY_LOOKUPS_PER_MINUTE", value_name = "N")]
+    pub identity_lookups_per_minute: Option<u32>,
     /// Demonstrations only: run on a clock admins can move forward
     /// (`anju demo`, AdminService.AdvanceClock); `--demo-clock=false` turns a config
     /// file's `demo_clock = true` off [default: false].
@@ -482,6 +499,10 @@ impl ServerArgs {
         set(
             &mut config.status_lookups_per_minute,
             self.status_lookups_per_minute,
+        );
+        set(
+            &mut config.identity_lookups_per_minute,
+            self.identity_lookups_per_minute,
         );
         set(&mut config.demo_clock, self.demo_clock);
         set(&mut config.segment_size, self.segment_size);

@@ -523,6 +523,29 @@ pub fn request_deadline(
     }
 }
 
+/// A request an identity-number look-up found.
+pub fn found_request(
+    found: &anju_app::IdentityMatch,
+    service_name: String,
+    now: Timestamp,
+    calendar: &Calendar,
+) -> pb::FoundRequest {
+    let request = &found.request;
+    pb::FoundRequest {
+        request_id: request.id.to_string(),
+        tracking_code: request.tracking_code.to_string(),
+        service_code: request.service_code.to_string(),
+        service_name,
+        category: request.category.as_str().to_string(),
+        site_id: request.site.to_string(),
+        state: state_i32(request.status),
+        applicant_name_masked: mask_name(&request.applicant.display_name),
+        submitted_at: Some(timestamp(request.submitted_at)),
+        deadline: request_deadline(request, now, calendar),
+        version: api_version(found.version),
+    }
+}
+
 /// What the running deadline is for, by status.
 fn deadline_kind(status: Status) -> &'static str {
     match status {

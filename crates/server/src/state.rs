@@ -1,6 +1,6 @@
 //! What every handler shares: the configuration, the counters, the running
-//! [`Application`] (event log, projections, scheduler), the per-client limit on status
-//! look-ups, and the stop signal that ends streams.
+//! [`Application`] (event log, projections, scheduler), the per-client limits on status
+//! and identity look-ups, and the stop signal that ends streams.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,8 @@ pub struct AppState {
     /// Token buckets for the calls that take a tracking code and phone digits, one per
     /// client.
     pub status_limiter: Arc<RateLimiter>,
+    /// Token buckets for `FindRequestsByIdentity`, one per staff member.
+    pub identity_limiter: Arc<RateLimiter>,
     /// Keyed hash input for the pseudonymous resident ids of kiosk submissions.
     pub resident_salt: Arc<[u8; 32]>,
     /// Becomes true when the server starts stopping; long streams end on it.
@@ -74,6 +76,8 @@ impl AppState {
 #[derive(Debug)]
 pub struct RateLimiter {
     per_minute: u32,
+    /// What is limited, for the refusal: "look-ups by tracking code".
+    what: &'static str,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
@@ -81,8 +85,15 @@ pub struct RateLimiter {
 const MAX_BUCKETS: usize = 10_000;
 
 impl RateLimiter {
+    /// The limit on look-ups by tracking code.
     pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter::limiting("look-ups by tracking code", per_minute)
+    }
+
+    /// A limit on `what` (a plural noun phrase, as the refusal names it).
+    pub fn limiting(what: &'static str, per_minute: u32) -> RateLimiter {
         RateLimiter {
+            what,
             per_minute: per_minute.max(1),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -107,8 +118,8 @@ impl RateLimiter {
             Ok(())
         } else {
             Err(ApiError::ResourceExhausted(format!(
-                "too many look-ups by tracking code: the limit is {} per minute per client; retry in a few seconds",
-                self.per_minute
+                "too many {}: the limit is {} per minute per client; retry in a few seconds",
+                self.what, self.per_minute
             )))
         }
     }

@@ -4,10 +4,10 @@
 use anju_proto::v1::{
     AcceptRequestRequest, AddNoteRequest, AppealRatingRequest, ApproveRequestRequest,
     ClaimRequestRequest, CloseRequestRequest, CompleteFulfilmentStepRequest, DecideAppealRequest,
-    DecideExtensionRequest, DenyRequestRequest, GetRequestRequest, ListQueueRequest,
-    MissingMaterial, QueueFilter, QueueItem, ReassignRequestRequest, RefuseRequestRequest,
-    RequestDetail, RequestExtensionRequest, RequestInfoRequest, RequestState,
-    ResolveRemediationRequest, StartFulfilmentRequest,
+    DecideExtensionRequest, DenyRequestRequest, FindRequestsByIdentityRequest, FoundRequest,
+    GetRequestRequest, ListQueueRequest, MissingMaterial, QueueFilter, QueueItem,
+    ReassignRequestRequest, RefuseRequestRequest, RequestDetail, RequestExtensionRequest,
+    RequestInfoRequest, RequestState, ResolveRemediationRequest, StartFulfilmentRequest,
 };
 use clap::{Args, Subcommand};
 
@@ -140,6 +140,22 @@ pub enum CaseworkerCommand {
     },
     /// Closes a fulfilled request (办结归档): its caseworker, a supervisor or an admin.
     Close(Target),
+    /// Finds a resident's requests by identity number, after checking their identity
+    /// card (for a resident who lost the receipt). The number is read from standard
+    /// input (a prompt on a terminal), never from the command line, where `ps` and the
+    /// shell history would show it. Each look-up is rate-limited and recorded, with the
+    /// reason, in the server's audit stream `audit-identity-lookups`.
+    #[command(
+        name = "find-by-identity",
+        after_help = "Examples:\n  anju find-by-identity --reason \"resident lost the receipt\"\n  \
+                      read -rs ID && printf '%s\\n' \"$ID\" | anju find-by-identity --reason \"lost receipt\""
+    )]
+    FindByIdentity {
+        /// Why you look the resident up; kept in the audit record (at most 200
+        /// characters, no identity or phone numbers).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +270,30 @@ pub async fn run(context: &Context, command: CaseworkerCommand) -> anyhow::Resul
     let client = || session.caseworker();
     match command {
         CaseworkerCommand::Queue(args) => queue(&session, args).await,
+        CaseworkerCommand::FindByIdentity { reason } => {
+            let identity_number = read_identity_number()?;
+            let r = call(
+                "finding requests by identity number",
+                client().find_requests_by_identity(session.request(
+                    FindRequestsByIdentityRequest {
+                        identity_number,
+                        reason,
+                        min_position: 0,
+                    },
+                )?),
+            )
+            .await?;
+            if context.json {
+                return json::print("FindRequestsByIdentityResponse", &r);
+            }
+            print!("{}", render_found(lang, &r.requests));
+            println!(
+                "{} {}",
+                r.requests.len(),
+                lang.pick("found (look-up recorded)", "条 (查询已记录)")
+            );
+            Ok(())
+        }
         CaseworkerCommand::Show { request_id } => {
             let detail = detail(&session, &request_id, 0).await?;
             if context.json {
@@ -853,6 +893,53 @@ async fn queue(session: &Session, args: QueueArgs) -> anyhow::Result<()> {
         lang.pick("in the queue", "条在队列中")
     );
     Ok(())
+}
+
+/// The identity number from standard input: a prompt on a terminal, else the first line.
+fn read_identity_number() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("identity number / 身份证号: ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let number = line.trim().to_string();
+    if number.is_empty() {
+        return Err(Failure::usage(
+            "no identity number on standard input: type it at the prompt or pipe it in",
+        )
+        .into());
+    }
+    Ok(number)
+}
+
+/// The requests an identity look-up found, as a table.
+pub fn render_found(lang: Lang, requests: &[FoundRequest]) -> String {
+    let mut table = Table::new(&[
+        lang.pick("request id", "申请ID"),
+        lang.pick("tracking", "受理编号"),
+        lang.pick("site", "站点"),
+        lang.pick("service", "服务"),
+        lang.pick("applicant", "申请人"),
+        lang.pick("state", "状态"),
+        lang.pick("submitted", "提交时间"),
+        lang.pick("deadline", "期限"),
+    ]);
+    for request in requests {
+        table.row(vec![
+            request.request_id.clone(),
+            request.tracking_code.clone(),
+            request.site_id.clone(),
+            request.service_name.clone(),
+            request.applicant_name_masked.clone(),
+            labels::state(lang, request.state),
+            labels::time(request.submitted_at.as_ref()),
+            labels::deadline(lang, request.deadline.as_ref()),
+        ]);
+    }
+    table.render()
 }
 
 /// The queue as a table.

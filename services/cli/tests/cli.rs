@@ -766,6 +766,74 @@ fn every_subcommand_against_a_real_server() {
 }
 
 /// The first choice code of a field, from the server's definition.
+/// Issue 16, item 19: `anju find-by-identity` reads the number from standard input and
+/// refuses it on the command line, where `ps` and the shell history would show it.
+#[test]
+fn find_by_identity_reads_the_number_from_standard_input_only() {
+    use std::io::Write;
+    let server = Server::start();
+    let site = "site-a";
+    let resident = server.token("resident", &[], "resident-1");
+    let caseworker = server.token("caseworker", &[site], "cw-1");
+    let id_number = "11010519491231002X";
+    let problem = definition_choice(&server, &resident, "SQ-WEIXIU", "problem");
+    let submitted = server.json(
+        &resident,
+        &[
+            "submit",
+            "SQ-WEIXIU",
+            "--site",
+            site,
+            "--name",
+            "王芳",
+            "--phone",
+            "13800001234",
+            "--id-number",
+            id_number,
+            "--field",
+            &format!("problem={problem}"),
+            "--field",
+            "location=3栋2单元501",
+        ],
+    );
+    let tracking = submitted["tracking_code"].as_str().unwrap().to_string();
+    let find = |stdin: &str, extra: &[&str]| {
+        let mut child = anju()
+            .env("ANJU_SERVER", server.url())
+            .env("ANJU_TOKEN", &caseworker)
+            .args(["find-by-identity", "--reason", "resident lost the receipt"])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let found = find(&format!("{id_number}\n"), &[]);
+    assert!(found.status.success(), "{}", text(&found.stderr));
+    let table = text(&found.stdout);
+    assert!(table.contains(&tracking), "{table}");
+    assert!(table.contains("王*"), "{table}");
+    assert!(!table.contains(id_number), "{table}");
+    let json = find(&format!("{id_number}\n"), &["--json"]);
+    let answer: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(answer["requests"][0]["tracking_code"], tracking.as_str());
+    // uint64 is a string in proto3 JSON.
+    let audit_position: u64 = answer["audit_position"].as_str().unwrap().parse().unwrap();
+    assert!(audit_position > 0, "{answer}");
+    assert_fails(&find("", &[]), 2, &["no identity number on standard input"]);
+    assert_fails(&find("110105194912310021\n", &[]), 2, &["identity_number"]);
+    // Not on the command line: an argument is refused before anything is sent.
+    assert_fails(&find(&format!("{id_number}\n"), &[id_number]), 2, &[]);
+}
+
 fn definition_choice(server: &Server, token: &str, code: &str, field: &str) -> String {
     let definition = server.json(token, &["services", "show", code]);
     let field = definition["fields"]

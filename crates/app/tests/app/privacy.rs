@@ -1,5 +1,6 @@
 //! Personal data: sealed at the source, never in the log or log lines in clear,
-//! unreadable after erasure (crypto-shredding), readable by authorised staff before.
+//! unreadable after erasure (crypto-shredding), readable by authorised staff before,
+//! and found by identity number only until erasure.
 
 use crate::helpers::*;
 use anju_app::AppError;
@@ -108,6 +109,17 @@ async fn erasing_a_resident_makes_their_sealed_data_unreadable() {
         Err(AppError::Forbidden(_))
     ));
 
+    // Staff who checked the card find the request by the number, until erasure.
+    let head = t.app.log().head_position();
+    t.app.wait_for(Some(head - 1), None).await.unwrap();
+    let found = t
+        .app
+        .find_by_identity(&worker, ID_NUMBER, "lost the receipt")
+        .await
+        .unwrap();
+    let found_ids: Vec<_> = found.requests.iter().map(|m| m.request.id).collect();
+    assert_eq!(found_ids, vec![id]);
+
     let head = t.app.log().head_position();
     let report = t.app.erase_resident(&admin(), PHONE).await.unwrap();
     assert!(report.key_erased);
@@ -118,6 +130,15 @@ async fn erasing_a_resident_makes_their_sealed_data_unreadable() {
     );
     assert_eq!(t.app.unseal_contact(&worker, id).await.unwrap(), None);
     assert!(t.app.unseal_answers(&worker, id).await.unwrap().is_empty());
+    let after = t
+        .app
+        .find_by_identity(&worker, ID_NUMBER, "lost the receipt")
+        .await
+        .unwrap();
+    assert!(
+        after.requests.is_empty(),
+        "an erased resident is not found by their number"
+    );
     assert!(
         !t.app
             .erase_resident(&admin(), PHONE)

@@ -114,6 +114,7 @@ pub fn applicant() -> Applicant {
         display_name: "王秀英".to_string(),
         phone_last4: "0427".to_string(),
         sealed_contact: "sealed:v1:abcdef".to_string(),
+        id_number_digests: Vec::new(),
     }
 }
 

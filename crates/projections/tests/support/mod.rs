@@ -123,6 +123,7 @@ pub fn submission(service: &str, site: SiteId, n: u8) -> Action {
             display_name: "王秀英".to_string(),
             phone_last4: "0427".to_string(),
             sealed_contact: "sealed:v1:contact-secret".to_string(),
+            id_number_digests: Vec::new(),
         },
         on_behalf_of: None,
         materials: Default::default(),

@@ -1032,6 +1032,53 @@ impl CaseworkerService for CaseworkerHandler {
 
     type WatchQueueStream = ResponseStream<WatchQueueResponse>;
 
+    async fn find_requests_by_identity(
+        &self,
+        request: Request<FindRequestsByIdentityRequest>,
+    ) -> Result<Response<FindRequestsByIdentityResponse>, GrpcStatus> {
+        let actor = caller(&request, CASEWORKER_ROLES)?;
+        // Every call counts, valid or not: a checksum-valid guess is still a guess.
+        self.state
+            .identity_limiter
+            .check(&format!("subject:{}", actor.id))?;
+        let message = request.get_ref();
+        self.state
+            .wait_for_min_position(&request, message.min_position)
+            .await?;
+        // A request submitted a moment ago is found: wait for the read models to reach
+        // the log's head.
+        let application = &self.state.application;
+        let head = application.log().head_position();
+        if head > 0 {
+            let budget = call_timeout(&request, self.state.config.request_timeout);
+            application
+                .wait_for(Some(head - 1), Some(budget))
+                .await
+                .map_err(ApiError::from)?;
+        }
+        let found = application
+            .find_by_identity(&actor, &message.identity_number, &message.reason)
+            .await
+            .map_err(ApiError::from)?;
+        let now = application.now();
+        let requests = found
+            .requests
+            .iter()
+            .map(|m| {
+                convert::found_request(
+                    m,
+                    self.service_name(&m.request.service_code),
+                    now,
+                    application.calendar(),
+                )
+            })
+            .collect();
+        Ok(Response::new(FindRequestsByIdentityResponse {
+            requests,
+            audit_position: api_position(found.audit_position),
+        }))
+    }
+
     async fn watch_queue(
         &self,
         request: Request<WatchQueueRequest>,

@@ -6,6 +6,7 @@ mod clock;
 mod close;
 mod inputs;
 mod issue_16_calendar;
+mod issue_16_identity;
 mod issue_16_inputs;
 mod issue_16_record;
 mod lifecycle;

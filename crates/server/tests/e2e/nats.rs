@@ -1,6 +1,6 @@
 //! anju-server publishes its log to JetStream: every event of a submission and its
 //! caseworker steps reaches ANJU_EVENTS once, in order, under the documented subject,
-//! with no phone number in clear, and /metrics shows the relay's lag.
+//! with no phone or identity number in clear, and /metrics shows the relay's lag.
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,10 @@ async fn events_reach_jetstream_with_site_category_and_type_in_the_subject() {
         assert!(
             !text.contains(phone),
             "a phone number travelled in clear: {text}"
+        );
+        assert!(
+            !text.contains(super::SAMPLE_ID_NUMBER),
+            "an identity number travelled in clear: {text}"
         );
     }
 
